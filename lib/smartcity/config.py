@@ -1,0 +1,215 @@
+"""Lab parameters: one flat, typed record shared by the runner, the notebooks and the tests.
+
+A profile is a flat YAML file in ``params/`` (``local.yaml`` is the default). Papermill injects its
+keys into a notebook with ``-f``; the notebook then calls :func:`resolve` on its globals, so the
+notebook defaults, a params file and the runner all meet in the same validated :class:`Params`.
+Every path is resolved from the project root, never from the current directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The five seed topics, in the order the pipeline treats them.
+TOPICS: tuple[str, ...] = ("vehicle_data", "gps_data", "traffic_data", "weather_data", "emergency_data")
+
+#: The six notebooks, in run order.
+NOTEBOOKS: tuple[str, ...] = (
+    "01_simulate",
+    "02_stream",
+    "03_catalog",
+    "04_athena",
+    "05_redshift",
+    "06_route_map",
+)
+
+
+class ParamsError(ValueError):
+    """A parameter is unknown, has the wrong type or an impossible value; the message names it."""
+
+
+def project_root() -> Path:
+    """Find the lab's root so paths never depend on where a notebook or test runs from."""
+    env = os.environ.get("SMARTCITY_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parents[2]
+    if (here / "params").is_dir():
+        return here
+    for candidate in (Path.cwd(), *Path.cwd().parents):
+        if (candidate / "params").is_dir() and (candidate / "notebooks").is_dir():
+            return candidate
+    raise ParamsError("cannot find the lab root (a folder with params/ and notebooks/); set SMARTCITY_HOME")
+
+
+def display_path(path: Path) -> str:
+    """A path as people should read it (and notebooks print it): relative to the lab root when inside it."""
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def _doc(text: str) -> Any:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every setting of a lab run. Defaults are the small, offline ``local`` profile."""
+
+    profile: str = field(default="local", metadata=_doc("run name: data in data_dir, results in output_dir"))
+    seed: int = field(default=42, metadata=_doc("random seed: same seed and params give the same events"))
+    base_date: str = field(
+        default="2026-01-05T08:00:00+00:00", metadata=_doc("simulated clock start, ISO 8601 with offset")
+    )
+    vehicles: int = field(default=2, metadata=_doc("fleet size: vehicles driving London to Birmingham"))
+    tick_seconds: float = field(default=5.0, metadata=_doc("simulated seconds between two telemetry fixes"))
+    reset_run: bool = field(
+        default=True, metadata=_doc("01_simulate starts afresh: empty topics, lake and stream checkpoints")
+    )
+    kafka_bootstrap: str = field(default="127.0.0.1:9092", metadata=_doc("Kafka bootstrap servers host:port"))
+    kafka_embedded: bool = field(
+        default=True, metadata=_doc("start a local broker from the cached jars if nothing answers there")
+    )
+    kafka_partitions: int = field(default=3, metadata=_doc("partitions per topic when the lab creates it"))
+    spark_master: str = field(default="local[*]", metadata=_doc("Spark master URL"))
+    spark_driver_memory: str = field(default="1g", metadata=_doc("Spark driver heap"))
+    stream_timeout_seconds: int = field(
+        default=600, metadata=_doc("bound on a batch (availableNow) streaming run before it counts as stuck")
+    )
+    postgres_dsn: str = field(
+        default="", metadata=_doc("warehouse DSN; empty starts the embedded PostgreSQL on postgres_port")
+    )
+    postgres_port: int = field(default=5433, metadata=_doc("port of the embedded PostgreSQL on 127.0.0.1"))
+    data_dir: str = field(
+        default="data/{profile}", metadata=_doc("Kafka logs, lake, checkpoints, catalog, warehouse files")
+    )
+    output_dir: str = field(default="outputs/{profile}", metadata=_doc("executed notebooks, maps and report"))
+
+    def __post_init__(self) -> None:
+        _check_values(self)
+
+    # -- derived locations -------------------------------------------------------------------
+    def _path(self, template: str) -> Path:
+        path = Path(template.format(profile=self.profile))
+        return path if path.is_absolute() else project_root() / path
+
+    @property
+    def data_path(self) -> Path:
+        return self._path(self.data_dir)
+
+    @property
+    def output_path(self) -> Path:
+        return self._path(self.output_dir)
+
+    @property
+    def lake_path(self) -> Path:
+        return self.data_path / "lake"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.data_path / "checkpoints"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.data_path / "catalog.duckdb"
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        host, _, port = self.kafka_bootstrap.split(",")[0].rpartition(":")
+        return host, int(port)
+
+    @property
+    def start_time(self) -> datetime:
+        return datetime.fromisoformat(self.base_date)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+#: Parameter name -> its Python type (annotations are strings under ``from __future__``).
+PARAM_TYPES: dict[str, type] = {f.name: _SCALARS[str(f.type)] for f in fields(Params)}
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, doc) for every parameter: what the README and --help print."""
+    return [(f.name, PARAM_TYPES[f.name].__name__, f.default, f.metadata["doc"]) for f in fields(Params)]
+
+
+def _check_type(key: str, value: Any) -> Any:
+    want = PARAM_TYPES[key]
+    ok = isinstance(value, want) and not (want is not bool and isinstance(value, bool))
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ParamsError(
+            f"parameter '{key}' must be {want.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _check_values(p: Params) -> None:
+    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds"):
+        if getattr(p, name) < 1:
+            raise ParamsError(f"parameter '{name}' must be at least 1, got {getattr(p, name)}")
+    if p.tick_seconds <= 0:
+        raise ParamsError(f"parameter 'tick_seconds' must be positive, got {p.tick_seconds}")
+    if not 1 <= p.postgres_port <= 65535:
+        raise ParamsError(f"parameter 'postgres_port' must be a TCP port (1-65535), got {p.postgres_port}")
+    try:
+        start = datetime.fromisoformat(p.base_date)
+    except ValueError:
+        raise ParamsError(f"parameter 'base_date' is not an ISO 8601 date-time: {p.base_date!r}") from None
+    if start.tzinfo is None:
+        raise ParamsError(f"parameter 'base_date' needs a UTC offset, e.g. '+00:00': {p.base_date!r}")
+    host, _, port = p.kafka_bootstrap.split(",")[0].rpartition(":")
+    if not host or not port.isdigit():
+        raise ParamsError(f"parameter 'kafka_bootstrap' must be host:port, got {p.kafka_bootstrap!r}")
+    if not p.profile or any(c in p.profile for c in "/\\ "):
+        raise ParamsError(f"parameter 'profile' must be a plain name, got {p.profile!r}")
+
+
+def from_mapping(values: Mapping[str, Any], source: str = "parameters") -> Params:
+    """Build Params from a flat mapping, rejecting unknown keys and wrong types by name."""
+    known = set(PARAM_TYPES)
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ParamsError(f"{source}: unknown parameter '{key}'{suggestion}")
+        checked[key] = _check_type(key, value)
+    return Params(**checked)
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read a params YAML file (default: params/local.yaml) and validate it before anything starts."""
+    path = Path(path) if path else project_root() / "params" / "local.yaml"
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ParamsError(f"{path}: must be a flat mapping of parameter: value")
+    return from_mapping(values, source=str(path))
+
+
+def resolve(namespace: Mapping[str, Any]) -> Params:
+    """Params for a notebook: its `parameters` cell plus whatever papermill injected (`-f`, `-p`).
+
+    Only names that are lab parameters are taken from the namespace, so a notebook can pass
+    ``globals()``; anything it does not set keeps the local-profile default.
+    """
+    return from_mapping({k: v for k, v in namespace.items() if k in PARAM_TYPES}, source="notebook parameters")

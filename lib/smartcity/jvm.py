@@ -1,0 +1,143 @@
+"""JVM prerequisites and artifacts: Java is checked up front, jars come from Maven Central once.
+
+The Kafka broker and Spark's Kafka connector are declared as Maven POMs next to this module.
+`resolve_jars` copies each POM's runtime closure into a git-ignored cache the first time and
+reuses it offline afterwards; a changed POM (new version) is resolved again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from smartcity.config import project_root
+from smartcity.engines import EngineError
+
+POMS = {
+    "kafka-broker": "kafka-broker.pom.xml",
+    "spark-kafka": "spark-kafka.pom.xml",
+}
+MIN_JAVA = 17
+_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+_JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[0-9A-Za-z.]*(?:-[0-9A-Za-z.]+)*\.jar$")
+
+INSTALL_JAVA = (
+    "install a JDK 17 (Debian/Ubuntu: apt install openjdk-17-jdk-headless; macOS: brew install openjdk@17; "
+    "conda: conda install -c conda-forge openjdk=17) and put its bin/ on PATH or set JAVA_HOME"
+)
+INSTALL_MAVEN = "install Apache Maven (apt install maven, brew install maven, or conda install -c conda-forge maven)"
+
+
+def java_executable() -> Path:
+    """The java binary the lab uses: $JAVA_HOME/bin/java if set, else java on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return Path(home) / "bin" / "java"
+    found = shutil.which("java")
+    if not found:
+        raise EngineError(f"Java {MIN_JAVA}+ is required but no java was found: {INSTALL_JAVA}")
+    return Path(found)
+
+
+def java_version(java: Path) -> int:
+    """Major version of a java binary (17 for 17.0.15)."""
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        raise EngineError(f"could not read the version of {java}: {out.strip()[:200]}")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_java() -> Path:
+    """Fail early with a message that says which Java was found and how to get a suitable one."""
+    java = java_executable()
+    version = java_version(java)
+    if version < MIN_JAVA:
+        raise EngineError(f"Java {MIN_JAVA}+ is required, found Java {version} at {java}: {INSTALL_JAVA}")
+    return java
+
+
+def java_home() -> Path:
+    return check_java().resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    return project_root() / ".cache" / "jvm"
+
+
+def _pom(name: str) -> Path:
+    if name not in POMS:
+        raise KeyError(f"unknown JVM artifact set {name!r}; known: {sorted(POMS)}")
+    return Path(__file__).with_name("jvm") / POMS[name]
+
+
+@contextmanager
+def _cache_lock() -> Iterator[None]:
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resolve_jars(name: str) -> list[Path]:
+    """Jars of one artifact set, resolved from Maven Central on first use and cached after."""
+    pom = _pom(name)
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    target = cache_dir() / name
+    stamp = target / ".resolved"
+    with _cache_lock():
+        if not (stamp.is_file() and stamp.read_text().strip() == digest):
+            _maven_copy(pom, target)
+            stamp.write_text(digest + "\n")
+    return sorted(target.glob("*.jar"))
+
+
+def _maven_copy(pom: Path, target: Path) -> None:
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise EngineError(f"Maven is required to fetch the Kafka and Spark jars once: {INSTALL_MAVEN}")
+    check_java()
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    cmd = [
+        mvn, "-B", "-q", "-f", str(pom), f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+        f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise EngineError(f"could not resolve {pom.name} from Maven Central (is it reachable?):\n{tail}")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def artifact_name(jar: Path) -> str:
+    """'kafka-clients' for kafka-clients-3.9.2.jar: what identifies a jar across versions."""
+    match = _JAR_NAME.match(jar.name)
+    return match.group("artifact") if match else jar.stem
+
+
+def spark_connector_jars() -> list[Path]:
+    """The Kafka connector's jars minus those pyspark already ships (no duplicate classes)."""
+    import pyspark
+
+    shipped = {artifact_name(j) for j in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    return [j for j in resolve_jars("spark-kafka") if artifact_name(j) not in shipped]
+
+
+def setup_all() -> dict[str, int]:
+    """Check Java and resolve every artifact set; what `make setup` runs once per machine."""
+    check_java()
+    return {name: len(resolve_jars(name)) for name in POMS}

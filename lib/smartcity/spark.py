@@ -1,0 +1,92 @@
+"""The one Spark session factory: master from params, Kafka connector on the classpath, quiet.
+
+Spark's own logs go to ``<data_dir>/logs/spark.log`` (not the notebook), the UI and the console
+progress bar are off, timestamps are UTC and Parquet timestamps are written as standard INT64
+microseconds so DuckDB, Arrow and PostgreSQL loaders read them without conversion.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from smartcity import jvm
+from smartcity.config import Params
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+_LOG4J = Path(__file__).with_name("conf") / "log4j2-spark.properties"
+
+
+def spark_conf(cfg: Params) -> dict[str, str]:
+    """Every setting the lab gives Spark, in one place (tests and docs read it too)."""
+    log_file = cfg.data_path / "logs" / "spark.log"
+    java_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file}"
+    return {
+        "spark.master": cfg.spark_master,
+        "spark.app.name": f"smartcity-{cfg.profile}",
+        "spark.jars": ",".join(str(j) for j in jvm.spark_connector_jars()),
+        "spark.driver.memory": cfg.spark_driver_memory,
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        "spark.sql.adaptive.enabled": "true",
+    }
+
+
+def get_spark(cfg: Params) -> SparkSession:
+    """Start (or return the running) Spark session for this profile."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("JAVA_HOME", str(jvm.java_home()))
+    (cfg.data_path / "logs").mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder
+    for key, value in spark_conf(cfg).items():
+        builder = builder.config(key, value)
+    with _jvm_output_to(cfg.data_path / "logs" / "spark-driver.out"):
+        spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+@contextmanager
+def _jvm_output_to(path: Path) -> Iterator[None]:
+    """Point fds 1 and 2 at a file while the driver JVM starts, so it inherits them for life.
+
+    The JVM writes to the process's real stdout/stderr (start-up warnings such as the incubator
+    module notice), which a notebook kernel would show in cell outputs; Python's own output is
+    unaffected because sys.stdout/sys.stderr are restored before anything else runs.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "ab") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+@contextmanager
+def spark_session(cfg: Params) -> Iterator[SparkSession]:
+    """A Spark session stopped on exit, also on error and Ctrl-C."""
+    spark = get_spark(cfg)
+    try:
+        yield spark
+    finally:
+        spark.stop()

@@ -1,0 +1,67 @@
+"""The PostgreSQL warehouse: a real server, COPY loads that never duplicate, clear errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from smartcity import postgres, redshift, simulate
+from smartcity.config import Params
+from smartcity.engines import EngineError, free_port
+from tests.conftest import lab_params
+from tests.unit.lake_fixture import write_lake
+
+pytestmark = pytest.mark.integration
+
+
+def test_server_is_real_postgresql(warehouse: postgres.Warehouse) -> None:
+    with warehouse.connect() as conn:
+        assert conn.execute("SHOW server_version").fetchone()[0].startswith("18.")
+        assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+
+
+def test_loads_use_copy_and_never_duplicate(tmp_path: Path, warehouse: postgres.Warehouse) -> None:
+    cfg = lab_params(tmp_path)
+    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    with warehouse.connect() as conn:
+        conn.execute("DROP SCHEMA IF EXISTS smartcity CASCADE")
+    first = redshift.load_lake(cfg, warehouse)
+    second = redshift.load_lake(cfg, warehouse)
+    assert first["rows copied"].to_dict() == counts
+    assert first["rows in warehouse"].to_dict() == counts
+    assert second["rows in warehouse"].to_dict() == counts
+    with warehouse.connect() as conn:
+        stats = conn.execute(
+            "SELECT relname, n_tup_ins FROM pg_stat_user_tables WHERE schemaname = 'smartcity'"
+        ).fetchall()
+    assert {name for name, _ in stats} == set(counts)
+
+
+def test_an_external_dsn_is_used_and_left_running(tmp_path: Path, warehouse: postgres.Warehouse) -> None:
+    cfg = lab_params(tmp_path, postgres_dsn=warehouse.dsn)
+    external = postgres.ensure_warehouse(cfg)
+    assert not external.owned
+    external.stop()
+    assert postgres.can_connect(warehouse.dsn)
+
+
+def test_a_running_embedded_server_is_reused(lab_cfg: Params, warehouse: postgres.Warehouse) -> None:
+    again = postgres.ensure_warehouse(lab_cfg)
+    assert not again.owned and again.dsn == warehouse.dsn
+
+
+def test_a_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(EngineError, match=f"127.0.0.1:{port} is in use by something that is not the lab's PostgreSQL"):
+            postgres.ensure_warehouse(lab_params(tmp_path, postgres_port=port))
+
+
+def test_an_unreachable_dsn_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = lab_params(tmp_path, postgres_dsn=f"postgresql://nobody@127.0.0.1:{free_port()}/x")
+    with pytest.raises(EngineError, match="cannot connect to the PostgreSQL given by postgres_dsn"):
+        postgres.ensure_warehouse(cfg)
