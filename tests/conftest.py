@@ -3,9 +3,12 @@ folder, so tests never touch the lab's own data/ or the default ports a user may
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from smartcity import config
@@ -53,3 +56,33 @@ def warehouse(lab_cfg: config.Params) -> Iterator[object]:
 
     with postgres.ensure_warehouse(lab_cfg) as running:
         yield running
+
+
+ENGINE_MARKERS = ("kafka.Kafka", "bin/postgres", "org.apache.spark.deploy.SparkSubmit")
+
+
+def running_engines() -> dict[int, str]:
+    """Kafka, PostgreSQL and Spark driver processes on this machine: pid -> command line."""
+    found = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(m in cmd for m in ENGINE_MARKERS):
+            found[proc.info["pid"]] = cmd
+    return found
+
+
+_BEFORE_TESTS = set(running_engines())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any engine started during the tests outlived them (the lab stops what it starts)."""
+    deadline = time.monotonic() + 20
+    while True:
+        left = {pid: cmd for pid, cmd in running_engines().items() if pid not in _BEFORE_TESTS}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if left:
+        lines = [f"pid {pid}: {cmd[:160]}" for pid, cmd in sorted(left.items())]
+        print("\nengines left running after the tests:\n  " + "\n  ".join(lines), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

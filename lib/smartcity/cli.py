@@ -6,14 +6,14 @@ import argparse
 import logging
 import sys
 
-from smartcity.config import ParamsError, describe, project_root
+from smartcity.config import NOTEBOOKS, ParamsError, describe, project_root
 
 
 def _run(args: argparse.Namespace) -> int:
     from smartcity import runner
 
     try:
-        result = runner.run(args.params)
+        result = runner.run(args.params, tuple(args.notebooks) if args.notebooks else runner.NOTEBOOKS)
     except (ParamsError, runner.RunError) as exc:
         print(f"smartcity run: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ParamsError) else 1
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the six notebooks in order and write the HTML report")
     run.add_argument("--params", default=None, help="params YAML file (default: params/local.yaml)")
+    run.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, metavar="NAME",
+                     help="run only these notebooks, in pipeline order (default: all six)")
     run.set_defaults(func=_run)
     setup = sub.add_parser("setup", help="check Java and fetch the Kafka and Spark jars from Maven Central")
     setup.set_defaults(func=_setup)

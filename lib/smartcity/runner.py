@@ -53,6 +53,26 @@ def notebook_dir() -> Path:
     return project_root() / "notebooks"
 
 
+def check_kernel(kernel: str = "python3") -> None:
+    """The notebooks must run on this environment's Python, where smartcity is installed."""
+    import shutil
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise RunError(f"no Jupyter kernel named {kernel!r}: is ipykernel installed in {sys.prefix}?") from None
+    # jupyter_client runs a bare "python" as the current interpreter
+    program = spec.argv[0]
+    if program not in ("python", "python3") and shutil.which(program) != sys.executable and program != sys.executable:
+        raise RunError(
+            f"the Jupyter kernel {kernel!r} ({spec.resource_dir}) runs {program}, not this environment's "
+            f"{sys.executable}; remove that kernelspec or run `{sys.executable} -m ipykernel install --user`"
+        )
+
+
 def render_html(executed: Path, target: Path) -> Path:
     """An executed notebook as standalone HTML, for sharing without Jupyter."""
     import nbformat
@@ -87,12 +107,18 @@ def execute(name: str, cfg: Params, parameters: dict[str, Any], kernel: str = "p
 def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTEBOOKS) -> RunResult:
     """The whole lab, from one params file: notebooks in order, then the report."""
     cfg = load_params(params_path)  # invalid params fail here, before anything starts
+    unknown = sorted(set(notebooks) - set(NOTEBOOKS))
+    if unknown:
+        raise RunError(f"unknown notebook(s) {', '.join(unknown)}; the lab's notebooks are {', '.join(NOTEBOOKS)}")
+    notebooks = tuple(n for n in NOTEBOOKS if n in notebooks)
     parameters = yaml.safe_load(Path(params_path).read_text()) if params_path else cfg.as_dict()
     jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
+    check_kernel()
     logging.getLogger("papermill").addFilter(_DropUnknownParameterWarnings())
-    for stale in ("notebooks", "html", "maps"):
-        shutil.rmtree(cfg.output_path / stale, ignore_errors=True)
-    report.clear_counts(cfg)
+    if notebooks[0] == NOTEBOOKS[0]:  # a run from the start: nothing of an earlier run may linger
+        for stale in ("notebooks", "html", "maps"):
+            shutil.rmtree(cfg.output_path / stale, ignore_errors=True)
+        report.clear_counts(cfg)
     result = RunResult(cfg)
     progress = tqdm(notebooks, desc="notebooks", unit="nb")
     try:

@@ -100,6 +100,12 @@ def test_a_failing_notebook_is_named_and_kept(tmp_path: Path) -> None:
     kept = nbformat.read(cfg.output_path / "notebooks" / "04_athena.ipynb", as_version=4)
     assert any(o.output_type == "error" for c in kept.cells if c.cell_type == "code" for o in c.outputs)
     assert "failed" in (cfg.output_path / "index.html").read_text()
+    cli = subprocess.run(
+        [sys.executable, "-m", "smartcity", "run", "--params", str(params), "--notebooks", "04_athena"],
+        capture_output=True, text=True,
+    )
+    assert cli.returncode == 1
+    assert "notebook 04_athena failed in cell" in cli.stderr and "executed notebook is kept at" in cli.stderr
 
 
 def test_ctrl_c_stops_every_engine(tmp_path: Path) -> None:
