@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -175,6 +176,11 @@ def _check_values(p: Params) -> None:
     host, _, port = p.kafka_bootstrap.split(",")[0].rpartition(":")
     if not host or not port.isdigit():
         raise ParamsError(f"parameter 'kafka_bootstrap' must be host:port, got {p.kafka_bootstrap!r}")
+    if p.postgres_dsn and urlsplit(p.postgres_dsn).password or "password=" in p.postgres_dsn:
+        raise ParamsError(
+            "parameter 'postgres_dsn' must not carry a password (params files and notebook outputs are "
+            "shared): leave it out and set PGPASSWORD or use ~/.pgpass"
+        )
     if not p.profile or any(c in p.profile for c in "/\\ "):
         raise ParamsError(f"parameter 'profile' must be a plain name, got {p.profile!r}")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -87,7 +86,6 @@ class ManagedProcess:
         log_path: Path,
         stop_signal: int = signal.SIGTERM,
         stop_timeout: float = 30.0,
-        env: dict[str, str] | None = None,
         cwd: Path | None = None,
         user: str | None = None,
     ) -> None:
@@ -102,7 +100,6 @@ class ManagedProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
             cwd=cwd,
             user=user,
             preexec_fn=_die_with_parent(stop_signal),
@@ -153,6 +150,7 @@ class ManagedProcess:
         self._log.close()
         with self._lock:
             self._live.discard(self)
+        log.info("stopped %s", self.name)
 
     def __enter__(self) -> ManagedProcess:
         return self
@@ -175,15 +173,32 @@ class ManagedProcess:
 atexit.register(ManagedProcess.stop_all)
 
 
-def run_checked(argv: Sequence[str], *, what: str, env: dict[str, str] | None = None, user: str | None = None) -> str:
+def run_checked(argv: Sequence[str], *, what: str, user: str | None = None) -> str:
     """Run a short tool (formatter, initdb) and turn a failure into an error that shows its output."""
-    result = subprocess.run(list(argv), capture_output=True, text=True, env=env, user=user, check=False)
+    result = subprocess.run(list(argv), capture_output=True, text=True, user=user, check=False)
     if result.returncode != 0:
         raise EngineError(f"{what} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}".strip())
     return result.stdout
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    return env
+class EngineHandle:
+    """An engine the lab talks to. Subclasses set ``process`` only when the lab started the engine:
+    then stopping the handle stops it; an engine found already running is left alone."""
+
+    process: ManagedProcess | None
+
+    @property
+    def owned(self) -> bool:
+        return self.process is not None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self) -> EngineHandle:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import orjson
 import pandas as pd
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from smartcity import jvm, report
 from smartcity.config import TOPICS, Params, project_root
 from smartcity.contracts import SCHEMA_VERSION, Event
-from smartcity.engines import EngineError, ManagedProcess, free_port, port_open, run_checked
+from smartcity.engines import EngineError, EngineHandle, ManagedProcess, free_port, port_open, run_checked
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +60,11 @@ def is_kafka(bootstrap: str, timeout_s: float = 3.0) -> bool:
 
 
 @dataclass
-class KafkaBroker:
-    """A broker the lab talks to; ``process`` is set only when the lab started it (and must stop it)."""
+class KafkaBroker(EngineHandle):
+    """The broker at ``bootstrap``; stopping it stops the JVM only if the lab started it."""
 
     bootstrap: str
     process: ManagedProcess | None = None
-    data_dir: Path | None = None
-
-    @property
-    def owned(self) -> bool:
-        return self.process is not None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            log.info("stopped Kafka at %s", self.bootstrap)
-
-    def __enter__(self) -> KafkaBroker:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def ensure_broker(cfg: Params) -> KafkaBroker:
@@ -156,7 +137,7 @@ def start_broker(port: int, data_dir: Path, *, default_partitions: int = 3) -> K
     )
     proc.wait_ready(lambda: port_open("127.0.0.1", port, 0.2) and is_kafka(bootstrap, 2.0), timeout=START_TIMEOUT_S)
     log.info("started Kafka (KRaft) at %s, data in %s", bootstrap, data_dir)
-    return KafkaBroker(bootstrap, proc, data_dir)
+    return KafkaBroker(bootstrap, proc)
 
 
 def _admin(bootstrap: str) -> KafkaAdminClient:

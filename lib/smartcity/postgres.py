@@ -14,12 +14,12 @@ import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 
 import psycopg
 
 from smartcity.config import Params
-from smartcity.engines import EngineError, ManagedProcess, port_open, run_checked
+from smartcity.engines import EngineError, EngineHandle, ManagedProcess, port_open, run_checked
 
 log = logging.getLogger(__name__)
 
@@ -56,32 +56,15 @@ def can_connect(dsn: str, timeout_s: int = 2) -> bool:
 
 
 @dataclass
-class Warehouse:
-    """A PostgreSQL database the lab loads; ``process`` is set only if the lab started the server."""
+class Warehouse(EngineHandle):
+    """The PostgreSQL database the lab loads; stopping it stops the server only if the lab started it."""
 
     dsn: str
     process: ManagedProcess | None = None
 
-    @property
-    def owned(self) -> bool:
-        return self.process is not None
-
     def connect(self) -> psycopg.Connection:
         """An autocommit connection: every `with conn.transaction()` block is a real transaction."""
         return psycopg.connect(self.dsn, autocommit=True)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            log.info("stopped PostgreSQL (%s)", self.dsn)
-
-    def __enter__(self) -> Warehouse:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def ensure_warehouse(cfg: Params) -> Warehouse:

@@ -37,6 +37,8 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ({"kafka_bootstrap": "localhost"}, "parameter 'kafka_bootstrap' must be host:port"),
         ({"postgres_port": 70000}, "parameter 'postgres_port' must be a TCP port"),
         ({"profile": "../x"}, "parameter 'profile' must be a plain name"),
+        ({"postgres_dsn": "postgresql://u:secret@db:5432/x"}, "parameter 'postgres_dsn' must not carry a password"),
+        ({"postgres_dsn": "host=db user=u password=secret"}, "parameter 'postgres_dsn' must not carry a password"),
     ],
 )
 def test_bad_values_name_the_parameter(values: dict[str, object], message: str) -> None:
