@@ -7,9 +7,12 @@ switch them on and off; it is saved as a self-contained HTML file next to the re
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import folium
+from branca.element import Element
 import pandas as pd
 
 from smartcity import catalog
@@ -19,6 +22,33 @@ from smartcity.geo import Route, default_route
 TRACK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 INCIDENT_COLOURS = {"Active": "red", "Resolved": "gray"}
 MAP_TRACK_SECONDS = 30.0
+
+
+def stable_ids(fmap: folium.Map) -> folium.Map:
+    """Give every element of a map an id derived from its place in the map, not a random one.
+
+    Folium names each element with 16 random bytes, so the same map renders differently on every
+    run; derived ids make saved maps and notebook outputs identical run after run.
+    """
+
+    def visit(element: Any, path: str) -> None:
+        element._id = hashlib.md5(path.encode()).hexdigest()  # noqa: S324 - a name, not security
+        children = getattr(element, "_children", None)
+        if children:
+            renamed = []
+            for n, (key, child) in enumerate(children.items()):
+                was = child.get_name()
+                visit(child, f"{path}/{n}")
+                # children are keyed by the name they had when added, and templates print the key
+                renamed.append((child.get_name() if key == was else key, child))
+            children.clear()
+            children.update(renamed)
+        for part in ("header", "html", "script"):  # figures and popups keep elements here too
+            if isinstance(getattr(element, part, None), Element):
+                visit(getattr(element, part), f"{path}/{part}")
+
+    visit(fmap.get_root(), "root")
+    return fmap
 
 
 def _base_map(route: Route) -> folium.Map:
@@ -38,7 +68,7 @@ def route_preview(route: Route | None = None) -> folium.Map:
         folium.CircleMarker(point, radius=4, color="#333333", fill=True, tooltip=f"{name} (km {km:.0f})").add_to(fmap)
     folium.Marker(route.points[0], tooltip="Start: " + route.names[0], icon=folium.Icon(color="green")).add_to(fmap)
     folium.Marker(route.points[-1], tooltip="Finish: " + route.names[-1], icon=folium.Icon(color="black")).add_to(fmap)
-    return fmap
+    return stable_ids(fmap)
 
 
 def _query(cfg: Params, sql: str) -> pd.DataFrame:
@@ -109,7 +139,7 @@ def journey_map(cfg: Params, route: Route | None = None) -> folium.Map:
     cameras.add_to(fmap)
 
     folium.LayerControl(collapsed=False).add_to(fmap)
-    return fmap
+    return stable_ids(fmap)
 
 
 def save_map(fmap: folium.Map, cfg: Params, name: str) -> Path:

@@ -8,6 +8,7 @@ microseconds so DuckDB, Arrow and PostgreSQL loaders read them without conversio
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,11 +83,40 @@ def _jvm_output_to(path: Path) -> Iterator[None]:
         os.close(saved[1])
 
 
+def stop_spark(spark: SparkSession, timeout_s: float = 30.0) -> None:
+    """Stop the session and its driver JVM.
+
+    ``SparkSession.stop()`` leaves pyspark's gateway JVM running for as long as the Python process
+    lives; the lab stops what it starts, so the JVM goes too (it exits when its stdin closes), and
+    the next :func:`get_spark` starts a fresh one.
+    """
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    finally:
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @contextmanager
 def spark_session(cfg: Params) -> Iterator[SparkSession]:
-    """A Spark session stopped on exit, also on error and Ctrl-C."""
+    """A Spark session whose driver JVM is stopped on exit, also on error and Ctrl-C."""
     spark = get_spark(cfg)
     try:
         yield spark
     finally:
-        spark.stop()
+        stop_spark(spark)
