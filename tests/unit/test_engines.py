@@ -55,6 +55,7 @@ CHILD = textwrap.dedent(
     from smartcity.engines import ManagedProcess
     proc = ManagedProcess("sleeper", ["sleep", "60"], log_path=Path(sys.argv[1]))
     print(proc.pid, flush=True)
+    sys.stdin.readline()       # the test has seen the engine running
     if sys.argv[2] == "exit":
         sys.exit(0)            # normal exit: the atexit hook stops the engine
     time.sleep(60)             # killed with SIGKILL: the kernel signals the engine
@@ -64,9 +65,13 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("how", ["exit", "kill"])
 def test_engines_do_not_outlive_the_lab(tmp_path: Path, how: str) -> None:
-    parent = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "log"), how], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path / "log"), how], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     pid = int(parent.stdout.readline())
     assert alive(pid)
+    parent.stdin.write("go\n")
+    parent.stdin.flush()
     if how == "kill":
         parent.send_signal(signal.SIGKILL)
     parent.wait(10)
