@@ -1,38 +1,26 @@
-"""Geometry on the WGS84 sphere: distances, bearings and positions along a route polyline."""
+"""Geometry on the WGS84 sphere and the corridor's road network.
+
+The network (``data/corridor.json``) holds nodes at real towns and junctions, edges with road
+name, class, speed limit and a polyline, and the named London -> Birmingham routes as node
+paths. Lengths are always computed from the polylines, never stored. A :class:`Route` is a
+route's edges laid end to end, so positions, bearings and road attributes can be looked up by
+the distance a vehicle has travelled.
+"""
 
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 EARTH_RADIUS_KM = 6371.0088
+CORRIDOR_FILE = Path(__file__).with_name("data") / "corridor.json"
 
 LatLon = tuple[float, float]
-
-#: London (Charing Cross) to Birmingham (New Street) by the M1 and M6: junctions and towns the
-#: motorway passes, coordinates read off OpenStreetMap to about 100 m.
-LONDON_BIRMINGHAM_M1_M6: tuple[tuple[str, LatLon], ...] = (
-    ("London, Charing Cross", (51.5074, -0.1278)),
-    ("A41 Swiss Cottage", (51.5432, -0.1746)),
-    ("M1 J1 Staples Corner", (51.5707, -0.2337)),
-    ("M1 J4 Edgware", (51.6367, -0.2712)),
-    ("M1 J6A (M25)", (51.7070, -0.3660)),
-    ("M1 J10 Luton Airport", (51.8611, -0.4233)),
-    ("M1 J13 Milton Keynes", (52.0190, -0.6290)),
-    ("M1 J15 Northampton", (52.1932, -0.8896)),
-    ("M1 J16 Weedon", (52.2392, -1.0230)),
-    ("M1 Watford Gap", (52.3065, -1.1220)),
-    ("M1 J19 / M6 Catthorpe", (52.4040, -1.1860)),
-    ("M6 J1 Rugby", (52.4117, -1.2297)),
-    ("M6 J2 Coventry", (52.4367, -1.4182)),
-    ("M6 J3 Bedworth", (52.4757, -1.5037)),
-    ("M6 J4 Coleshill", (52.5050, -1.7094)),
-    ("M6 J5 Castle Bromwich", (52.5063, -1.7865)),
-    ("A38 Aston Expressway", (52.4957, -1.8773)),
-    ("Birmingham, New Street", (52.4778, -1.8983)),
-)
 
 
 def haversine_km(a: LatLon, b: LatLon) -> float:
@@ -58,43 +46,198 @@ def offset_m(point: LatLon, north_m: float, east_m: float) -> LatLon:
     return lat + math.degrees(dlat), lon + math.degrees(dlon)
 
 
-@dataclass(frozen=True)
-class Route:
-    """A polyline with cumulative distances, so positions can be looked up by distance travelled."""
+def local_xy_km(point: LatLon, origin: LatLon) -> tuple[float, float]:
+    """East and north kilometres of a point from an origin (equirectangular; fine over a region)."""
+    x = math.radians(point[1] - origin[1]) * EARTH_RADIUS_KM * math.cos(math.radians(origin[0]))
+    y = math.radians(point[0] - origin[0]) * EARTH_RADIUS_KM
+    return x, y
 
-    names: tuple[str, ...]
+
+def polyline_km(points: Sequence[LatLon]) -> list[float]:
+    """Cumulative length at each vertex of a polyline, starting at 0."""
+    chainage = [0.0]
+    for a, b in zip(points, points[1:]):
+        chainage.append(chainage[-1] + haversine_km(a, b))
+    return chainage
+
+
+def interpolate(points: Sequence[LatLon], chainage: Sequence[float], km: float) -> tuple[LatLon, int]:
+    """Point at km along a polyline (clamped to its ends) and the index of the segment it is on."""
+    km = min(max(km, 0.0), chainage[-1])
+    i = min(max(bisect.bisect_right(chainage, km) - 1, 0), len(points) - 2)
+    a, b = points[i], points[i + 1]
+    span = chainage[i + 1] - chainage[i]
+    t = 0.0 if span == 0 else (km - chainage[i]) / span
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t), i
+
+
+def distance_to_polyline_m(point: LatLon, points: Sequence[LatLon]) -> float:
+    """Shortest distance from a point to a polyline, in metres."""
+    best = math.inf
+    px, py = 0.0, 0.0
+    for a, b in zip(points, points[1:]):
+        ax, ay = local_xy_km(a, point)
+        bx, by = local_xy_km(b, point)
+        dx, dy = bx - ax, by - ay
+        length2 = dx * dx + dy * dy
+        t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / length2))
+        cx, cy = ax + t * dx, ay + t * dy
+        best = min(best, math.hypot(cx - px, cy - py))
+    return best * 1000
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    name: str
+    lat: float
+    lon: float
+    kind: str  # city | town | junction
+
+    @property
+    def point(self) -> LatLon:
+        return (self.lat, self.lon)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One stretch of road between two nodes, drivable both ways."""
+
+    id: str
+    start: str
+    end: str
+    road: str
+    road_class: str  # motorway | trunk | primary | urban
+    speed_limit_kmh: float
     points: tuple[LatLon, ...]
     chainage_km: tuple[float, ...]
 
-    @classmethod
-    def from_waypoints(cls, waypoints: Sequence[tuple[str, LatLon]]) -> Route:
-        if len(waypoints) < 2:
-            raise ValueError("a route needs at least two waypoints")
-        names = tuple(n for n, _ in waypoints)
-        points = tuple(p for _, p in waypoints)
-        chainage = [0.0]
-        for a, b in zip(points, points[1:]):
-            chainage.append(chainage[-1] + haversine_km(a, b))
-        return cls(names, points, tuple(chainage))
+    @property
+    def length_km(self) -> float:
+        return self.chainage_km[-1]
+
+    def position(self, km: float) -> LatLon:
+        return interpolate(self.points, self.chainage_km, km)[0]
+
+
+@dataclass(frozen=True)
+class Leg:
+    """An edge as a route drives it: where it starts on the route and in which direction."""
+
+    edge: Edge
+    start_km: float
+    forward: bool
+
+    @property
+    def end_km(self) -> float:
+        return self.start_km + self.edge.length_km
+
+    def route_km(self, edge_km: float) -> float:
+        """Route distance of a point given by its distance from the edge's own start."""
+        return self.start_km + (edge_km if self.forward else self.edge.length_km - edge_km)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A named path through the network, as one polyline with its legs."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    legs: tuple[Leg, ...]
+    points: tuple[LatLon, ...]
+    chainage_km: tuple[float, ...]
 
     @property
     def length_km(self) -> float:
         return self.chainage_km[-1]
 
     def position(self, km: float) -> tuple[LatLon, float]:
-        """Point and bearing after travelling km along the route (clamped to its ends)."""
-        km = min(max(km, 0.0), self.length_km)
-        i = min(bisect.bisect_right(self.chainage_km, km) - 1, len(self.points) - 2)
-        a, b = self.points[i], self.points[i + 1]
-        seg = self.chainage_km[i + 1] - self.chainage_km[i]
-        t = 0.0 if seg == 0 else (km - self.chainage_km[i]) / seg
-        point = (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
-        return point, bearing_deg(a, b)
+        """Point and direction of travel after km along the route (clamped to its ends)."""
+        point, i = interpolate(self.points, self.chainage_km, km)
+        return point, bearing_deg(self.points[i], self.points[i + 1])
 
-    def nearest_waypoint(self, km: float) -> str:
-        i = min(range(len(self.chainage_km)), key=lambda j: abs(self.chainage_km[j] - km))
-        return self.names[i]
+    def leg_at(self, km: float) -> Leg:
+        starts = [leg.start_km for leg in self.legs]
+        return self.legs[max(0, min(bisect.bisect_right(starts, km) - 1, len(self.legs) - 1))]
+
+    def node_km(self) -> list[tuple[float, Node]]:
+        """Each node of the route with its distance from the start."""
+        return [(self.legs[0].start_km, self.nodes[0])] + [(leg.end_km, node) for leg, node in zip(self.legs, self.nodes[1:])]
+
+    def nearest_place(self, km: float) -> str:
+        return min(self.node_km(), key=lambda item: abs(item[0] - km))[1].name
+
+    def distance_m(self, point: LatLon) -> float:
+        """How far a point lies from the route's polyline."""
+        return distance_to_polyline_m(point, self.points)
 
 
-def default_route() -> Route:
-    return Route.from_waypoints(LONDON_BIRMINGHAM_M1_M6)
+@dataclass(eq=False)
+class RoadNetwork:
+    name: str
+    source: str
+    nodes: dict[str, Node]
+    edges: dict[str, Edge]
+    route_nodes: dict[str, tuple[str, ...]]
+    _routes: dict[str, Route] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, path: Path = CORRIDOR_FILE) -> RoadNetwork:
+        doc = json.loads(path.read_text())
+        nodes = {n["id"]: Node(n["id"], n["name"], float(n["lat"]), float(n["lon"]), n["kind"]) for n in doc["nodes"]}
+        edges = {}
+        for e in doc["edges"]:
+            points = tuple((float(lat), float(lon)) for lat, lon in e["polyline"])
+            for end, point in ((e["from"], points[0]), (e["to"], points[-1])):
+                if haversine_km(point, nodes[end].point) > 0.01:
+                    raise ValueError(f"{path}: edge {e['id']} does not start or end at node {end}")
+            edges[e["id"]] = Edge(
+                e["id"], e["from"], e["to"], e["road"], e["class"], float(e["speed_limit_kmh"]), points,
+                tuple(polyline_km(points)),
+            )
+        network = cls(doc["name"], doc["source"], nodes, edges, {r["name"]: tuple(r["nodes"]) for r in doc["routes"]})
+        for name in network.route_nodes:
+            network.route(name)  # every route must be a connected path
+        return network
+
+    @property
+    def route_names(self) -> list[str]:
+        return list(self.route_nodes)
+
+    def edge_between(self, a: str, b: str) -> tuple[Edge, bool]:
+        for edge in self.edges.values():
+            if (edge.start, edge.end) == (a, b):
+                return edge, True
+            if (edge.start, edge.end) == (b, a):
+                return edge, False
+        raise ValueError(f"the network has no road between {a} and {b}")
+
+    def route(self, name: str) -> Route:
+        """A named route, built once from its node path."""
+        if name not in self._routes:
+            self._routes[name] = self._build_route(name)
+        return self._routes[name]
+
+    def _build_route(self, name: str) -> Route:
+        if name not in self.route_nodes:
+            raise KeyError(f"unknown route {name!r}; known routes: {', '.join(self.route_nodes)}")
+        ids = self.route_nodes[name]
+        legs: list[Leg] = []
+        points: list[LatLon] = []
+        km = 0.0
+        for a, b in zip(ids, ids[1:]):
+            edge, forward = self.edge_between(a, b)
+            legs.append(Leg(edge, km, forward))
+            pts = edge.points if forward else tuple(reversed(edge.points))
+            points.extend(pts if not points else pts[1:])
+            km += edge.length_km
+        return Route(name, tuple(self.nodes[i] for i in ids), tuple(legs), tuple(points), tuple(polyline_km(points)))
+
+    def length_km(self) -> float:
+        return sum(e.length_km for e in self.edges.values())
+
+
+@cache
+def load_network() -> RoadNetwork:
+    """The corridor shipped with the library (loaded once)."""
+    return RoadNetwork.load()
