@@ -1,24 +1,46 @@
 """The event contracts: one definition per topic, from which every other schema is generated.
 
-Each of the five seed topics has a list of :class:`Field` (name, type, unit, required, range).
-From it come the JSON Schema (validation of produced events), the Spark StructType (parsing in
-the stream), the Arrow schema (lake readers) and the SQL DDL (DuckDB, PostgreSQL). Field names
-keep the seed's camelCase; locations are ``latitude``/``longitude`` doubles in WGS84 degrees.
+Each of the five seed topics has a list of :class:`Field` (name, type, unit, required, range,
+allowed values). From it come the JSON Schema files published next to this module
+(``<topic>.schema.json``, what producers and consumers outside the lab validate against), the
+Spark StructType (parsing in the stream, and the checks that send bad messages to quarantine),
+the Arrow schema (lake readers) and SQL DDL for DuckDB, PostgreSQL, Redshift and Athena. Field
+names keep the seed's camelCase (``id``, ``deviceId``, ``timestamp``, ``speed``, ...); locations
+are ``latitude``/``longitude`` doubles in WGS84 degrees; every event carries ``schemaVersion``,
+which the producer also sends as a Kafka header.
 
-Mapping to the FIWARE Smart Data Models, for readers who know them: ``vehicle_data`` and
-``gps_data`` follow *Vehicle* (``speed``, ``heading`` as ``direction``, ``location``),
-``weather_data`` follows *WeatherObserved* (``temperature``, ``relativeHumidity`` as
-``humidity`` in %, ``windSpeed``, ``precipitation``), ``emergency_data`` follows
-*Alert* / *RoadAccident* (``category`` as ``type``, ``alertSource`` as ``deviceId``) and
-``traffic_data`` follows *TrafficFlowObserved* seen from one camera.
+Mapping to the FIWARE Smart Data Models, for readers who know them:
+
+=================  ==========================  ==================================================
+topic              FIWARE model                 field mapping (lab -> FIWARE)
+=================  ==========================  ==================================================
+vehicle_data       Vehicle                     speed -> speed, direction -> heading,
+                                               latitude/longitude -> location, odometer ->
+                                               mileageFromOdometer, fuelLevel -> fuelFilled (as %),
+                                               make/model/fuelType -> vehicleModel attributes
+gps_data           Vehicle (location updates)  accuracy -> location accuracy, vehicleType ->
+                                               vehicleType
+traffic_data       TrafficFlowObserved         one passage per event: cameraId -> refRoadSegment
+                                               sensor, speed -> averageVehicleSpeed of 1 vehicle,
+                                               road -> refRoadSegment name
+weather_data       WeatherObserved             temperature, precipitation, windSpeed,
+                                               humidity -> relativeHumidity (as %),
+                                               weatherCondition -> weatherType,
+                                               airQualityIndex -> AirQualityObserved.airQualityIndex
+emergency_data     Alert (category traffic),   type -> subCategory (RoadAccident ...), severity ->
+                   RoadAccident                severity, status Active/Resolved -> validFrom/validTo
+=================  ==========================  ==================================================
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).parent
 
 #: Columns the stream adds to every lake table, after the contract fields.
 LAKE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -46,58 +68,75 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] = ()
+    const: int | None = None
 
 
 def _common(device_doc: str) -> list[Field]:
     return [
-        Field("id", "string", "event id (uuid5 of topic, device and sequence: stable across runs)"),
-        Field("schemaVersion", "int", "version of this contract", minimum=1),
+        Field("id", "string", "event id: uuid5 of seed, topic, device and sequence, so reruns give the same ids"),
+        Field("schemaVersion", "int", "version of this contract (also the Kafka header 'schemaVersion')",
+              const=SCHEMA_VERSION),
         Field("deviceId", "string", device_doc),
-        Field("timestamp", "timestamp", "event time, ISO 8601 UTC"),
+        Field("timestamp", "timestamp", "event time (simulated clock), ISO 8601 UTC with milliseconds"),
         Field("latitude", "double", "WGS84 latitude", "deg", minimum=-90, maximum=90),
         Field("longitude", "double", "WGS84 longitude", "deg", minimum=-180, maximum=180),
     ]
 
 
+FUEL_TYPES = ("Petrol", "Diesel", "Hybrid", "Electric")
+VEHICLE_TYPES = ("private", "taxi", "van", "coach")
+WEATHER_CONDITIONS = ("Sunny", "Cloudy", "Rain", "Fog", "Snow")
+INCIDENT_TYPES = ("Accident", "Breakdown", "Roadworks", "Fire", "Medical", "Police")
+SEVERITIES = ("minor", "major", "severe")
+
 CONTRACTS: dict[str, list[Field]] = {
     "vehicle_data": _common("vehicle id")
     + [
         Field("speed", "double", "speed over ground", "km/h", minimum=0, maximum=250),
-        Field("direction", "double", "bearing of travel, clockwise from north", "deg", minimum=0, maximum=360),
+        Field("direction", "double", "bearing of travel from the vehicle's motion, clockwise from north", "deg",
+              minimum=0, maximum=360),
         Field("make", "string", "manufacturer"),
         Field("model", "string", "model"),
         Field("year", "int", "model year", minimum=1990, maximum=2030),
-        Field("fuelType", "string", "fuel", enum=("Petrol", "Diesel", "Hybrid", "Electric")),
+        Field("fuelType", "string", "energy source", enum=FUEL_TYPES),
+        Field("odometer", "double", "total distance driven by the vehicle", "km", minimum=0, maximum=2_000_000),
+        Field("fuelLevel", "double", "fuel (or battery charge) left", "%", minimum=0, maximum=100),
+        Field("route", "string", "name of the route the vehicle follows"),
+        Field("road", "string", "road the vehicle is on"),
     ],
     "gps_data": _common("vehicle id")
     + [
         Field("speed", "double", "speed over ground", "km/h", minimum=0, maximum=250),
-        Field("direction", "double", "bearing of travel, clockwise from north", "deg", minimum=0, maximum=360),
-        Field("vehicleType", "string", "vehicle category", enum=("private", "taxi", "bus", "truck")),
+        Field("direction", "double", "bearing of travel from the vehicle's motion, clockwise from north", "deg",
+              minimum=0, maximum=360),
+        Field("vehicleType", "string", "vehicle category", enum=VEHICLE_TYPES),
+        Field("accuracy", "double", "estimated horizontal error of the fix (1 sigma)", "m", minimum=0, maximum=500),
     ],
     "traffic_data": _common("camera device id")
     + [
         Field("cameraId", "string", "camera name"),
+        Field("road", "string", "road the camera watches"),
         Field("vehicleId", "string", "vehicle seen passing the camera"),
-        Field("snapshot", "string", "reference of the stored image (object key)"),
+        Field("speed", "double", "speed of the vehicle as it passed", "km/h", minimum=0, maximum=250),
+        Field("snapshot", "string", "object key of the image taken (in the snapshots bucket)"),
     ],
     "weather_data": _common("weather station id")
     + [
+        Field("stationName", "string", "place the station is named after"),
         Field("temperature", "double", "air temperature", "degC", minimum=-40, maximum=50),
-        Field(
-            "weatherCondition", "string", "observed condition",
-            enum=("Sunny", "Cloudy", "Rain", "Snow", "Fog"),
-        ),
+        Field("weatherCondition", "string", "observed condition", enum=WEATHER_CONDITIONS),
         Field("precipitation", "double", "precipitation rate", "mm/h", minimum=0, maximum=200),
-        Field("windSpeed", "double", "wind speed", "km/h", minimum=0, maximum=200),
+        Field("windSpeed", "double", "mean wind speed", "km/h", minimum=0, maximum=200),
         Field("humidity", "double", "relative humidity", "%", minimum=0, maximum=100),
-        Field("airQualityIndex", "double", "air quality index", minimum=0, maximum=500),
+        Field("airQualityIndex", "double", "air quality index (lower is cleaner)", minimum=0, maximum=500),
     ],
-    "emergency_data": _common("vehicle or authority that reported the incident")
+    "emergency_data": _common("who reported the incident (traffic control centre)")
     + [
-        Field("incidentId", "string", "incident id, shared by all reports of one incident"),
-        Field("type", "string", "incident category", enum=("Accident", "Fire", "Medical", "Police", "Breakdown")),
-        Field("status", "string", "incident state", enum=("Active", "Resolved")),
+        Field("incidentId", "string", "incident id, shared by every report of one incident"),
+        Field("type", "string", "incident category", enum=INCIDENT_TYPES),
+        Field("severity", "string", "how much of the road it blocks", enum=SEVERITIES),
+        Field("status", "string", "incident state: reported Active, later Resolved", enum=("Active", "Resolved")),
+        Field("road", "string", "road the incident is on"),
         Field("description", "string", "free text", required=False),
     ],
 }
@@ -115,7 +154,7 @@ _JSON_TYPES = {"string": "string", "timestamp": "string", "double": "number", "i
 
 
 def json_schema(topic: str) -> dict[str, Any]:
-    """Draft 2020-12 JSON Schema of one topic's messages."""
+    """Draft 2020-12 JSON Schema of one topic's messages, for this contract version."""
     props: dict[str, Any] = {}
     for f in fields_of(topic):
         prop: dict[str, Any] = {"type": _JSON_TYPES[f.type], "description": f.doc}
@@ -129,6 +168,8 @@ def json_schema(topic: str) -> dict[str, Any]:
             prop["maximum"] = f.maximum
         if f.enum:
             prop["enum"] = list(f.enum)
+        if f.const is not None:
+            prop["const"] = f.const
         if not f.required:
             prop = {"anyOf": [prop, {"type": "null"}], "description": f.doc}
         props[f.name] = prop
@@ -136,11 +177,35 @@ def json_schema(topic: str) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://smartcity.lab/schemas/{topic}/v{SCHEMA_VERSION}.json",
         "title": topic,
+        "x-schema-version": SCHEMA_VERSION,
         "type": "object",
         "properties": props,
         "required": [f.name for f in fields_of(topic) if f.required],
         "additionalProperties": False,
     }
+
+
+def schema_path(topic: str) -> Path:
+    """Where the topic's JSON Schema is published: ``lib/smartcity/<topic>.schema.json``."""
+    return SCHEMA_DIR / f"{topic}.schema.json"
+
+
+def render_schema(topic: str) -> str:
+    return json.dumps(json_schema(topic), indent=2) + "\n"
+
+
+def publish_schemas() -> list[Path]:
+    """Write every topic's JSON Schema file; run after changing a contract (and bump the version)."""
+    paths = []
+    for topic in CONTRACTS:
+        schema_path(topic).write_text(render_schema(topic))
+        paths.append(schema_path(topic))
+    return paths
+
+
+def published_schema(topic: str) -> dict[str, Any]:
+    """The JSON Schema as published in the repo (what outside producers validate against)."""
+    return json.loads(schema_path(topic).read_text())
 
 
 # -- Spark ----------------------------------------------------------------------------------------
@@ -176,7 +241,18 @@ _SQL_TYPES = {
                "long": "BIGINT", "date": "DATE"},
     "postgres": {"string": "TEXT", "timestamp": "TIMESTAMPTZ", "double": "DOUBLE PRECISION",
                  "int": "INTEGER", "long": "BIGINT", "date": "DATE"},
+    "redshift": {"string": "VARCHAR(512)", "timestamp": "TIMESTAMPTZ", "double": "DOUBLE PRECISION",
+                 "int": "INTEGER", "long": "BIGINT", "date": "DATE"},
+    "athena": {"string": "string", "timestamp": "timestamp", "double": "double", "int": "int",
+               "long": "bigint", "date": "date"},
 }
+#: Column that spreads and orders each table in Redshift (DISTKEY, SORTKEY).
+_REDSHIFT_KEYS = {"distkey": "deviceid", "sortkey": "timestamp"}
+
+
+def sql_type(kind: str, dialect: str) -> str:
+    """SQL type of a contract type in a dialect ('double' is DOUBLE PRECISION in PostgreSQL)."""
+    return _SQL_TYPES[dialect][kind]
 
 
 def lake_columns(topic: str) -> list[tuple[str, str, bool]]:
@@ -187,15 +263,33 @@ def lake_columns(topic: str) -> list[tuple[str, str, bool]]:
 
 def sql_name(name: str, dialect: str) -> str:
     """Column name in a SQL dialect: warehouses (Redshift, and PostgreSQL like it) fold to lowercase."""
-    return name.lower() if dialect == "postgres" else name
+    return name.lower() if dialect in ("postgres", "redshift", "athena") else name
 
 
-def create_table_sql(topic: str, table: str, dialect: str) -> str:
-    """CREATE TABLE IF NOT EXISTS for the topic's lake columns in one SQL dialect, keyed by event id."""
+def create_table_sql(topic: str, table: str, dialect: str, *, location: str = "") -> str:
+    """CREATE TABLE for the topic's lake columns in one dialect: duckdb, postgres, redshift or athena.
+
+    The warehouse dialects key the table by event id; Athena's is an external table over the
+    Parquet lake at ``location``, partitioned by event date like the lake itself.
+    """
+    if dialect not in _SQL_TYPES:
+        raise ValueError(f"unknown SQL dialect {dialect!r}; use one of {', '.join(_SQL_TYPES)}")
     types = _SQL_TYPES[dialect]
+    if dialect == "athena":
+        if not location:
+            raise ValueError("an Athena table needs the S3 location of its lake folder")
+        cols = [f"  `{sql_name(n, dialect)}` {types[k]}" for n, k, _ in lake_columns(topic) if n != "event_date"]
+        return (
+            f"CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)\n"
+            "PARTITIONED BY (`event_date` date)\nSTORED AS PARQUET\n"
+            f"LOCATION '{location.rstrip('/')}/'\nTBLPROPERTIES ('schema_version'='{SCHEMA_VERSION}')"
+        )
     cols = [
         f'    "{sql_name(name, dialect)}" {types[kind]}{" NOT NULL" if required else ""}'
         for name, kind, required in lake_columns(topic)
     ]
     cols.append('    PRIMARY KEY ("id")')
-    return f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
+    sql = f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
+    if dialect == "redshift":
+        sql += f'\nDISTKEY ("{_REDSHIFT_KEYS["distkey"]}")\nSORTKEY ("{_REDSHIFT_KEYS["sortkey"]}")'
+    return sql

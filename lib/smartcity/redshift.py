@@ -1,10 +1,10 @@
 """The Redshift-style warehouse: bulk-load the lake with COPY, then run BI queries.
 
-Loading follows Redshift's own upsert recipe: COPY a table's committed lake files into a staging
-table, then, in one transaction, delete the target rows whose event ids are staged and insert the
-staged rows (one per id). Re-running a load therefore never duplicates rows, and a failed load
-leaves the previous state intact. Rows travel as CSV through ``COPY ... FROM STDIN``, never as
-row-by-row INSERTs.
+Loading follows Redshift's staging-table recipe: COPY a table's committed lake files into a
+staging table, then, in one transaction, replace the table's rows with the staged ones (one per
+event id). The warehouse therefore mirrors the lake: re-running a load never duplicates rows, a
+reset lake gives a reset warehouse, and a failed load leaves the previous state intact. Rows
+travel as CSV through ``COPY ... FROM STDIN``, never as row-by-row INSERTs.
 """
 
 from __future__ import annotations
@@ -32,10 +32,28 @@ def list_queries() -> list[str]:
 
 
 def ensure_tables(conn: psycopg.Connection, topics: Sequence[str] = TOPICS) -> None:
-    """Create the warehouse schema and one table per topic, from the contracts; idempotent."""
+    """Create the warehouse schema and one table per topic from the contracts, or evolve it.
+
+    A table made under an older contract gains the new columns (nullable: old rows do not have
+    them), and columns the contract no longer has stop being required. Nothing is dropped.
+    """
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     for topic in topics:
         conn.execute(contracts.create_table_sql(topic, f"{SCHEMA}.{topic}", "postgres"))
+        existing = {
+            name: nullable == "YES"
+            for name, nullable in conn.execute(
+                "SELECT column_name, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s", [SCHEMA, topic]
+            ).fetchall()
+        }
+        wanted = {contracts.sql_name(n, "postgres"): kind for n, kind, _ in contracts.lake_columns(topic)}
+        for name, kind in wanted.items():
+            if name not in existing:
+                conn.execute(f'ALTER TABLE {SCHEMA}.{topic} ADD COLUMN "{name}" {contracts.sql_type(kind, "postgres")}')
+        for name, nullable in existing.items():
+            if name not in wanted and not nullable:
+                conn.execute(f'ALTER TABLE {SCHEMA}.{topic} ALTER COLUMN "{name}" DROP NOT NULL')
 
 
 def lake_as_csv(cfg: Params, topic: str) -> tuple[bytes, int]:
@@ -52,7 +70,7 @@ def lake_as_csv(cfg: Params, topic: str) -> tuple[bytes, int]:
 
 
 def load_topic(conn: psycopg.Connection, cfg: Params, topic: str) -> dict[str, int]:
-    """COPY one topic's lake rows into the warehouse and merge them by event id, in one transaction."""
+    """COPY one topic's lake rows into staging, then make them the table's rows, in one transaction."""
     data, rows = lake_as_csv(cfg, topic)
     target = f"{SCHEMA}.{topic}"
     columns = ", ".join(f'"{contracts.sql_name(n, "postgres")}"' for n, _, _ in contracts.lake_columns(topic))
@@ -63,7 +81,7 @@ def load_topic(conn: psycopg.Connection, cfg: Params, topic: str) -> dict[str, i
                 for start in range(0, len(data), COPY_CHUNK):
                     copy.write(data[start:start + COPY_CHUNK])
             copied = cur.rowcount
-        conn.execute(f'DELETE FROM {target} AS t USING stage AS s WHERE t."id" = s."id"')
+        conn.execute(f"DELETE FROM {target}")  # not TRUNCATE: on Redshift that would commit at once
         conn.execute(
             f'INSERT INTO {target} SELECT DISTINCT ON ("id") * FROM stage '
             'ORDER BY "id", kafka_partition, kafka_offset'

@@ -64,6 +64,8 @@ def _violation(f: Field, value: Column) -> list[tuple[Column, str]]:
         checks.append((value > F.lit(f.maximum), f"field '{f.name}' above its maximum {f.maximum:g}"))
     if f.enum:
         checks.append((~value.isin(*f.enum), f"field '{f.name}' not one of {', '.join(f.enum)}"))
+    if f.const is not None:
+        checks.append((value != F.lit(f.const), f"field '{f.name}' is not {f.const}: another contract version"))
     return checks
 
 

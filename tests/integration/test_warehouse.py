@@ -27,6 +27,9 @@ def test_loads_use_copy_and_never_duplicate(tmp_path: Path, warehouse: postgres.
     counts = write_lake(cfg, simulate.simulate_journey(cfg))
     with warehouse.connect() as conn:
         conn.execute("DROP SCHEMA IF EXISTS smartcity CASCADE")
+    other = lab_params(tmp_path / "other", seed=9)  # an earlier run, with other events
+    write_lake(other, simulate.simulate_journey(other))
+    redshift.load_lake(other, warehouse)
     first = redshift.load_lake(cfg, warehouse)
     second = redshift.load_lake(cfg, warehouse)
     assert first["rows copied"].to_dict() == counts
@@ -65,3 +68,22 @@ def test_an_unreachable_dsn_is_a_clear_error(tmp_path: Path) -> None:
     cfg = lab_params(tmp_path, postgres_dsn=f"postgresql://nobody@127.0.0.1:{free_port()}/x")
     with pytest.raises(EngineError, match="cannot connect to the PostgreSQL given by postgres_dsn"):
         postgres.ensure_warehouse(cfg)
+
+
+def test_a_table_from_an_older_contract_is_evolved_not_dropped(tmp_path: Path, warehouse: postgres.Warehouse) -> None:
+    cfg = lab_params(tmp_path)
+    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    with warehouse.connect() as conn:
+        conn.execute("DROP SCHEMA IF EXISTS smartcity CASCADE")
+        conn.execute("CREATE SCHEMA smartcity")
+        # an older vehicle_data: no odometer, fuel level, route or road, and a column since removed
+        conn.execute('CREATE TABLE smartcity.vehicle_data ("id" TEXT PRIMARY KEY, "legacy" TEXT NOT NULL)')
+        conn.execute("INSERT INTO smartcity.vehicle_data VALUES ('old-row', 'kept')")
+    loaded = redshift.load_lake(cfg, warehouse)
+    # the table mirrors the lake (the old row is not in it), and keeps the column it no longer needs
+    assert loaded.at["vehicle_data", "rows in warehouse"] == counts["vehicle_data"]
+    with warehouse.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM smartcity.vehicle_data WHERE odometer IS NOT NULL").fetchone()[0] \
+            == counts["vehicle_data"]
+        assert conn.execute("SELECT count(*) FROM smartcity.vehicle_data WHERE legacy IS NULL").fetchone()[0] \
+            == counts["vehicle_data"]

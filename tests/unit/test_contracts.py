@@ -1,16 +1,30 @@
 from __future__ import annotations
 
 import duckdb
+import jsonschema
 import pytest
+import sqlglot
 
 from smartcity import contracts
 from smartcity.config import TOPICS
 
 
 @pytest.mark.parametrize("topic", TOPICS)
+def test_published_json_schema_is_the_generated_one(topic: str) -> None:
+    # `python -m smartcity schemas` writes them; a contract change without it fails here
+    assert contracts.schema_path(topic).read_text() == contracts.render_schema(topic)
+    schema = contracts.published_schema(topic)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["x-schema-version"] == contracts.SCHEMA_VERSION
+    assert schema["properties"]["schemaVersion"]["const"] == contracts.SCHEMA_VERSION
+    assert f"/v{contracts.SCHEMA_VERSION}.json" in schema["$id"]
+
+
+@pytest.mark.parametrize("topic", TOPICS)
 def test_every_generated_schema_has_the_contract_fields_in_order(topic: str) -> None:
     names = [f.name for f in contracts.fields_of(topic)]
     lake_names = names + [n for n, _ in contracts.LAKE_COLUMNS]
+    assert names[:6] == ["id", "schemaVersion", "deviceId", "timestamp", "latitude", "longitude"]
     assert list(contracts.json_schema(topic)["properties"]) == names
     assert [f.name for f in contracts.spark_schema(topic).fields] == names
     assert contracts.arrow_schema(topic).names == lake_names
@@ -25,6 +39,20 @@ def test_duckdb_ddl_creates_the_table(topic: str) -> None:
     assert cols == [c[0] for c in contracts.lake_columns(topic)]
 
 
+@pytest.mark.parametrize("topic", TOPICS)
+def test_redshift_and_athena_ddl_parse_in_their_dialects(topic: str) -> None:
+    redshift = contracts.create_table_sql(topic, f"smartcity.{topic}", "redshift")
+    parsed = sqlglot.parse_one(redshift, read="redshift")
+    assert parsed.find(sqlglot.exp.Schema) is not None
+    assert 'DISTKEY ("deviceid")' in redshift and 'SORTKEY ("timestamp")' in redshift
+    athena = contracts.create_table_sql(topic, f"smartcity.{topic}", "athena", location=f"s3://lake/{topic}")
+    sqlglot.parse_one(athena, read="athena")
+    assert "PARTITIONED BY (`event_date` date)" in athena and "STORED AS PARQUET" in athena
+    assert f"LOCATION 's3://lake/{topic}/'" in athena
+    with pytest.raises(ValueError, match="needs the S3 location"):
+        contracts.create_table_sql(topic, topic, "athena")
+
+
 def test_postgres_ddl_folds_names_to_lowercase_like_redshift() -> None:
     ddl = contracts.create_table_sql("vehicle_data", "smartcity.vehicle_data", "postgres")
     assert '"deviceid" TEXT NOT NULL' in ddl and '"fueltype" TEXT NOT NULL' in ddl
@@ -32,19 +60,20 @@ def test_postgres_ddl_folds_names_to_lowercase_like_redshift() -> None:
 
 
 def test_json_schema_rejects_what_the_stream_quarantines() -> None:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(contracts.json_schema("gps_data"))
+    validator = jsonschema.Draft202012Validator(contracts.published_schema("gps_data"))
     assert list(validator.iter_errors({"id": "x"}))  # required fields missing
     good = {
         "id": "a", "schemaVersion": 1, "deviceId": "v", "timestamp": "2026-01-05T08:00:00.000Z",
         "latitude": 51.5, "longitude": -0.1, "speed": 50.0, "direction": 10.0, "vehicleType": "private",
+        "accuracy": 5.0,
     }
     assert not list(validator.iter_errors(good))
-    assert list(validator.iter_errors({**good, "speed": 900.0}))
-    assert list(validator.iter_errors({**good, "vehicleType": "spaceship"}))
+    for bad in ({"speed": 900.0}, {"vehicleType": "spaceship"}, {"schemaVersion": 2}, {"extra": 1}):
+        assert list(validator.iter_errors({**good, **bad})), bad
 
 
-def test_unknown_topic_is_named() -> None:
+def test_unknown_topic_and_dialect_are_named() -> None:
     with pytest.raises(KeyError, match="unknown topic 'nope'"):
         contracts.fields_of("nope")
+    with pytest.raises(ValueError, match="unknown SQL dialect 'oracle'"):
+        contracts.create_table_sql("gps_data", "t", "oracle")
