@@ -33,8 +33,34 @@ NOTEBOOKS: tuple[str, ...] = (
 )
 
 
+PRODUCER_BACKENDS: tuple[str, ...] = ("kafka-python", "confluent-kafka")
+
+
 class ParamsError(ValueError):
     """A parameter is unknown, has the wrong type or an impossible value; the message names it."""
+
+
+def route_weights(spec: str) -> dict[str, float]:
+    """Parse the ``routes`` parameter ('M1/M6:2,M40:1'); unknown routes and bad weights name it."""
+    from smartcity.geo import load_network
+
+    known = load_network().route_names
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, weight = item.partition(":")
+        name = name.strip()
+        if name not in known:
+            raise ParamsError(f"parameter 'routes': unknown route {name!r}; the corridor has {', '.join(known)}")
+        try:
+            value = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ParamsError(f"parameter 'routes': the weight of {name!r} is not a number: {weight!r}") from None
+        if not 0 <= value < float("inf"):
+            raise ParamsError(f"parameter 'routes': the weight of {name!r} must be zero or positive, got {weight}")
+        weights[name] = value
+    if sum(weights.values()) <= 0:
+        raise ParamsError("parameter 'routes' must give at least one route a positive weight")
+    return weights
 
 
 def project_root() -> Path:
@@ -72,8 +98,21 @@ class Params:
     base_date: str = field(
         default="2026-01-05T08:00:00+00:00", metadata=_doc("simulated clock start, ISO 8601 with offset")
     )
-    vehicles: int = field(default=2, metadata=_doc("fleet size: vehicles driving London to Birmingham"))
+    vehicles: int = field(default=3, metadata=_doc("fleet size: vehicles driving London to Birmingham"))
+    routes: str = field(
+        default="M1/M6:1,M40:1,A5/A45:1", metadata=_doc("route mix, name:weight, from the corridor's routes")
+    )
+    departure_spacing_seconds: float = field(default=180.0, metadata=_doc("seconds between two departures"))
     tick_seconds: float = field(default=5.0, metadata=_doc("simulated seconds between two telemetry fixes"))
+    duration_seconds: float = field(
+        default=0.0, metadata=_doc("simulated seconds to run (sensors report to the end); 0: until all arrive")
+    )
+    incident_rate: float = field(
+        default=0.1, metadata=_doc("incidents per 100 km of road per hour (a Poisson process)")
+    )
+    speedup: float = field(
+        default=0.0, metadata=_doc("1 paces events in real time, 60 a minute per second; 0 as fast as possible")
+    )
     reset_run: bool = field(
         default=True, metadata=_doc("01_simulate starts afresh: empty topics, lake and stream checkpoints")
     )
@@ -82,6 +121,9 @@ class Params:
         default=True, metadata=_doc("start a local broker from the cached jars if nothing answers there")
     )
     kafka_partitions: int = field(default=3, metadata=_doc("partitions per topic when the lab creates it"))
+    producer_backend: str = field(
+        default="kafka-python", metadata=_doc("kafka-python (the default) or confluent-kafka (faster, librdkafka)")
+    )
     spark_master: str = field(default="local[*]", metadata=_doc("Spark master URL"))
     spark_driver_memory: str = field(default="1g", metadata=_doc("Spark driver heap"))
     stream_timeout_seconds: int = field(
@@ -165,6 +207,14 @@ def _check_values(p: Params) -> None:
             raise ParamsError(f"parameter '{name}' must be at least 1, got {getattr(p, name)}")
     if p.tick_seconds <= 0:
         raise ParamsError(f"parameter 'tick_seconds' must be positive, got {p.tick_seconds}")
+    for name in ("departure_spacing_seconds", "duration_seconds", "incident_rate", "speedup"):
+        if not 0 <= getattr(p, name) < float("inf"):
+            raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")
+    if p.producer_backend not in PRODUCER_BACKENDS:
+        raise ParamsError(
+            f"parameter 'producer_backend' must be one of {', '.join(PRODUCER_BACKENDS)}, got {p.producer_backend!r}"
+        )
+    route_weights(p.routes)
     if not 1 <= p.postgres_port <= 65535:
         raise ParamsError(f"parameter 'postgres_port' must be a TCP port (1-65535), got {p.postgres_port}")
     try:
