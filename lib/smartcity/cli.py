@@ -1,4 +1,4 @@
-"""Command line: ``smartcity run``, ``smartcity setup``, ``smartcity params`` (also ``python -m smartcity``)."""
+"""Command line: ``smartcity run | simulate | bench | setup | params`` (also ``python -m smartcity``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import logging
 import sys
 
-from smartcity.config import NOTEBOOKS, ParamsError, describe, project_root
+from pathlib import Path
+
+from smartcity.config import NOTEBOOKS, ParamsError, describe, from_mapping, load_params, project_root
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,6 +23,54 @@ def _run(args: argparse.Namespace) -> int:
     print(f"done: {len(result.notebooks)} notebooks in {total:.0f} s")
     if result.index is not None:
         print(f"report: {result.index.relative_to(project_root())}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from smartcity import kafka, simulate
+    from smartcity.producer import ProduceError, produce
+
+    overrides = {
+        name: value
+        for name, value in (("vehicles", args.vehicles), ("duration_seconds", args.duration), ("seed", args.seed),
+                            ("speedup", args.speedup), ("producer_backend", args.backend))
+        if value is not None
+    }
+    try:
+        cfg = from_mapping({**load_params(args.params).as_dict(), **overrides}, source="smartcity simulate")
+    except ParamsError as exc:
+        print(f"smartcity simulate: {exc}", file=sys.stderr)
+        return 2
+    events = simulate.FleetSimulation(cfg).events()
+    if args.dry_run:
+        counts = simulate.write_jsonl(events, args.out)
+        where = "stdout" if str(args.out) == "-" else args.out
+        print(f"wrote {sum(counts.values())} events to {where}: {dict(counts)}", file=sys.stderr)
+        return 0
+    with kafka.ensure_broker(cfg):  # an embedded broker started here is stopped on the way out
+        kafka.ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions)
+        try:
+            result = produce(cfg.kafka_bootstrap, simulate.pace(events, cfg.speedup), backend=cfg.producer_backend)
+        except ProduceError as exc:
+            print(f"smartcity simulate: {exc}", file=sys.stderr)
+            return 1
+    print(result.table().to_string())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from smartcity import bench
+
+    results = bench.run_producer_bench(events=args.events, seed_pattern_events=args.seed_pattern_events)
+    print(bench.render_markdown(results))
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from smartcity import contracts
+
+    for path in contracts.publish_schemas():
+        print(f"wrote {path.relative_to(project_root())} (contract version {contracts.SCHEMA_VERSION})")
     return 0
 
 
@@ -54,6 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, metavar="NAME",
                      help="run only these notebooks, in pipeline order (default: all six)")
     run.set_defaults(func=_run)
+    simulate = sub.add_parser("simulate", help="simulate the fleet and produce its events to Kafka (or a file)")
+    simulate.add_argument("--params", default=None, help="params YAML file (default: params/local.yaml)")
+    simulate.add_argument("--vehicles", type=int, help="fleet size (overrides the params file)")
+    simulate.add_argument("--duration", type=float, metavar="SECONDS", help="simulated seconds to run (0: until all arrive)")
+    simulate.add_argument("--seed", type=int, help="random seed")
+    simulate.add_argument("--speedup", type=float, help="1: real time, 60: a minute per second, 0: as fast as possible")
+    simulate.add_argument("--backend", choices=("kafka-python", "confluent-kafka"), help="producer backend")
+    simulate.add_argument("--dry-run", action="store_true", help="write the events to --out instead of Kafka")
+    simulate.add_argument("--out", type=Path, help="with --dry-run: JSON Lines file ({topic, key, value} per line), - for stdout")
+    simulate.set_defaults(func=_simulate)
+    bench = sub.add_parser("bench", help="measure producer throughput (results in outputs/bench/)")
+    bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")
+    bench.add_argument("--seed-pattern-events", type=int, default=2_000,
+                       help="events for the slow seed pattern (flush after every message)")
+    bench.set_defaults(func=_bench)
+    schemas = sub.add_parser("schemas", help="write the JSON Schema of every topic (lib/smartcity/<topic>.schema.json)")
+    schemas.set_defaults(func=_schemas)
     setup = sub.add_parser("setup", help="check Java and fetch the Kafka and Spark jars from Maven Central")
     setup.set_defaults(func=_setup)
     params = sub.add_parser("params", help="list every parameter with its type, default and meaning")
@@ -62,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     refresh.add_argument("notebooks", nargs="*", help="names such as 01_simulate (default: all, in order)")
     refresh.set_defaults(func=_refresh)
     args = parser.parse_args(argv)
+    if getattr(args, "dry_run", False) and args.out is None:
+        parser.error("--dry-run needs --out FILE (or --out - for stdout)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # kafka-python warns about its own event loop's timing under load
+        logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

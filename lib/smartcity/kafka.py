@@ -12,20 +12,17 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pandas as pd
-from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
-from tqdm import tqdm
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from smartcity import jvm, report
+from smartcity import jvm
 from smartcity.config import TOPICS, Params, project_root
-from smartcity.contracts import SCHEMA_VERSION, Event
 from smartcity.engines import EngineError, EngineHandle, ManagedProcess, free_port, port_open, run_checked
 
 log = logging.getLogger(__name__)
@@ -33,10 +30,6 @@ log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 START_TIMEOUT_S = 90.0
 _LOG4J = Path(__file__).with_name("conf") / "log4j2-kafka.properties"
-
-
-class ProduceError(RuntimeError):
-    """Some events were not acknowledged by the broker; the message counts them per topic."""
 
 
 def is_kafka(bootstrap: str, timeout_s: float = 3.0) -> bool:
@@ -198,99 +191,3 @@ def topic_counts(bootstrap: str, topics: Sequence[str] = TOPICS) -> dict[str, in
     for tp in parts:
         counts[tp.topic] += ends[tp].offset - starts[tp].offset
     return dict(counts)
-
-
-@dataclass
-class ProduceReport:
-    sent: Counter[str] = field(default_factory=Counter)
-    acked: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    first_error: str = ""
-
-    def table(self, held: dict[str, int] | None = None) -> pd.DataFrame:
-        """Per topic: sent, acknowledged, failed, and (if given) what the topic now holds."""
-        topics = [t for t in TOPICS if t in self.sent] + sorted(set(self.sent) - set(TOPICS))
-        rows = [{"topic": t, "sent": self.sent[t], "acked": self.acked[t], "failed": self.failed[t]} for t in topics]
-        frame = pd.DataFrame(rows, columns=["topic", "sent", "acked", "failed"]).set_index("topic")
-        if held is not None:
-            frame["in topic"] = [held.get(t, 0) for t in frame.index]
-        return frame
-
-
-def make_producer(bootstrap: str, *, connect_timeout_s: float = 15.0, delivery_timeout_s: float = 60.0) -> KafkaProducer:
-    """kafka-python producer: keyed, acks=all with idempotence, batched; values are JSON bytes."""
-    try:
-        return KafkaProducer(
-            bootstrap_servers=bootstrap,
-            bootstrap_timeout_ms=int(connect_timeout_s * 1000),
-            client_id="smartcity-fleet",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-            batch_size=256 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            retries=10,
-            request_timeout_ms=int(min(30.0, delivery_timeout_s / 2) * 1000),
-            delivery_timeout_ms=int(delivery_timeout_s * 1000),
-            max_block_ms=int(delivery_timeout_s * 1000),
-        )
-    except KafkaTimeoutError:
-        raise EngineError(f"no Kafka broker answers at {bootstrap} (gave up after {connect_timeout_s:.0f} s)") from None
-
-
-def produce(
-    bootstrap: str, events: Iterable[Event], *, total: int | None = None, delivery_timeout_s: float = 60.0
-) -> ProduceReport:
-    """Send events keyed by device and wait for every acknowledgement; failures raise, counted.
-
-    A send that fails outright (for example a topic the broker does not have) stops the run
-    instead of failing again for every following event. On Ctrl-C the events already handed to
-    the producer are flushed and counted before the interrupt goes on.
-    """
-    report = ProduceReport()
-    producer = make_producer(bootstrap, delivery_timeout_s=delivery_timeout_s)
-    headers = [("schemaVersion", str(SCHEMA_VERSION).encode())]
-    not_sent = 0
-
-    def on_ok(topic: str):  # type: ignore[no-untyped-def]
-        return lambda _meta: report.acked.update((topic,))
-
-    def on_error(topic: str):  # type: ignore[no-untyped-def]
-        def record(exc: BaseException) -> None:
-            report.failed[topic] += 1
-            report.first_error = report.first_error or f"{type(exc).__name__}: {exc}"
-
-        return record
-
-    stream = iter(tqdm(events, total=total, desc="producing", unit="event", mininterval=1.0))
-    try:
-        for event in stream:
-            report.sent[event.topic] += 1
-            try:
-                future = producer.send(
-                    event.topic, key=event.key.encode(), value=orjson.dumps(event.value), headers=headers
-                )
-            except KafkaError as exc:
-                on_error(event.topic)(exc)
-                not_sent = sum(1 for _ in stream)
-                break
-            future.add_callback(on_ok(event.topic)).add_errback(on_error(event.topic))
-    finally:
-        producer.flush(timeout=delivery_timeout_s)
-        producer.close(timeout=10)
-    lost = sum(report.sent.values()) - sum(report.acked.values())
-    if lost or not_sent:
-        raise ProduceError(
-            f"{lost} of {sum(report.sent.values())} events were not acknowledged "
-            f"(per topic: {dict(report.sent - report.acked)})"
-            + (f" and {not_sent} were not sent after the first failure" if not_sent else "")
-            + f"; first error: {report.first_error or 'timeout'}"
-        )
-    return report
-
-
-def produce_run(cfg: Params, events: list[Event]) -> ProduceReport:
-    """Produce one simulated run to the lab's broker and record what the broker acknowledged."""
-    result = produce(cfg.kafka_bootstrap, events, total=len(events))
-    report.record_counts(cfg, "produced", result.acked)
-    return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from smartcity import catalog, kafka, lake, redshift, report, simulate, stream
+from smartcity.producer import produce, produce_run
 from smartcity.config import TOPICS, Params
 
 pytestmark = pytest.mark.integration
@@ -22,10 +23,11 @@ BAD_MESSAGES = {
 def streamed(broker: kafka.KafkaBroker, spark: object, lab_cfg: Params) -> dict[str, object]:
     events = simulate.simulate_journey(lab_cfg)
     simulate.prepare_run(lab_cfg)
-    delivery = kafka.produce_run(lab_cfg, events)
+    delivery = produce_run(lab_cfg, events)
     too_fast = simulate.Event("gps_data", "vehicle-009", {**next(e.value for e in events if e.topic == "gps_data"),
                                                           "id": "too-fast", "speed": 900.0})
-    kafka.produce(lab_cfg.kafka_bootstrap, [too_fast])
+    old = {**next(e.value for e in events if e.topic == "weather_data"), "id": "v0", "schemaVersion": 0}
+    produce(lab_cfg.kafka_bootstrap, [too_fast, simulate.Event("weather_data", "weather-x", old)])
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=lab_cfg.kafka_bootstrap)
@@ -51,7 +53,8 @@ def test_bad_messages_are_quarantined_with_their_reason_and_the_stream_goes_on(s
     got = {(str(r.topic), r.reason) for r in quarantine.itertuples()}
     assert {(t, reason) for t, _, reason in BAD_MESSAGES} <= got
     assert ("gps_data", "field 'speed' above its maximum 250") in got
-    assert streamed["first"].at[lake.QUARANTINE, "rows written"] == len(BAD_MESSAGES) + 1
+    assert ("weather_data", "field 'schemaVersion' is not 1: another contract version") in got
+    assert streamed["first"].at[lake.QUARANTINE, "rows written"] == len(BAD_MESSAGES) + 2
 
 
 def test_a_second_bounded_run_writes_nothing_new(streamed: dict) -> None:
