@@ -1,13 +1,15 @@
--- Each vehicle's trip: when it left, when it arrived, how long it took and how fast it went.
+-- Each vehicle's trip: its route, when it left and arrived, how far and how fast it went.
 SELECT
     deviceid AS vehicle,
-    arbitrary(make) AS make,
-    arbitrary(model) AS model,
+    arbitrary(route) AS route,
+    arbitrary(make) || ' ' || arbitrary(model) AS vehicle_model,
     arbitrary(fueltype) AS fuel,
     min("timestamp") AS departed,
     max("timestamp") AS arrived,
     date_diff('minute', min("timestamp"), max("timestamp")) AS minutes,
-    round(avg(speed), 1) AS avg_speed_kmh,
+    round(max(odometer) - min(odometer), 1) AS km,
+    round((max(odometer) - min(odometer)) / (date_diff('second', min("timestamp"), max("timestamp")) / 3600.0), 1)
+        AS avg_speed_kmh,
     round(max(speed), 1) AS max_speed_kmh
 FROM smartcity.vehicle_data
 GROUP BY deviceid

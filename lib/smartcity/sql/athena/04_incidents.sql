@@ -1,8 +1,9 @@
--- Incidents along the route: when each was reported, when it was cleared and for how long.
+-- Incidents along the routes: what, where, how bad, and for how long they were active.
 SELECT
     incidentid AS incident,
     arbitrary(type) AS type,
-    arbitrary(description) AS description,
+    arbitrary(severity) AS severity,
+    arbitrary(road) AS road,
     min(CASE WHEN status = 'Active' THEN "timestamp" END) AS reported,
     max(CASE WHEN status = 'Resolved' THEN "timestamp" END) AS resolved,
     date_diff(

@@ -1,10 +1,11 @@
--- Traffic cameras: how many vehicles each one saw, and when.
+-- Traffic cameras: how many vehicles each one saw, how fast they went past, and when.
 SELECT
     cameraid AS camera,
+    arbitrary(road) AS road,
     count(*) AS passages,
-    count(DISTINCT vehicleid) AS vehicles,
+    round(avg(speed), 1) AS avg_speed_kmh,
     min("timestamp") AS first_seen,
     max("timestamp") AS last_seen
 FROM smartcity.traffic_data
 GROUP BY cameraid
-ORDER BY camera
+ORDER BY first_seen, camera
