@@ -148,11 +148,16 @@ class WeatherField:
         hours = (at - self.start).total_seconds() / 3600
         return along - (self.front_km + self.speed_kmh * hours)
 
+    @staticmethod
+    def _rain(s: float) -> float:
+        """mm/h: a 6 mm/h band just behind the front, light showers 45 km further back."""
+        return 6.0 * math.exp(-(((s + 5) / 10) ** 2)) + 0.8 * math.exp(-(((s + 45) / 20) ** 2))
+
     def sample(self, point: LatLon, at: datetime, urban: bool = False) -> dict[str, float | str]:
         s = self.distance_km(point, at)
         hour = at.hour + at.minute / 60
         ahead = 1 / (1 + math.exp(-s / 8))
-        rain = 6.0 * math.exp(-(((s + 5) / 10) ** 2)) + 0.8 * math.exp(-(((s + 45) / 20) ** 2))
+        rain = self._rain(s)
         temperature = 6.0 + 4.0 * ahead + 1.5 * math.sin(2 * math.pi * (hour - 9) / 24) + (1.0 if urban else 0.0)
         wind = 15.0 + 30.0 * math.exp(-((s / 25) ** 2)) + 5.0 * (1 - ahead)
         humidity = min(100.0, 72.0 + 26.0 * math.exp(-(((s + 5) / 15) ** 2)) + 4.0 * ahead)
@@ -168,9 +173,7 @@ class WeatherField:
 
     def speed_factor(self, point: LatLon, at: datetime) -> float:
         """Drivers slow in rain: 1 when dry, down to 0.75 in the heaviest of the band."""
-        s = self.distance_km(point, at)
-        rain = 6.0 * math.exp(-(((s + 5) / 10) ** 2)) + 0.8 * math.exp(-(((s + 45) / 20) ** 2))
-        return 1.0 - min(0.25, 0.04 * rain)
+        return 1.0 - min(0.25, 0.04 * self._rain(self.distance_km(point, at)))
 
 
 # -- incidents ------------------------------------------------------------------------------------
@@ -247,11 +250,11 @@ def place_cameras(network: RoadNetwork) -> list[Camera]:
     cameras = []
     per_road: Counter[str] = Counter()
     for edge in network.edges.values():
+        road = edge.road.split()[0].split("/")[0]  # "A5" for "A5 Watling Street": cameras are named by road number
         km = CAMERA_SPACING_KM / 2
         while km < edge.length_km:
-            per_road[edge.road] += 1
-            road = edge.road.split()[0].split("/")[0]
-            cid = f"CAM-{road}-{per_road[edge.road]:02d}"
+            per_road[road] += 1
+            cid = f"CAM-{road}-{per_road[road]:02d}"
             cameras.append(Camera(cid, f"camera-{cid.lower()}", edge.id, km, edge.position(km), edge.road))
             km += CAMERA_SPACING_KM
     return cameras

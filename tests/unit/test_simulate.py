@@ -158,6 +158,17 @@ def test_rush_hour_and_rain_slow_the_fleet() -> None:
     assert peak > off_peak + 5
 
 
+def test_cameras_and_stations_have_unique_ids_and_stand_on_the_roads() -> None:
+    cameras = simulate.place_cameras(NETWORK)
+    assert len({c.camera_id for c in cameras}) == len(cameras) == len({c.device for c in cameras})
+    for camera in cameras:
+        edge = NETWORK.edges[camera.edge_id]
+        assert geo.distance_to_polyline_m(camera.point, edge.points) < 1.0
+        assert camera.camera_id.startswith(f"CAM-{edge.road.split()[0].split('/')[0]}-")
+    stations = simulate.place_stations(NETWORK)
+    assert len({s.device for s in stations}) == len(stations) == 12
+
+
 def test_cameras_see_every_passing_vehicle_once() -> None:
     sim = simulate.FleetSimulation(Params(vehicles=3, incident_rate=0.0))
     events = list(sim.events())
