@@ -105,22 +105,32 @@ def _server_properties(port: int, controller_port: int, log_dir: Path, partition
     )
 
 
+def _java_command() -> list[str]:
+    classpath = ":".join(str(j) for j in jvm.resolve_jars("kafka-broker"))
+    return [str(jvm.check_java()), "-cp", classpath, f"-Dlog4j2.configurationFile={_LOG4J}"]
+
+
+def format_storage(props: Path, cluster_id: str | None = None) -> str:
+    """Write the KRaft metadata of a new log directory (once per data folder); returns the cluster id."""
+    cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    run_checked(
+        # "--cluster-id=": a base64 id may start with "-", which would otherwise read as an option
+        [*_java_command(), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
+        what=f"formatting the Kafka log directory of {props}",
+    )
+    return cluster_id
+
+
 def start_broker(port: int, data_dir: Path, *, default_partitions: int = 3) -> KafkaBroker:
     """Format (first time only) and start a KRaft broker+controller on 127.0.0.1:port."""
-    java = jvm.check_java()
-    classpath = ":".join(str(j) for j in jvm.resolve_jars("kafka-broker"))
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     props = data_dir / "server.properties"
     # The controller listener is internal to this one JVM: any free port will do on each start.
     props.write_text(_server_properties(port, free_port(), log_dir, default_partitions))
-    base = [str(java), "-cp", classpath, f"-Dlog4j2.configurationFile={_LOG4J}"]
     if not (log_dir / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        run_checked(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            what=f"formatting the Kafka log directory {log_dir}",
-        )
+        format_storage(props)
+    base = _java_command()
     bootstrap = f"127.0.0.1:{port}"
     proc = ManagedProcess(
         f"Kafka broker {bootstrap}",

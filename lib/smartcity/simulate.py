@@ -370,6 +370,7 @@ class FleetSimulation:
         ids: Counter[tuple[str, str]] = Counter()
         tick = timedelta(seconds=cfg.tick_seconds)
         stop = cfg.start_time + timedelta(seconds=cfg.duration_seconds) if cfg.duration_seconds else None
+        last_stamp = iso(stop) if stop is not None else None
         weather_rng = random.Random(f"{cfg.seed}/weather")
         next_weather = cfg.start_time
         pending_reports = sorted(
@@ -398,7 +399,7 @@ class FleetSimulation:
             horizon = iso(now)
             while waiting and (done or waiting[0][0][0] <= horizon):
                 event = heapq.heappop(waiting)[1]
-                if stop is None or event.value["timestamp"] <= iso(stop):
+                if last_stamp is None or event.value["timestamp"] <= last_stamp:
                     yield event
             if done:
                 return

@@ -88,3 +88,12 @@ def test_broker_restarts_on_its_data(tmp_path: Path) -> None:
     with kafka.ensure_broker(cfg) as second:
         assert second.owned
         assert kafka.topic_counts(second.bootstrap, TOPICS[:1]) == {TOPICS[0]: 1}
+
+
+def test_cluster_ids_that_look_like_options_are_formatted(tmp_path: Path) -> None:
+    # a random base64 cluster id starts with "-" one time in 64; it must not be read as an option
+    (tmp_path / "logs").mkdir()
+    props = tmp_path / "server.properties"
+    props.write_text(kafka._server_properties(9, 10, tmp_path / "logs", 1))
+    kafka.format_storage(props, cluster_id="-7dNjk2aTXa3hZ0rgQnJTw")
+    assert "cluster.id=-7dNjk2aTXa3hZ0rgQnJTw" in (tmp_path / "logs" / "meta.properties").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
@@ -216,6 +217,16 @@ def test_the_fleet_mix_and_staggered_departures() -> None:
     assert fleet["route"].tolist().count("M1/M6") == 4 and fleet["route"].tolist().count("M40") == 2
     assert fleet["departs"].tolist() == ["08:00", "08:03", "08:06", "08:09", "08:12", "08:15"]
     assert len(set(zip(fleet["make"], fleet["model"]))) >= 2
+
+
+def test_speedup_paces_events_by_the_simulated_clock() -> None:
+    events = run(Params(vehicles=1, duration_seconds=30))  # 31 s of simulated time
+    started = time.monotonic()
+    assert list(simulate.pace(events, 0)) == events
+    assert time.monotonic() - started < 0.29  # speedup 0: no pacing at all
+    started = time.monotonic()
+    assert list(simulate.pace(events, 100)) == events  # 100 simulated seconds per second
+    assert 0.29 <= time.monotonic() - started < 3.0  # paced, not run as fast as possible
 
 
 def test_duration_bounds_the_run() -> None:
