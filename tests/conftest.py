@@ -3,6 +3,7 @@ folder, so tests never touch the lab's own data/ or the default ports a user may
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -10,9 +11,16 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import settings
 
 from smartcity import config
 from smartcity.engines import free_port
+
+
+# CI replays the same hypothesis examples every run (a red build must be reproducible);
+# elsewhere hypothesis explores new ones each time.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def lab_params(root: Path, **overrides: object) -> config.Params:
