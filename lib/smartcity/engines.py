@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,22 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, alive: C
         delay = min(delay * 2, 0.5)
 
 
-class ManagedProcess:
+class StopsOnExit:
+    """``with engine:`` stops it when the block ends, on success, error or Ctrl-C."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class ManagedProcess(StopsOnExit):
     """A child process the lab started, stopped by signal, then killed if it does not exit in time."""
 
     _live: set[ManagedProcess] = set()
@@ -152,14 +168,6 @@ class ManagedProcess:
             self._live.discard(self)
         log.info("stopped %s", self.name)
 
-    def __enter__(self) -> ManagedProcess:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     @classmethod
     def stop_all(cls) -> None:
         """Last resort at interpreter exit: stop every engine still running."""
@@ -181,7 +189,7 @@ def run_checked(argv: Sequence[str], *, what: str, user: str | None = None) -> s
     return result.stdout
 
 
-class EngineHandle:
+class EngineHandle(StopsOnExit):
     """An engine the lab talks to. Subclasses set ``process`` only when the lab started the engine:
     then stopping the handle stops it; an engine found already running is left alone."""
 
@@ -194,11 +202,3 @@ class EngineHandle:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
-
-    def __enter__(self) -> EngineHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
