@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 EARTH_RADIUS_KM = 6371.0088
@@ -156,9 +156,14 @@ class Route:
         point, i = interpolate(self.points, self.chainage_km, km)
         return point, bearing_deg(self.points[i], self.points[i + 1])
 
+    @cached_property
+    def _leg_starts(self) -> tuple[float, ...]:
+        return tuple(leg.start_km for leg in self.legs)
+
     def leg_at(self, km: float) -> Leg:
-        starts = [leg.start_km for leg in self.legs]
-        return self.legs[max(0, min(bisect.bisect_right(starts, km) - 1, len(self.legs) - 1))]
+        """The leg at km; called for every vehicle on every tick, hence the cached starts."""
+        i = bisect.bisect_right(self._leg_starts, km) - 1
+        return self.legs[max(0, min(i, len(self.legs) - 1))]
 
     def node_km(self) -> list[tuple[float, Node]]:
         """Each node of the route with its distance from the start."""
