@@ -70,7 +70,7 @@ def _schemas(args: argparse.Namespace) -> int:
     from smartcity import contracts
 
     for path in contracts.publish_schemas():
-        print(f"wrote {path.relative_to(project_root())} (contract version {contracts.SCHEMA_VERSION})")
+        print(f"wrote {path.relative_to(project_root())}")
     return 0
 
 

@@ -113,6 +113,9 @@ class Params:
     speedup: float = field(
         default=0.0, metadata=_doc("1 paces events in real time, 60 a minute per second; 0 as fast as possible")
     )
+    schema_version: int = field(
+        default=2, metadata=_doc("contract version the fleet produces (1, or 2 which adds vehicle_data.edgeId)")
+    )
     reset_run: bool = field(
         default=True, metadata=_doc("01_simulate starts afresh: empty topics, lake and stream checkpoints")
     )
@@ -210,6 +213,12 @@ def _check_values(p: Params) -> None:
     for name in ("departure_spacing_seconds", "duration_seconds", "incident_rate", "speedup"):
         if not 0 <= getattr(p, name) < float("inf"):
             raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")
+    from smartcity.contracts import SCHEMA_VERSIONS
+
+    if p.schema_version not in SCHEMA_VERSIONS:
+        raise ParamsError(
+            f"parameter 'schema_version' must be one of {', '.join(map(str, SCHEMA_VERSIONS))}, got {p.schema_version}"
+        )
     if p.producer_backend not in PRODUCER_BACKENDS:
         raise ParamsError(
             f"parameter 'producer_backend' must be one of {', '.join(PRODUCER_BACKENDS)}, got {p.producer_backend!r}"

@@ -39,8 +39,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 1
-SCHEMA_DIR = Path(__file__).parent
+#: The contract version producers write now, and every version the stream still accepts.
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+#: Ids are UUIDs in canonical form (the simulator's are uuid5).
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+#: Timestamps are ISO 8601 strings with a date, a time and a UTC offset (``Z`` or ``+hh:mm``).
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+#: Event times outside this window are implausible (epoch milliseconds read as seconds, year 3026).
+TIMESTAMP_WINDOW = ("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
+#: No contract string may hold control characters (NUL included): they break readers and warehouses.
+PRINTABLE_PATTERN = "^[^\\u0000-\\u001f\\u007f]*$"
 
 #: Columns the stream adds to every lake table, after the contract fields.
 LAKE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -68,14 +79,19 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] = ()
-    const: int | None = None
+    pattern: str = ""
+    since: int = 1  # the contract version that introduced the field
+
+
+def _version_field() -> Field:
+    return Field("schemaVersion", "int", "version of this contract (also the Kafka header 'schemaVersion')")
 
 
 def _common(device_doc: str) -> list[Field]:
     return [
-        Field("id", "string", "event id: uuid5 of seed, topic, device and sequence, so reruns give the same ids"),
-        Field("schemaVersion", "int", "version of this contract (also the Kafka header 'schemaVersion')",
-              const=SCHEMA_VERSION),
+        Field("id", "string", "event id: uuid5 of seed, topic, device and sequence, so reruns give the same ids",
+              pattern=UUID_PATTERN),
+        _version_field(),
         Field("deviceId", "string", device_doc),
         Field("timestamp", "timestamp", "event time (simulated clock), ISO 8601 UTC with milliseconds"),
         Field("latitude", "double", "WGS84 latitude", "deg", minimum=-90, maximum=90),
@@ -103,6 +119,8 @@ CONTRACTS: dict[str, list[Field]] = {
         Field("fuelLevel", "double", "fuel (or battery charge) left", "%", minimum=0, maximum=100),
         Field("route", "string", "name of the route the vehicle follows"),
         Field("road", "string", "road the vehicle is on"),
+        Field("edgeId", "string", "edge of the corridor's road graph the vehicle is on (lib/smartcity/data/"
+              "corridor.json), for travel times per road stretch", required=False, since=2),
     ],
     "gps_data": _common("vehicle id")
     + [
@@ -142,70 +160,84 @@ CONTRACTS: dict[str, list[Field]] = {
 }
 
 
-def fields_of(topic: str) -> list[Field]:
+def fields_of(topic: str, version: int = SCHEMA_VERSION) -> list[Field]:
+    """The topic's fields in one contract version (the latest by default: what the lake holds)."""
     try:
-        return CONTRACTS[topic]
+        fields = CONTRACTS[topic]
     except KeyError:
         raise KeyError(f"unknown topic {topic!r}; known: {sorted(CONTRACTS)}") from None
+    if version not in SCHEMA_VERSIONS:
+        raise ValueError(f"unknown contract version {version}; versions are {', '.join(map(str, SCHEMA_VERSIONS))}")
+    return [f for f in fields if f.since <= version]
 
 
 # -- JSON Schema ----------------------------------------------------------------------------------
 _JSON_TYPES = {"string": "string", "timestamp": "string", "double": "number", "int": "integer", "long": "integer"}
 
 
-def json_schema(topic: str) -> dict[str, Any]:
-    """Draft 2020-12 JSON Schema of one topic's messages, for this contract version."""
-    props: dict[str, Any] = {}
-    for f in fields_of(topic):
-        prop: dict[str, Any] = {"type": _JSON_TYPES[f.type], "description": f.doc}
-        if f.type == "timestamp":
-            prop["format"] = "date-time"
-        if f.unit:
-            prop["x-unit"] = f.unit
-        if f.minimum is not None:
-            prop["minimum"] = f.minimum
-        if f.maximum is not None:
-            prop["maximum"] = f.maximum
-        if f.enum:
-            prop["enum"] = list(f.enum)
-        if f.const is not None:
-            prop["const"] = f.const
-        if not f.required:
-            prop = {"anyOf": [prop, {"type": "null"}], "description": f.doc}
-        props[f.name] = prop
+def _json_property(f: Field, version: int) -> dict[str, Any]:
+    prop: dict[str, Any] = {"type": _JSON_TYPES[f.type], "description": f.doc}
+    if f.name == "schemaVersion":
+        prop["const"] = version
+    if f.type == "timestamp":
+        prop.update({"format": "date-time", "pattern": TIMESTAMP_PATTERN, "x-window": list(TIMESTAMP_WINDOW)})
+    elif f.type == "string":
+        prop["pattern"] = f.pattern or PRINTABLE_PATTERN
+        if f.required:
+            prop["minLength"] = 1
+    if f.unit:
+        prop["x-unit"] = f.unit
+    if f.minimum is not None:
+        prop["minimum"] = f.minimum
+    if f.maximum is not None:
+        prop["maximum"] = f.maximum
+    if f.enum:
+        prop["enum"] = list(f.enum)
+    if f.since > 1:
+        prop["x-since-version"] = f.since
+    if not f.required:
+        prop = {"anyOf": [prop, {"type": "null"}], "description": f.doc}
+    return prop
+
+
+def json_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """Draft 2020-12 JSON Schema of one topic's messages in one contract version."""
+    fields = fields_of(topic, version)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"https://smartcity.lab/schemas/{topic}/v{SCHEMA_VERSION}.json",
+        "$id": f"https://smartcity.lab/schemas/{topic}/v{version}.json",
         "title": topic,
-        "x-schema-version": SCHEMA_VERSION,
+        "x-schema-version": version,
         "type": "object",
-        "properties": props,
-        "required": [f.name for f in fields_of(topic) if f.required],
+        "properties": {f.name: _json_property(f, version) for f in fields},
+        "required": [f.name for f in fields if f.required],
         "additionalProperties": False,
     }
 
 
-def schema_path(topic: str) -> Path:
-    """Where the topic's JSON Schema is published: ``lib/smartcity/<topic>.schema.json``."""
-    return SCHEMA_DIR / f"{topic}.schema.json"
+def schema_path(topic: str, version: int = SCHEMA_VERSION) -> Path:
+    """Where a topic's JSON Schema is published: ``lib/smartcity/schemas/<topic>.v<N>.schema.json``."""
+    return SCHEMA_DIR / f"{topic}.v{version}.schema.json"
 
 
-def render_schema(topic: str) -> str:
-    return json.dumps(json_schema(topic), indent=2) + "\n"
+def render_schema(topic: str, version: int = SCHEMA_VERSION) -> str:
+    return json.dumps(json_schema(topic, version), indent=2) + "\n"
 
 
 def publish_schemas() -> list[Path]:
-    """Write every topic's JSON Schema file; run after changing a contract (and bump the version)."""
+    """Write every topic's JSON Schema in every version; run after changing a contract (and bump the version)."""
+    SCHEMA_DIR.mkdir(exist_ok=True)
     paths = []
     for topic in CONTRACTS:
-        schema_path(topic).write_text(render_schema(topic))
-        paths.append(schema_path(topic))
+        for version in SCHEMA_VERSIONS:
+            schema_path(topic, version).write_text(render_schema(topic, version))
+            paths.append(schema_path(topic, version))
     return paths
 
 
-def published_schema(topic: str) -> dict[str, Any]:
+def published_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
     """The JSON Schema as published in the repo (what outside producers validate against)."""
-    return json.loads(schema_path(topic).read_text())
+    return json.loads(schema_path(topic, version).read_text())
 
 
 # -- Spark ----------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from smartcity.config import TOPICS, Params, route_weights
-from smartcity.contracts import SCHEMA_VERSION, Event
+from smartcity.contracts import Event
 from smartcity.geo import LatLon, Route, RoadNetwork, bearing_deg, load_network, local_xy_km, offset_m
 
 _NAMESPACE = uuid.UUID("6f1f5b5e-3c55-4a7e-9d1e-5c17a0b1c0de")
@@ -410,7 +410,7 @@ class FleetSimulation:
         ids[(topic, device)] += 1
         return {
             "id": str(uuid.uuid5(_NAMESPACE, f"{self.cfg.seed}/{topic}/{device}/{n}")),
-            "schemaVersion": SCHEMA_VERSION,
+            "schemaVersion": self.cfg.schema_version,
             "deviceId": device,
             "timestamp": iso(at),
             "latitude": round(where[0], 6),
@@ -434,6 +434,8 @@ class FleetSimulation:
         telemetry.update(common, make=v.profile.make, model=v.profile.model, year=v.year, fuelType=v.profile.fuel,
                          odometer=round(v.odometer0 + v.km, 2), fuelLevel=round(max(0.0, v.fuel), 2),
                          route=v.route.name, road=edge.road)
+        if self.cfg.schema_version >= 2:
+            telemetry["edgeId"] = edge.id
         gps = self._base(ids, "gps_data", v.device, now, fix)
         gps.update(common, vehicleType=v.profile.vehicle_type, accuracy=round(sigma * 1.5, 1))
         events += [Event("vehicle_data", v.device, telemetry), Event("gps_data", v.device, gps)]

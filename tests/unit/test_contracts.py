@@ -9,15 +9,28 @@ from smartcity import contracts
 from smartcity.config import TOPICS
 
 
+@pytest.mark.parametrize("version", contracts.SCHEMA_VERSIONS)
 @pytest.mark.parametrize("topic", TOPICS)
-def test_published_json_schema_is_the_generated_one(topic: str) -> None:
+def test_published_json_schema_is_the_generated_one(topic: str, version: int) -> None:
     # `python -m smartcity schemas` writes them; a contract change without it fails here
-    assert contracts.schema_path(topic).read_text() == contracts.render_schema(topic)
-    schema = contracts.published_schema(topic)
+    assert contracts.schema_path(topic, version).read_text() == contracts.render_schema(topic, version)
+    schema = contracts.published_schema(topic, version)
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["x-schema-version"] == contracts.SCHEMA_VERSION
-    assert schema["properties"]["schemaVersion"]["const"] == contracts.SCHEMA_VERSION
-    assert f"/v{contracts.SCHEMA_VERSION}.json" in schema["$id"]
+    assert schema["x-schema-version"] == version
+    assert schema["properties"]["schemaVersion"]["const"] == version
+    assert f"/v{version}.json" in schema["$id"]
+
+
+def test_version_2_adds_an_optional_edge_id_to_vehicle_data_only() -> None:
+    for topic in TOPICS:
+        v1 = [f.name for f in contracts.fields_of(topic, 1)]
+        v2 = [f.name for f in contracts.fields_of(topic, 2)]
+        assert v2 == v1 + (["edgeId"] if topic == "vehicle_data" else [])
+    edge = contracts.fields_of("vehicle_data")[-1]
+    assert edge.name == "edgeId" and not edge.required and edge.since == 2
+    assert "edgeId" not in contracts.published_schema("vehicle_data", 1)["properties"]
+    with pytest.raises(ValueError, match="unknown contract version 3"):
+        contracts.fields_of("gps_data", 3)
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -63,12 +76,17 @@ def test_json_schema_rejects_what_the_stream_quarantines() -> None:
     validator = jsonschema.Draft202012Validator(contracts.published_schema("gps_data"))
     assert list(validator.iter_errors({"id": "x"}))  # required fields missing
     good = {
-        "id": "a", "schemaVersion": 1, "deviceId": "v", "timestamp": "2026-01-05T08:00:00.000Z",
+        "id": "6f1f5b5e-3c55-4a7e-9d1e-5c17a0b1c0de", "schemaVersion": 2, "deviceId": "v", "timestamp": "2026-01-05T08:00:00.000Z",
         "latitude": 51.5, "longitude": -0.1, "speed": 50.0, "direction": 10.0, "vehicleType": "private",
         "accuracy": 5.0,
     }
     assert not list(validator.iter_errors(good))
-    for bad in ({"speed": 900.0}, {"vehicleType": "spaceship"}, {"schemaVersion": 2}, {"extra": 1}):
+    bad_inputs = (
+        {"speed": 900.0}, {"vehicleType": "spaceship"}, {"schemaVersion": 1}, {"extra": 1}, {"id": ""},
+        {"id": "not-a-uuid"}, {"deviceId": "v\u0000"}, {"deviceId": 7}, {"timestamp": 1767600000000},
+        {"timestamp": "2026-01-05 08:00"}, {"deviceId": {"nested": 1}},
+    )
+    for bad in bad_inputs:
         assert list(validator.iter_errors({**good, **bad})), bad
 
 
