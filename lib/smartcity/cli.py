@@ -58,6 +58,24 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream(args: argparse.Namespace) -> int:
+    import signal
+
+    from smartcity import kafka, spark, stream
+
+    try:
+        cfg = load_params(args.params)
+    except ParamsError as exc:
+        print(f"smartcity stream: {exc}", file=sys.stderr)
+        return 2
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    with kafka.ensure_broker(cfg), spark.spark_session(cfg) as session:
+        stream.serve(session, cfg, duration_s=args.duration or 0.0, should_stop=lambda: bool(stopping),
+                     on_batch=lambda done: print(f"batch {done['batch']}: {done['rows']}", flush=True))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from smartcity import bench
 
@@ -114,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--dry-run", action="store_true", help="write the events to --out instead of Kafka")
     simulate.add_argument("--out", type=Path, help="with --dry-run: JSON Lines file ({topic, key, value} per line), - for stdout")
     simulate.set_defaults(func=_simulate)
+    streaming = sub.add_parser("stream", help="run the Kafka -> lake stream continuously (until Ctrl-C or --duration)")
+    streaming.add_argument("--params", default=None, help="params YAML file (default: params/local.yaml)")
+    streaming.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    streaming.set_defaults(func=_stream)
     bench = sub.add_parser("bench", help="measure producer throughput (results in outputs/bench/)")
     bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")
     bench.add_argument("--seed-pattern-events", type=int, default=2_000,

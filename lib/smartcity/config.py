@@ -129,6 +129,12 @@ class Params:
     )
     spark_master: str = field(default="local[*]", metadata=_doc("Spark master URL"))
     spark_driver_memory: str = field(default="1g", metadata=_doc("Spark driver heap"))
+    stream_max_batch_events: int = field(
+        default=200_000, metadata=_doc("most Kafka messages one micro-batch takes (bounds its memory)")
+    )
+    stream_trigger_seconds: float = field(
+        default=1.0, metadata=_doc("live mode: seconds between two micro-batches")
+    )
     stream_timeout_seconds: int = field(
         default=600, metadata=_doc("bound on a batch (availableNow) streaming run before it counts as stuck")
     )
@@ -205,11 +211,12 @@ def _check_type(key: str, value: Any) -> Any:
 
 
 def _check_values(p: Params) -> None:
-    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds"):
+    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds", "stream_max_batch_events"):
         if getattr(p, name) < 1:
             raise ParamsError(f"parameter '{name}' must be at least 1, got {getattr(p, name)}")
-    if p.tick_seconds <= 0:
-        raise ParamsError(f"parameter 'tick_seconds' must be positive, got {p.tick_seconds}")
+    for name in ("tick_seconds", "stream_trigger_seconds"):
+        if not 0 < getattr(p, name) < float("inf"):
+            raise ParamsError(f"parameter '{name}' must be positive, got {getattr(p, name)}")
     for name in ("departure_spacing_seconds", "duration_seconds", "incident_rate", "speedup"):
         if not 0 <= getattr(p, name) < float("inf"):
             raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")

@@ -58,6 +58,7 @@ LAKE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_date", "date"),
     ("kafka_partition", "int"),
     ("kafka_offset", "long"),
+    ("kafka_timestamp", "timestamp"),  # when the producer sent it: lineage, and freshness for any reader
 )
 
 
@@ -241,19 +242,34 @@ def published_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any
 
 
 # -- Spark ----------------------------------------------------------------------------------------
-def spark_schema(topic: str) -> Any:
-    """StructType used to parse the topic's JSON values in Structured Streaming."""
+def all_fields() -> list[Field]:
+    """Every field of every topic once, in first-seen order: one schema parses any topic's message.
+
+    A field name means the same type in every topic (checked here), so one parse serves all five.
+    """
+    seen: dict[str, Field] = {}
+    for topic in CONTRACTS:
+        for f in fields_of(topic):
+            if f.name in seen and seen[f.name].type != f.type:
+                raise TypeError(f"field {f.name!r} is {seen[f.name].type} in one topic and {f.type} in {topic}")
+            seen.setdefault(f.name, f)
+    return list(seen.values())
+
+
+def spark_schema(topic: str | None = None) -> Any:
+    """StructType parsing one topic's JSON values, or (no topic) any topic's: the union of their fields."""
     from pyspark.sql import types as T
 
     spark_types = {
         "string": T.StringType(), "timestamp": T.TimestampType(), "double": T.DoubleType(),
         "int": T.IntegerType(), "long": T.LongType(), "date": T.DateType(),
     }
-    return T.StructType([T.StructField(f.name, spark_types[f.type], nullable=True) for f in fields_of(topic)])
+    fields = fields_of(topic) if topic else all_fields()
+    return T.StructType([T.StructField(f.name, spark_types[f.type], nullable=True) for f in fields])
 
 
 # -- Arrow ----------------------------------------------------------------------------------------
-def arrow_schema(topic: str, *, lake: bool = True) -> Any:
+def arrow_schema(topic: str, *, lake: bool = True, version: int = SCHEMA_VERSION) -> Any:
     """Arrow schema of a lake table (contract fields, then the stream's lake columns)."""
     import pyarrow as pa
 
@@ -261,7 +277,7 @@ def arrow_schema(topic: str, *, lake: bool = True) -> Any:
         "string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "double": pa.float64(),
         "int": pa.int32(), "long": pa.int64(), "date": pa.date32(),
     }
-    cols = [(f.name, f.type, not f.required) for f in fields_of(topic)]
+    cols = [(f.name, f.type, not f.required) for f in fields_of(topic, version)]
     if lake:
         cols += [(name, kind, False) for name, kind in LAKE_COLUMNS]
     return pa.schema([pa.field(name, arrow_types[kind], nullable=nullable) for name, kind, nullable in cols])
