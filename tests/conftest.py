@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
 import pytest
 from hypothesis import HealthCheck, settings
+from kafka.consumer.fetcher import ConsumerRecord
 
 from smartcity import config
 from smartcity.engines import free_port
@@ -42,6 +43,31 @@ def lab_params(root: Path, **overrides: object) -> config.Params:
     }
     values.update(overrides)
     return config.from_mapping(values)
+
+
+def read_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 180.0) -> list[ConsumerRecord]:
+    """Every record the topics hold, read with a plain consumer up to the end offsets seen at the start.
+
+    Reading to known end offsets (not until the consumer has been idle a while) makes the result
+    independent of how busy the machine is; the timeout only bounds a broken broker.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="smartcity-test-reader")
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            assert time.monotonic() < deadline, f"could not read {dict(ends)} within {timeout_s:.0f} s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from smartcity import kafka, simulate
 from smartcity.config import TOPICS, Params
 from smartcity.contracts import Event
 from smartcity.engines import EngineError, free_port
 from smartcity.producer import BACKENDS, ProduceError, produce
+from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +26,15 @@ def events() -> list[Event]:
     return simulate.simulate_journey(Params(vehicles=2, duration_seconds=1800))
 
 
-def consume_all(bootstrap: str, topics: tuple[str, ...]) -> list:
-    consumer = KafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_every_event_arrives_keyed_in_order_with_its_version(broker: kafka.KafkaBroker, events: list[Event],
                                                              backend: str) -> None:
-    kafka.ensure_topics(broker.bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
     report = produce(broker.bootstrap, events, backend=backend)
     sent = {t: sum(1 for e in events if e.topic == t) for t in TOPICS}
     assert dict(report.acked) == {t: n for t, n in sent.items() if n}
     assert kafka.topic_counts(broker.bootstrap) == sent
-    records = consume_all(broker.bootstrap, ("vehicle_data", "gps_data"))
+    records = read_topics(broker.bootstrap, ("vehicle_data", "gps_data"))
     partitions = defaultdict(set)
     stamps = defaultdict(list)
     for record in records:
@@ -81,7 +72,7 @@ def interrupted_after(events: list[Event], n: int) -> Iterator[Event]:
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_ctrl_c_flushes_what_was_sent_and_says_so(broker: kafka.KafkaBroker, events: list[Event], backend: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    kafka.ensure_topics(broker.bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
     with pytest.raises(KeyboardInterrupt):
         produce(broker.bootstrap, interrupted_after(events, 500), backend=backend)
     assert "interrupted: 500 sent, 500 acknowledged, 0 failed" in capsys.readouterr().err
@@ -95,7 +86,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_produces_to_the_broker(broker: kafka.KafkaBroker, tmp_path: Path) -> None:
     params = tmp_path / "p.yaml"
     params.write_text(f"kafka_bootstrap: '{broker.bootstrap}'\nkafka_embedded: false\n")
-    kafka.ensure_topics(broker.bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
     result = run_cli("--params", str(params), "--vehicles", "1", "--duration", "600", "--backend", "confluent-kafka")
     assert result.returncode == 0, result.stderr
     held = kafka.topic_counts(broker.bootstrap)
