@@ -33,13 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def lab_params(root: Path, **overrides: object) -> config.Params:
-    """Params for an isolated lab: its own data and output folders and free ports."""
+    """Params for an isolated lab: its own data and output folders and free ports.
+
+    Its PostgreSQL skips fsync: test data is thrown away, and flushing every commit would only
+    slow the tests down (a user's run keeps the default, fsync on).
+    """
     values: dict[str, object] = {
         "profile": "test",
         "data_dir": str(root / "data"),
         "output_dir": str(root / "outputs"),
         "kafka_bootstrap": f"127.0.0.1:{free_port()}",
         "postgres_port": free_port(),
+        "postgres_fsync": False,
     }
     values.update(overrides)
     return config.from_mapping(values)
