@@ -7,11 +7,11 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 import pytest
 from hypothesis import HealthCheck, settings
-from kafka.consumer.fetcher import ConsumerRecord
 
 from smartcity import config
 from smartcity.engines import free_port
@@ -50,26 +50,44 @@ def lab_params(root: Path, **overrides: object) -> config.Params:
     return config.from_mapping(values)
 
 
-def read_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 180.0) -> list[ConsumerRecord]:
+class Record(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def read_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 300.0) -> list[Record]:
     """Every record the topics hold, read with a plain consumer up to the end offsets seen at the start.
 
     Reading to known end offsets (not until the consumer has been idle a while) makes the result
-    independent of how busy the machine is; the timeout only bounds a broken broker.
+    independent of how busy the machine is; the timeout only bounds a broken broker. The reader is
+    confluent-kafka's consumer, which shares no code with the lab's producers and reads a few
+    hundred thousand records in seconds.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="smartcity-test-reader")
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "smartcity-test-reader",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
     try:
-        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        records: list[ConsumerRecord] = []
+        listed = consumer.list_topics(timeout=30).topics
+        parts = [(t, p) for t in topics for p in sorted(listed[t].partitions)]
+        marks = {tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=30) for tp in parts}
+        next_offset = {tp: low for tp, (low, _) in marks.items()}  # a truncated topic starts past 0
+        ends = {tp: high for tp, (_, high) in marks.items()}
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in parts])
+        records: list[Record] = []
         deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            assert time.monotonic() < deadline, f"could not read {dict(ends)} within {timeout_s:.0f} s"
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
+        while any(next_offset[tp] < ends[tp] for tp in parts):
+            assert time.monotonic() < deadline, f"could not read {ends} within {timeout_s:.0f} s"
+            for msg in consumer.consume(10_000, timeout=0.5):
+                assert msg.error() is None, f"reading {msg.topic()}: {msg.error()}"
+                tp = (msg.topic(), msg.partition())
+                next_offset[tp] = msg.offset() + 1
+                if msg.offset() < ends[tp]:
+                    records.append(Record(*tp, msg.offset(), msg.key(), msg.value(), list(msg.headers() or [])))
         return records
     finally:
         consumer.close()
@@ -109,11 +127,17 @@ ENGINE_MARKERS = ("kafka.Kafka", "bin/postgres", "org.apache.spark.deploy.SparkS
 
 
 def running_engines() -> dict[int, str]:
-    """Kafka, PostgreSQL and Spark driver processes on this machine: pid -> command line."""
+    """Kafka, PostgreSQL and Spark driver processes of this checkout: pid -> command line.
+
+    Every engine the lab starts runs from this checkout (the jars in .cache/, the binaries and
+    pyspark in .venv/), so its command line names the lab's root; engines of another clone or
+    another user's lab on the same machine are not this session's business.
+    """
+    root = f"{config.project_root()}/"
     found = {}
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(m in cmd for m in ENGINE_MARKERS):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and root in cmd and any(m in cmd for m in ENGINE_MARKERS):
             found[proc.info["pid"]] = cmd
     return found
 

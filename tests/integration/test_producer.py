@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,67 @@ def test_events_the_broker_refuses_are_counted_and_raised(broker: kafka.KafkaBro
     events = [Event("it_missing_topic", "k", {"n": n}) for n in range(3)]
     with pytest.raises(ProduceError, match=r"of 3 events were not acknowledged .*it_missing_topic"):
         produce(broker.bootstrap, events, backend=backend, delivery_timeout_s=3)
+
+
+def test_both_backends_put_a_key_in_the_same_partition(broker: kafka.KafkaBroker) -> None:
+    # librdkafka's own default (CRC32) would scatter these keys differently from kafka-python (murmur2)
+    topic, keys = "it_partitioning", [f"device-{n:04d}" for n in range(300)]
+    kafka.ensure_topics(broker.bootstrap, (topic,), partitions=6, empty=True)
+    for backend in BACKENDS:
+        produce(broker.bootstrap, [Event(topic, key, {"backend": backend}) for key in keys], backend=backend,
+                progress=False)
+    placed: dict[str, set[int]] = defaultdict(set)
+    by_backend: dict[str, set[int]] = defaultdict(set)
+    for record in read_topics(broker.bootstrap, (topic,)):
+        placed[record.key.decode()].add(record.partition)
+        by_backend[orjson.loads(record.value)["backend"]].add(record.partition)
+    assert set(placed) == set(keys)
+    split = {key: sorted(parts) for key, parts in placed.items() if len(parts) > 1}
+    assert split == {}, f"{len(split)} keys landed in different partitions depending on the backend"
+    assert all(parts == set(range(6)) for parts in by_backend.values()), "keys spread over every partition"
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_flush_timeout_counts_what_is_still_buffered_as_failed(tmp_path: Path, backend: str) -> None:
+    topic = "it_flush"
+    with kafka.start_broker(free_port(), tmp_path / "kafka") as own:
+        kafka.ensure_topics(own.bootstrap, (topic,), partitions=1)
+
+        def events() -> Iterator[Event]:
+            yield from (Event(topic, "k", {"n": n}) for n in range(1000))
+            own.stop()  # gone for good: what is handed over from now on can only stay buffered
+            yield from (Event(topic, "k", {"n": n}) for n in range(1000, 3000))
+
+        with pytest.raises(ProduceError, match="still buffered when the flush timed out after 3 s") as raised:
+            produce(own.bootstrap, events(), backend=backend, delivery_timeout_s=300, flush_timeout_s=3,
+                    progress=False)
+    report = raised.value.report
+    assert sum(report.sent.values()) == 3000 and report.not_sent == 0
+    assert sum(report.acked.values()) + sum(report.failed.values()) == 3000, "every event acked or failed"
+    assert sum(report.failed.values()) >= 2000
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_failed_paced_run_counts_the_rest_without_sleeping_through_it(broker: kafka.KafkaBroker,
+                                                                      events: list[Event], backend: str) -> None:
+    # half an hour of simulated events paced in real time, to a topic the broker does not have
+    doomed = [Event("it_missing_paced", e.key, e.value) for e in events]
+    raised: list[ProduceError] = []
+
+    def run() -> None:
+        try:
+            produce(broker.bootstrap, doomed, backend=backend, speedup=1.0, delivery_timeout_s=3, progress=False)
+        except ProduceError as exc:
+            raised.append(exc)
+
+    paced = threading.Thread(target=run, daemon=True)
+    paced.start()
+    paced.join(240)  # sleeping through the run would take 30 minutes; the first failure comes after 3 s
+    assert not paced.is_alive(), "the paced run went on sleeping after its first failure"
+    report = raised[0].report
+    assert sum(report.sent.values()) + report.not_sent == len(doomed)
+    assert report.not_sent > len(doomed) - 100, "it stopped at the first failure"
+    assert sum(report.acked.values()) == 0 and sum(report.failed.values()) == sum(report.sent.values())
 
 
 def interrupted_after(events: list[Event], n: int) -> Iterator[Event]:
