@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -265,7 +265,9 @@ def produce(
         raise ValueError(f"speedup must be zero or positive, got {speedup}")
     report = ProduceReport()
     sender = BACKENDS[backend](bootstrap, report, connect_timeout_s, delivery_timeout_s)
-    remaining = iter(events)
+    if total is None and isinstance(events, Sized):
+        total = len(events)
+    remaining = iter(events)  # counted from here, unpaced, when the run stops early
     pacer = _Pacer(speedup) if speedup > 0 else None
     interrupted = False
     try:
