@@ -120,7 +120,7 @@ def test_a_failed_paced_run_counts_the_rest_without_sleeping_through_it(broker: 
     assert not paced.is_alive(), "the paced run went on sleeping after its first failure"
     report = raised[0].report
     assert sum(report.sent.values()) + report.not_sent == len(doomed)
-    assert report.not_sent > len(doomed) - 100, "it stopped at the first failure"
+    assert report.not_sent > len(doomed) // 2, "it stopped at the first failure, not at the end"
     assert sum(report.acked.values()) == 0 and sum(report.failed.values()) == sum(report.sent.values())
 
 
