@@ -8,7 +8,7 @@ PARAMS ?= params/local.yaml
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test bench notebooks lab clean
+.PHONY: help setup run test fuzz bench notebooks lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ run: setup ## run the six notebooks on $(PARAMS); the report is outputs/<profile
 
 test: setup ## unit tests, integration tests on real engines, then pytest --nbval over notebooks/
 	$(PY) -m pytest
+
+fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)
+	$(PY) -m pytest tests/unit -o addopts="-p no:cacheprovider" --hypothesis-profile=fuzz
 
 bench: setup ## producer throughput: seed pattern vs kafka-python vs confluent-kafka (outputs/bench/)
 	$(PY) -m smartcity bench

@@ -50,7 +50,7 @@ def _simulate(args: argparse.Namespace) -> int:
     with kafka.ensure_broker(cfg):  # an embedded broker started here is stopped on the way out
         kafka.ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions)
         try:
-            result = produce(cfg.kafka_bootstrap, simulate.pace(events, cfg.speedup), backend=cfg.producer_backend)
+            result = produce(cfg.kafka_bootstrap, events, backend=cfg.producer_backend, speedup=cfg.speedup)
         except ProduceError as exc:
             print(f"smartcity simulate: {exc}", file=sys.stderr)
             return 1

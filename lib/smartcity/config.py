@@ -121,7 +121,9 @@ class Params:
     )
     kafka_bootstrap: str = field(default="127.0.0.1:9092", metadata=_doc("Kafka bootstrap servers host:port"))
     kafka_embedded: bool = field(
-        default=True, metadata=_doc("start a local broker from the cached jars if nothing answers there")
+        default=True,
+        metadata=_doc("true: this profile's own broker (started on 127.0.0.1 if not running, data in data_dir); "
+                      "false: an external broker, used but never emptied"),
     )
     kafka_partitions: int = field(default=3, metadata=_doc("partitions per topic when the lab creates it"))
     producer_backend: str = field(
@@ -142,6 +144,9 @@ class Params:
         default="", metadata=_doc("warehouse DSN; empty starts the embedded PostgreSQL on postgres_port")
     )
     postgres_port: int = field(default=5433, metadata=_doc("port of the embedded PostgreSQL on 127.0.0.1"))
+    postgres_fsync: bool = field(
+        default=True, metadata=_doc("embedded PostgreSQL flushes commits to disk; false is faster and loses them on a crash")
+    )
     data_dir: str = field(
         default="data/{profile}", metadata=_doc("Kafka logs, lake, checkpoints, catalog, warehouse files")
     )

@@ -539,10 +539,11 @@ def prepare_run(cfg: Params) -> pd.DataFrame:
     """Topics ready for this run; with reset_run, empty topics and no lake or checkpoints left over."""
     from smartcity import kafka, lake, report
 
+    topics = kafka.prepare_topics(cfg)  # first: a reset on a broker the lab does not own fails before anything goes
     if cfg.reset_run:
         lake.reset(cfg)
         report.clear_counts(cfg)
-    return kafka.ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, recreate=cfg.reset_run)
+    return topics
 
 
 def summarize(events: list[Event]) -> pd.DataFrame:
