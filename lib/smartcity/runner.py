@@ -78,9 +78,11 @@ def render_html(executed: Path, target: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
+    from smartcity.webassets import inline_frames
+
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(body)
+    target.write_text(inline_frames(body))  # the notebook's maps render offline too
     return target
 
 

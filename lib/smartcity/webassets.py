@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -269,3 +270,22 @@ def inline_assets(page: str) -> str:
     if left:
         raise AssetError(f"the page still loads from the network: {page[left.start():left.start() + 160]}")
     return page
+
+
+_SRCDOC = re.compile(r'srcdoc="(?P<doc>[^"]*)"')
+
+
+def inline_frames(page: str) -> str:
+    """Inline the assets of every folium map embedded in a page as an ``<iframe srcdoc>``.
+
+    That is how a notebook shows a map; rendered to HTML for the report, the map then renders
+    offline like the saved ones (without the corridor background, which only saved maps get).
+    """
+
+    def frame(match: re.Match[str]) -> str:
+        doc = html.unescape(match.group("doc"))
+        if "leaflet" not in doc:
+            return match.group(0)
+        return f'srcdoc="{html.escape(inline_assets(doc))}"'
+
+    return _SRCDOC.sub(frame, page)

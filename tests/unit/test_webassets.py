@@ -78,3 +78,14 @@ def test_saving_leaves_the_notebooks_map_as_it_was(tmp_path: Path) -> None:
     assert fmap._repr_html_() == control._repr_html_()
     assert saved.read_text().startswith("<!DOCTYPE html>")
     assert saved.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_maps_embedded_in_a_rendered_notebook_are_inlined_too() -> None:
+    import html
+
+    page = f"<html><body><p>a notebook</p>{route_map.corridor_map()._repr_html_()}</body></html>"
+    assert "cdn.jsdelivr.net" in html.unescape(page)
+    inlined = webassets.inline_frames(page)
+    frame = html.unescape(re.search(r'srcdoc="([^"]*)"', inlined).group(1))
+    assert "L.AwesomeMarkers" in frame and not re.search(r'<(script|link)\b[^>]*(src|href)="https?://', frame)
+    assert "<p>a notebook</p>" in inlined
