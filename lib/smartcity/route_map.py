@@ -196,7 +196,8 @@ def add_suggestions(fmap: folium.Map, suggestions: pd.DataFrame, network: RoadNe
         rows = suggestions.loc[departures]
         label = rows["suggested"].iloc[0]
         minutes = f"{rows['expected min'].min():.0f}-{rows['expected min'].max():.0f} min"
-        layer = folium.FeatureGroup(name=f"Suggested: {label} ({', '.join(departures)})")
+        when = ", ".join(departures) if len(departures) <= 3 else f"{departures[0]} … {departures[-1]}, {len(departures)} departures"
+        layer = folium.FeatureGroup(name=f"Suggested ({when}): {label}")
         folium.PolyLine([list(p) for p in path_points(network, nodes)], color=SUGGESTION_COLOURS[n % len(SUGGESTION_COLOURS)],
                         weight=7, opacity=0.7, dash_array="12 8",
                         tooltip=f"suggested for departures at {', '.join(departures)}: {label}, "

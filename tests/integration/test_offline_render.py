@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,17 @@ def chromium() -> str:
     pytest.skip(message)
 
 
-def _chromium_run(args: list[str], scratch: str) -> str:
+#: Networking off: every request goes to a closed port, every host name resolves to nothing.
+OFFLINE = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND"]
+#: Only this machine: host names resolve to nothing, loopback addresses (a local tile server) answer.
+LOOPBACK_ONLY = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+
+
+def _chromium_run(args: list[str], scratch: str, network: list[str] = OFFLINE) -> str:
     cmd = [
         chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={scratch}/profile",
-        # networking off: every request goes to a closed port, every host name resolves to nothing
-        "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={scratch}/profile", *network,
         "--force-color-profile=srgb", "--hide-scrollbars", "--virtual-time-budget=5000", *args,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -68,13 +73,14 @@ def _chromium_run(args: list[str], scratch: str) -> str:
     return out.decode(errors="replace") + err.decode(errors="replace")[-2000:]
 
 
-def screenshot(page: Path, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
-    """RGB pixels of a page as headless Chromium renders it with every network request refused."""
+def screenshot(page: Path, width: int = WIDTH, height: int = HEIGHT, network: list[str] = OFFLINE) -> np.ndarray:
+    """RGB pixels of a page as headless Chromium renders it (by default with every request refused)."""
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as scratch:
         shot = Path(scratch) / "shot.png"
-        output = _chromium_run([f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], scratch)
+        output = _chromium_run([f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], scratch,
+                               network)
         assert shot.exists(), f"chromium made no screenshot:\n{output}"
         return np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")).astype(int)
 
@@ -285,3 +291,58 @@ def test_a_map_saved_by_folium_alone_is_blank_offline(run: Params, tmp_path: Pat
     with pytest.raises(AssertionError, match="uncovered points show the line"):
         check_line(pixels, points, _hex(route_map.ROUTE_COLOURS[1]), Covered(), np.empty((0, 2)), "M40")
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) <= 2, "a blank page"
+
+
+@pytest.fixture()
+def tile_server() -> Iterator[str]:
+    """A tile server on loopback answering every tile with one solid magenta PNG (stands in for OSM)."""
+    import http.server
+    import threading
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (256, 256), TILE_COLOUR).save(buffer, format="PNG")
+    tile = buffer.getvalue()
+
+    class Tiles(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(tile)))
+            self.end_headers()
+            self.wfile.write(tile)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+TILE_COLOUR = (255, 0, 255)
+
+
+def test_with_a_tile_server_the_tiles_cover_the_background(run: Params, tile_server: str, tmp_path: Path) -> None:
+    """Online the map looks as before: tiles over the corridor background, the tracks on top."""
+    saved = (run.output_path / "maps" / "journey.html").read_text()
+    osm = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert osm in saved
+    page = tmp_path / "journey-local-tiles.html"
+    page.write_text(saved.replace(osm, tile_server + "/{z}/{x}/{y}.png"))
+    pixels = screenshot(page, network=LOOPBACK_ONLY)
+    pixel = corridor_pixels(run.output_path / "maps" / "journey.html")
+    x, y = pixel(52.0, min(n.lon for n in load_network().nodes.values()) - 0.3)
+    assert tuple(pixels[int(y), int(x)]) == TILE_COLOUR, "the tiles cover the background where there are no layers"
+    assert (np.abs(pixels - _hex(route_map.LAND_COLOUR)).sum(axis=2) <= 6).mean() < 0.01, "no background shows"
+    fixes = lake.read_table(run, "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
+    first = fixes[fixes["deviceId"] == fixes["deviceId"].min()]
+    colour = 0.8 * _hex(route_map.TRACK_COLOURS[0]) + 0.2 * np.array(TILE_COLOUR)
+    drawn = [_near(pixels, *pixel(p.latitude, p.longitude), colour) for p in first.iloc[::50].itertuples()]
+    assert np.mean(drawn) >= 0.5, "the tracks are drawn over the tiles"
