@@ -212,7 +212,8 @@ def write_index(cfg: Params, runs: Sequence[NotebookRun], maps: Sequence[Path]) 
     params = pd.DataFrame(sorted(cfg.as_dict().items()), columns=["parameter", "value"])
     failed = [r.name for r in runs if r.error]
     status = (f"<p class='bad'>Stopped at {html.escape(failed[0])}: later stages did not run.</p>" if failed
-              else f"<p>{len(runs)} notebook(s) ran: {html.escape(', '.join(r.name for r in runs))}.</p>")
+              else f"<p>{len(runs)} notebook(s) ran: {html.escape(', '.join(r.name for r in runs))}.</p>" if runs
+              else "")
     charts_html = "\n".join(_chart_html(c) for c in _charts(cfg))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Smart City lab: {html.escape(cfg.profile)}</title>
