@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev,aws]'
 	touch $@
 
-setup: $(STAMP) ## check Java and Maven, install the virtualenv and fetch the jars (once; offline after)
+setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars and the map assets (once; offline after)
 	@scripts/check-prereqs $(PY)
 	$(PY) -m smartcity setup
 

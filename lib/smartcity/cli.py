@@ -93,10 +93,12 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from smartcity import jvm
+    from smartcity import jvm, webassets
 
     for name, count in jvm.setup_all().items():
         print(f"{name}: {count} jars in {jvm.cache_dir().relative_to(project_root()) / name}")
+    packages = webassets.setup_all()
+    print(f"offline map assets: {len(packages)} npm packages in {webassets.cache_dir().relative_to(project_root())}")
     return 0
 
 
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=_bench)
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every topic (lib/smartcity/<topic>.schema.json)")
     schemas.set_defaults(func=_schemas)
-    setup = sub.add_parser("setup", help="check Java and fetch the Kafka and Spark jars from Maven Central")
+    setup = sub.add_parser("setup", help="check Java, fetch the Kafka and Spark jars (Maven Central) and the map assets (npm)")
     setup.set_defaults(func=_setup)
     params = sub.add_parser("params", help="list every parameter with its type, default and meaning")
     params.set_defaults(func=_params)

@@ -116,6 +116,12 @@ class Params:
     schema_version: int = field(
         default=2, metadata=_doc("contract version the fleet produces (1, or 2 which adds vehicle_data.edgeId)")
     )
+    route_judge_seed: int = field(
+        default=0, metadata=_doc("seed of the run 06_route_map judges its suggestions on; 0: seed + 1 (never seed)")
+    )
+    route_judge_vehicles: int = field(
+        default=24, metadata=_doc("vehicles of that judged run, each driven on its own route and on the suggestion")
+    )
     reset_run: bool = field(
         default=True, metadata=_doc("01_simulate starts afresh: empty topics, lake and stream checkpoints")
     )
@@ -216,9 +222,14 @@ def _check_type(key: str, value: Any) -> Any:
 
 
 def _check_values(p: Params) -> None:
-    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds", "stream_max_batch_events"):
+    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds", "stream_max_batch_events",
+                 "route_judge_vehicles"):
         if getattr(p, name) < 1:
             raise ParamsError(f"parameter '{name}' must be at least 1, got {getattr(p, name)}")
+    if p.route_judge_seed and p.route_judge_seed == p.seed:
+        raise ParamsError(
+            f"parameter 'route_judge_seed' must differ from 'seed' ({p.seed}): suggestions are judged on a run they did not learn from"
+        )
     for name in ("tick_seconds", "stream_trigger_seconds"):
         if not 0 < getattr(p, name) < float("inf"):
             raise ParamsError(f"parameter '{name}' must be positive, got {getattr(p, name)}")

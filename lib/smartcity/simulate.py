@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -316,17 +316,26 @@ def _consumption(profile: Profile, speed: float) -> float:
 class FleetSimulation:
     """One run of the corridor: the fleet, the roadside sensors and the incidents, for given params."""
 
-    def __init__(self, cfg: Params, network: RoadNetwork | None = None, incidents: list[Incident] | None = None):
+    def __init__(self, cfg: Params, network: RoadNetwork | None = None, incidents: list[Incident] | None = None,
+                 plan: Sequence[tuple[datetime, str]] | None = None):
+        """``plan`` replaces the route mix and departure spacing: one vehicle per (departure, route
+        name), in that order, so a counterfactual can drive the same vehicles at the same times on
+        other routes; profiles, drivers, incidents and weather still come from the seed."""
         self.cfg = cfg
         self.network = network or load_network()
-        weights = route_weights(cfg.routes)
         fleet_rng = random.Random(f"{cfg.seed}/fleet")
         self.cameras = place_cameras(self.network)
         self.stations = place_stations(self.network)
-        routes = assign_routes(weights, cfg.vehicles)
         spacing = timedelta(seconds=cfg.departure_spacing_seconds)
+        if plan is None:
+            routes = assign_routes(route_weights(cfg.routes), cfg.vehicles)
+            departures = [cfg.start_time + spacing * i for i in range(cfg.vehicles)]
+        else:
+            departures, routes = [d for d, _ in plan], [r for _, r in plan]
+            if not plan or min(departures) < cfg.start_time:
+                raise ValueError(f"a plan needs at least one vehicle, none departing before {cfg.start_time}")
         longest = max(self.network.route(r).length_km for r in set(routes))
-        self.window = spacing * (cfg.vehicles - 1) + timedelta(hours=longest / 50)
+        self.window = (max(departures) - cfg.start_time) + timedelta(hours=longest / 50)
         self.incidents = plan_incidents(cfg, self.network, self.window) if incidents is None else incidents
         self.weather = WeatherField(cfg.start_time, self.network.nodes["london"].point)
         self.vehicles = []
@@ -338,7 +347,7 @@ class FleetSimulation:
                 Vehicle(
                     device=f"vehicle-{i + 1:03d}", profile=profile,
                     year=min(2026, 2026 - int(abs(rng.gauss(0, 5)))), route=route,
-                    depart=cfg.start_time + spacing * i, driver=min(1.08, max(0.88, rng.gauss(0.98, 0.04))),
+                    depart=departures[i], driver=min(1.08, max(0.88, rng.gauss(0.98, 0.04))),
                     odometer0=round(rng.uniform(3_000, 140_000), 1), fuel0=rng.uniform(55, 98), rng=rng,
                     cameras=self._on_route(route, ((c.edge_id, c.edge_km, c) for c in self.cameras)),
                     incidents=self._on_route(route, ((i.edge_id, i.edge_km, i) for i in self.incidents)),
