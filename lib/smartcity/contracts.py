@@ -241,6 +241,28 @@ def published_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any
     return json.loads(schema_path(topic, version).read_text())
 
 
+# -- the stream's contract check (a Spark Java UDF, lib/smartcity/jvm/ContractCheck.java) -------------
+def check_spec(max_bytes: int, nesting_limit: int) -> str:
+    """Every topic's contract as the JSON the stream's Java check reads: Python stays the one source."""
+    def field(f: Field) -> dict[str, Any]:
+        pattern = TIMESTAMP_PATTERN if f.type == "timestamp" else f.pattern
+        return {
+            "name": f.name, "type": f.type, "required": f.required, "since": f.since,
+            "minimum": f.minimum, "maximum": f.maximum,
+            "minimum_text": None if f.minimum is None else f"{f.minimum:g}",
+            "maximum_text": None if f.maximum is None else f"{f.maximum:g}",
+            "enum": list(f.enum), "enum_text": ", ".join(f.enum), "pattern": pattern or None,
+            "pattern_name": "a UUID" if f.pattern == UUID_PATTERN else f"matching {f.pattern}",
+        }
+
+    return json.dumps({
+        "max_bytes": max_bytes, "nesting_limit": nesting_limit, "window": list(TIMESTAMP_WINDOW),
+        "window_text": f"{TIMESTAMP_WINDOW[0][:10]} .. {TIMESTAMP_WINDOW[1][:10]}",
+        "versions": list(SCHEMA_VERSIONS), "versions_text": ", ".join(map(str, SCHEMA_VERSIONS)),
+        "topics": {topic: {"fields": [field(f) for f in fields_of(topic)]} for topic in CONTRACTS},
+    }, sort_keys=True)
+
+
 # -- Spark ----------------------------------------------------------------------------------------
 def all_fields() -> list[Field]:
     """Every field of every topic once, in first-seen order: one schema parses any topic's message.

@@ -36,7 +36,7 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         "spark.driver.host": LOCAL_IP,
         "spark.driver.bindAddress": LOCAL_IP,
         "spark.app.name": f"smartcity-{cfg.profile}",
-        "spark.jars": ",".join(str(j) for j in jvm.spark_connector_jars()),
+        "spark.jars": ",".join(str(j) for j in [*jvm.spark_connector_jars(), jvm.udf_jar()]),
         "spark.driver.memory": cfg.spark_driver_memory,
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
@@ -63,7 +63,18 @@ def get_spark(cfg: Params) -> SparkSession:
     with _jvm_output_to(cfg.data_path / "logs" / "spark-driver.out"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    register_functions(spark)
     return spark
+
+
+CONTRACT_CHECK = "smartcity_contract_violation"
+
+
+def register_functions(spark: SparkSession) -> None:
+    """The lab's Java UDF (lib/smartcity/jvm/ContractCheck.java) under its SQL name."""
+    from pyspark.sql.types import StringType
+
+    spark.udf.registerJavaFunction(CONTRACT_CHECK, "smartcity.ContractCheck", StringType())
 
 
 @contextmanager

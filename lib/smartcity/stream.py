@@ -24,7 +24,7 @@ import pandas as pd
 
 from smartcity import contracts, lake, report
 from smartcity.config import TOPICS, Params
-from smartcity.contracts import SCHEMA_VERSIONS, Field, fields_of
+from smartcity.contracts import fields_of
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,16 +32,13 @@ if TYPE_CHECKING:
 
 #: Messages larger than this are quarantined unparsed (contract messages are about 300 bytes).
 MAX_MESSAGE_BYTES = 64 * 1024
-#: Jackson refuses documents nested deeper than 1000 levels; such a message is "nested too deep".
+#: Deeper JSON is refused unparsed as "nested too deep" (contract messages are flat objects).
 NESTING_LIMIT = 1000
 PREVIEW_CHARS = 512
 QUERY_NAME = "lake"
 #: Quantiles of the Kafka timestamps recorded per batch: freshness percentiles come from them.
 QUANTILES = tuple(q / 20 for q in range(21))
 CONTROL_CHARS = "[\\x00-\\x1f\\x7f]"
-#: Control characters JSON never holds unescaped (tab, newline and carriage return are whitespace).
-RAW_CONTROL_CHARS = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
-PATTERN_NAMES = {contracts.UUID_PATTERN: "a UUID"}
 #: Parser options: no NaN/Infinity tokens (not JSON), timestamps only as ISO 8601 with an offset.
 JSON_OPTIONS = {
     "allowNonNumericNumbers": "false",
@@ -79,118 +76,29 @@ def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS)
     )
 
 
-def _first(checks: Sequence[tuple[Column, Column | str]]) -> Column:
-    """The message of the first check that holds, or NULL: Spark stops evaluating at the first hit."""
-    from pyspark.sql import functions as F
+def violation_reason(topic: Column, value: Column, key: Column) -> Column:
+    """Why a message cannot go to its table (the first rule it breaks), or NULL when it is valid.
 
-    return F.coalesce(*[F.when(cond, msg if not isinstance(msg, str) else F.lit(msg)) for cond, msg in checks])
-
-
-def _field_checks(f: Field, value: Column, keys: Column, raw: Column) -> list[tuple[Column, Column | str]]:
-    from pyspark.sql import functions as F
-
-    checks: list[tuple[Column, Column | str]] = []
-    if f.required:
-        # a field present but unreadable: its value has the wrong type, or the parser stopped at a raw
-        # control character (no JSON may hold one; json_object_keys lets them through)
-        unreadable = (F.when(raw.rlike(RAW_CONTROL_CHARS), F.lit("not valid JSON"))
-                      .otherwise(F.lit(f"field '{f.name}' has the wrong type or format")))
-        checks.append((value.isNull(), F.when(F.array_contains(keys, f.name), unreadable)
-                       .otherwise(F.lit(f"missing required field '{f.name}'"))))
-        if f.type == "string":
-            checks.append((value == F.lit(""), f"field '{f.name}' is empty"))
-    if f.type == "double":
-        checks.append((F.isnan(value) | (F.abs(value) == F.lit(float("inf"))), f"field '{f.name}' is not a finite number"))
-    if f.minimum is not None:
-        checks.append((value < F.lit(f.minimum), f"field '{f.name}' below its minimum {f.minimum:g}"))
-    if f.maximum is not None:
-        checks.append((value > F.lit(f.maximum), f"field '{f.name}' above its maximum {f.maximum:g}"))
-    if f.enum:
-        checks.append((~value.isin(*f.enum), f"field '{f.name}' not one of {', '.join(f.enum)}"))
-    if f.pattern:
-        what = PATTERN_NAMES.get(f.pattern, f"matching {f.pattern}")
-        checks.append((~value.rlike(f.pattern), f"field '{f.name}' is not {what}"))
-    if f.type == "timestamp":
-        low, high = contracts.TIMESTAMP_WINDOW
-        checks.append(((value < F.to_timestamp(F.lit(low))) | (value >= F.to_timestamp(F.lit(high))),
-                       f"field '{f.name}' outside {low[:10]} .. {high[:10]}"))
-    return checks
-
-
-def string_field_pattern(topic: str) -> str:
-    """A key of one of the topic's string fields followed by a value that is not a JSON string.
-
-    Spark's JSON reader turns a number or an object into its text when the schema says string,
-    so the type is checked on the raw message: a key right after ``{`` or ``,`` (never inside a
-    string, where a quote would be escaped) whose value starts like a number, object, array or boolean.
+    One pass of the lab's Java check over the raw bytes (:mod:`smartcity.jvm`, ContractCheck.java),
+    with the contracts handed over as JSON generated from :mod:`smartcity.contracts`.
     """
-    names = [f.name for f in fields_of(topic) if f.type in ("string", "timestamp")]
-    return r'[{,]\s*"(' + "|".join(names) + r')"\s*:\s*[-0-9\[{tf]'
-
-
-def topic_reason(topic: str, event: Column, keys: Column, raw: Column, key: Column) -> Column:
-    """The first rule of its topic's contract a well-formed JSON object breaks, or NULL."""
     from pyspark.sql import functions as F
 
-    version = event["schemaVersion"]
-    allowed = F.when(version == F.lit(1), F.array(*[F.lit(f.name) for f in fields_of(topic, 1)]))
-    for v in SCHEMA_VERSIONS[1:]:
-        allowed = allowed.when(version == F.lit(v), F.array(*[F.lit(f.name) for f in fields_of(topic, v)]))
-    extras = F.array_except(keys, F.coalesce(allowed, F.array(*[F.lit(f.name) for f in fields_of(topic)])))
-    pattern = string_field_pattern(topic)
-    fields = fields_of(topic)
-    text_fields = [event[f.name] for f in fields if f.type == "string"]
-    checks: list[tuple[Column, Column | str]] = [
-        (F.size(extras) > 0, F.concat(F.lit("unknown field '"), F.element_at(extras, 1), F.lit("'"))),
-        (raw.rlike(pattern), F.concat(F.lit("field '"), F.regexp_extract(raw, pattern, 1), F.lit("' must be a JSON string"))),
-    ]
-    for f in fields:
-        checks.extend(_field_checks(f, event[f.name], keys, raw))
-        if f.name == "schemaVersion":
-            supported = ", ".join(map(str, SCHEMA_VERSIONS))
-            checks.append((~version.isin(*SCHEMA_VERSIONS), f"schemaVersion is not a supported contract version ({supported})"))
-    checks += [
-        (F.concat_ws("", *text_fields).rlike(CONTROL_CHARS), "a text field holds a control character"),
-        (key.cast("string") != event["deviceId"], "the Kafka key is not the deviceId"),
-    ]
-    return _first(checks)
+    from smartcity.spark import CONTRACT_CHECK
+
+    spec = contracts.check_spec(MAX_MESSAGE_BYTES, NESTING_LIMIT)
+    return F.call_function(CONTRACT_CHECK, value, key, topic, F.lit(spec))
 
 
-def violation_reason(topic: Column, value: Column, key: Column, raw: Column, keys: Column, event: Column,
-                     topics: Sequence[str] = TOPICS) -> Column:
-    """Why a message cannot go to its table (the first rule it breaks), or NULL when it is valid."""
+def parse_messages(raw: DataFrame) -> DataFrame:
+    """Raw messages with the reason each is invalid (if it is) and, for valid ones, the parsed event."""
     from pyspark.sql import functions as F
 
-    nesting = F.length(raw) - F.length(F.translate(raw, "{[", ""))
-    per_topic = None
-    for t in topics:
-        check = topic_reason(t, event, keys, raw, key)
-        per_topic = F.when(topic == t, check) if per_topic is None else per_topic.when(topic == t, check)
-    checks: list[tuple[Column, Column | str]] = [
-        (value.isNull() | (F.octet_length(value) == 0), "empty message"),
-        (F.octet_length(value) > MAX_MESSAGE_BYTES, f"oversize message: more than {MAX_MESSAGE_BYTES} bytes"),
-        (~F.is_valid_utf8(value), "not UTF-8"),
-        (keys.isNull() & ~raw.rlike(r"^\s*\{"), "not a JSON object"),
-        (keys.isNull() & (nesting >= NESTING_LIMIT), f"nested too deep (more than {NESTING_LIMIT} levels)"),
-        (keys.isNull() | ~raw.rlike(r"\}\s*$"), "not valid JSON"),
-        (F.size(keys) != F.size(F.array_distinct(keys)), "a field appears twice"),
-        (key.isNull(), "no key: events are keyed by their deviceId"),
-        (F.lit(True), per_topic),
-    ]
-    return _first(checks)
-
-
-def parse_messages(raw: DataFrame, topics: Sequence[str] = TOPICS) -> DataFrame:
-    """Raw messages with the parsed event, its top-level keys and the reason it is invalid (if it is)."""
-    from pyspark.sql import functions as F
-
-    text = F.col("value").cast("string")
+    reason = violation_reason(F.col("topic"), F.col("value"), F.col("key"))
+    parsed = F.from_json(F.col("value").cast("string"), contracts.spark_schema(), JSON_OPTIONS)
     return (
-        raw.withColumn("raw", text)
-        .withColumn("keys", F.json_object_keys(F.col("raw")))
-        .withColumn("event", F.from_json(F.col("raw"), contracts.spark_schema(), JSON_OPTIONS))
-        .withColumn("reason", violation_reason(F.col("topic"), F.col("value"), F.col("key"), F.col("raw"),
-                                               F.col("keys"), F.col("event"), topics))
+        raw.withColumn("reason", reason)
+        .withColumn("event", F.when(F.col("reason").isNull(), parsed))
     )
 
 
@@ -257,7 +165,7 @@ class LakeWriter:
         started = time.time()
         staging = self.log.start(batch_id)
         observed = Observation(f"batch-{batch_id}")
-        parsed = parse_messages(batch, self.topics).observe(
+        parsed = parse_messages(batch).observe(
             observed,
             F.count(F.lit(1)).alias("messages"),
             F.count(F.col("reason")).alias("quarantined"),
