@@ -8,7 +8,7 @@ PARAMS ?= params/local.yaml
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test fuzz bench notebooks lab clean
+.PHONY: help setup run live test fuzz bench notebooks lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars a
 
 run: setup ## run the six notebooks on $(PARAMS); the report is outputs/<profile>/index.html
 	$(PY) -m smartcity run --params $(PARAMS)
+
+live: setup ## the fleet drives while Spark streams, with a live status table (params/live.yaml; Ctrl-C stops)
+	$(PY) -m smartcity live --params params/live.yaml $(if $(DURATION),--duration $(DURATION))
 
 test: setup ## unit tests, integration tests on real engines, then pytest --nbval over notebooks/
 	$(PY) -m pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -76,6 +77,19 @@ def _stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live(args: argparse.Namespace) -> int:
+    from smartcity import live
+
+    try:
+        cfg = load_params(args.params)
+    except ParamsError as exc:
+        print(f"smartcity live: {exc}", file=sys.stderr)
+        return 2
+    summary = live.run_live(cfg, args.duration, console=not args.quiet)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from smartcity import bench
 
@@ -138,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     streaming.add_argument("--params", default=None, help="params YAML file (default: params/local.yaml)")
     streaming.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     streaming.set_defaults(func=_stream)
+    live = sub.add_parser("live", help="drive the fleet while the stream runs, with a live status table")
+    live.add_argument("--params", default="params/live.yaml", help="params YAML file (default: params/live.yaml)")
+    live.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="seconds the fleet drives before the stream drains (default: live_seconds; 0: until Ctrl-C)")
+    live.add_argument("--quiet", action="store_true", help="no status table (the JSON Lines are written anyway)")
+    live.set_defaults(func=_live)
     bench = sub.add_parser("bench", help="measure producer throughput (results in outputs/bench/)")
     bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")
     bench.add_argument("--seed-pattern-events", type=int, default=2_000,

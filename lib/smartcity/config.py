@@ -34,6 +34,7 @@ NOTEBOOKS: tuple[str, ...] = (
 
 
 PRODUCER_BACKENDS: tuple[str, ...] = ("kafka-python", "confluent-kafka")
+MODES: tuple[str, ...] = ("batch", "live")
 
 
 class ParamsError(ValueError):
@@ -124,6 +125,12 @@ class Params:
     )
     reset_run: bool = field(
         default=True, metadata=_doc("01_simulate starts afresh: empty topics, lake and stream checkpoints")
+    )
+    mode: str = field(
+        default="batch", metadata=_doc("batch: produce a bounded run, then stream it; live: drive and stream at once")
+    )
+    live_seconds: float = field(
+        default=0.0, metadata=_doc("live mode: wall-clock seconds the fleet drives before the stream drains; 0 until stopped")
     )
     kafka_bootstrap: str = field(default="127.0.0.1:9092", metadata=_doc("Kafka bootstrap servers host:port"))
     kafka_embedded: bool = field(
@@ -242,6 +249,10 @@ def _check_values(p: Params) -> None:
         raise ParamsError(
             f"parameter 'schema_version' must be one of {', '.join(map(str, SCHEMA_VERSIONS))}, got {p.schema_version}"
         )
+    if p.mode not in MODES:
+        raise ParamsError(f"parameter 'mode' must be one of {', '.join(MODES)}, got {p.mode!r}")
+    if not 0 <= p.live_seconds < float("inf"):
+        raise ParamsError(f"parameter 'live_seconds' must be zero or positive, got {p.live_seconds}")
     if p.producer_backend not in PRODUCER_BACKENDS:
         raise ParamsError(
             f"parameter 'producer_backend' must be one of {', '.join(PRODUCER_BACKENDS)}, got {p.producer_backend!r}"

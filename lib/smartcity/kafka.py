@@ -205,7 +205,7 @@ def start_broker(port: int, data_dir: Path, *, default_partitions: int = 3) -> K
     return KafkaBroker(bootstrap, proc)
 
 
-def _admin(bootstrap: str) -> KafkaAdminClient:
+def admin_client(bootstrap: str) -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-admin", request_timeout_ms=30000)
 
 
@@ -223,7 +223,7 @@ def ensure_topics(
     table shows it. Emptying truncates the records (:func:`truncate_topics`): topics are never
     deleted and re-created, which races the controller on a busy machine.
     """
-    admin = _admin(bootstrap)
+    admin = admin_client(bootstrap)
     try:
         missing = [t for t in topics if t not in set(admin.list_topics())]
         if missing:
@@ -265,7 +265,7 @@ def truncate_topics(bootstrap: str, topics: Sequence[str] = TOPICS, *, timeout_s
     The topics, their partitions and their configs stay: nothing waits for a deletion to finish.
     Offsets go on from where they were (a new run's first record is not at offset 0).
     """
-    admin = _admin(bootstrap)
+    admin = admin_client(bootstrap)
     try:
         parts = [TopicPartition(d["name"], p["partition_index"])
                  for d in admin.describe_topics(list(topics)) for p in d["partitions"]]
@@ -305,19 +305,28 @@ def prepare_topics(cfg: Params) -> pd.DataFrame:
     return ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, empty=cfg.reset_run)
 
 
-def topic_counts(bootstrap: str, topics: Sequence[str] = TOPICS) -> dict[str, int]:
-    """Messages held per topic (end offset minus start offset, summed over partitions)."""
-    admin = _admin(bootstrap)
+def partition_offsets(admin: KafkaAdminClient, topics: Sequence[str], *, earliest: bool = False
+                      ) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the latest (or earliest) offset, in one round of admin calls."""
     try:
         described = admin.describe_topics(list(topics))
         parts = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
-        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in parts})
-        starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in parts})
+        spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
+        found = admin.list_partition_offsets({tp: spec for tp in parts})
     except UnknownTopicOrPartitionError as exc:
-        raise EngineError(f"a topic is missing on {bootstrap}: {exc}") from None
+        raise EngineError(f"a topic is missing: {exc}") from None
+    return {(tp.topic, tp.partition): found[tp].offset for tp in parts}
+
+
+def topic_counts(bootstrap: str, topics: Sequence[str] = TOPICS) -> dict[str, int]:
+    """Messages held per topic (end offset minus start offset, summed over partitions)."""
+    admin = admin_client(bootstrap)
+    try:
+        ends = partition_offsets(admin, topics)
+        starts = partition_offsets(admin, topics, earliest=True)
     finally:
         admin.close()
     counts: Counter[str] = Counter({t: 0 for t in topics})
-    for tp in parts:
-        counts[tp.topic] += ends[tp].offset - starts[tp].offset
+    for (topic, partition), end in ends.items():
+        counts[topic] += end - starts[(topic, partition)]
     return dict(counts)

@@ -29,12 +29,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from smartcity.config import TOPICS, Params
-from smartcity.contracts import SCHEMA_VERSION, Event
+from smartcity.contracts import SCHEMA_VERSIONS, Event
 from smartcity.engines import EngineError
 
 log = logging.getLogger(__name__)
 
-HEADERS = [("schemaVersion", str(SCHEMA_VERSION).encode())]
+#: The Kafka header that names an event's contract version, the same as its ``schemaVersion`` field.
+HEADERS = {v: [("schemaVersion", str(v).encode())] for v in SCHEMA_VERSIONS}
 LINGER_MS = 50
 BATCH_BYTES = 1024 * 1024
 
@@ -128,11 +129,11 @@ class _KafkaPython:
         """Sleep (the client's I/O thread delivers meanwhile), waking early if a delivery fails."""
         self.failure.wait(seconds)
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         from kafka.errors import KafkaError
 
         try:
-            future = self.producer.send(topic, key=key, value=value, headers=HEADERS)
+            future = self.producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as exc:
             raise _SendFailed(f"{type(exc).__name__}: {exc}") from exc
         ok = self._ok.get(topic) or self._acker(topic)
@@ -191,10 +192,10 @@ class _Confluent:
         else:
             self.report.record_failure(topic, err)
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value, headers=HEADERS, on_delivery=self._delivered)
+                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=self._delivered)
                 break
             except BufferError:  # local queue full: let librdkafka deliver, then try again
                 self.producer.poll(0.05)
@@ -249,6 +250,7 @@ def produce(
     delivery_timeout_s: float = 60.0,
     flush_timeout_s: float | None = None,
     progress: bool = True,
+    report: ProduceReport | None = None,
 ) -> ProduceReport:
     """Send events keyed by device and wait for every acknowledgement; failures raise, counted.
 
@@ -257,13 +259,13 @@ def produce(
     failed: the remaining events are counted as not sent, straight from the input, so a paced run
     does not sleep through hours of events it will not send. The final flush waits
     ``flush_timeout_s`` (default: the delivery timeout and 10 s); what is still buffered then is
-    counted as failed.
+    counted as failed. Pass ``report`` to watch the counts while the run goes on (the live mode does).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown producer backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if not 0 <= speedup < float("inf"):
         raise ValueError(f"speedup must be zero or positive, got {speedup}")
-    report = ProduceReport()
+    report = ProduceReport() if report is None else report
     sender = BACKENDS[backend](bootstrap, report, connect_timeout_s, delivery_timeout_s)
     if total is None and isinstance(events, Sized):
         total = len(events)
@@ -280,7 +282,9 @@ def produce(
                 break
             report.sent[event.topic] += 1
             try:
-                sender.send(event.topic, event.key.encode(), orjson.dumps(event.value))
+                version = event.value.get("schemaVersion")
+                headers = HEADERS.get(version) or [("schemaVersion", str(version).encode())]
+                sender.send(event.topic, event.key.encode(), orjson.dumps(event.value), headers)
             except _SendFailed as exc:
                 report.record_failure(event.topic, exc)
                 report.not_sent = sum(1 for _ in remaining)

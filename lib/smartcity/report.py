@@ -119,8 +119,8 @@ def _charts(cfg: Params) -> list[object]:
 
     def frame(table: str) -> pd.DataFrame:
         data = lake.read_table(cfg, table)
-        if data.num_columns == 0:
-            raise LookupError(f"the lake has no {table} table")
+        if data.num_rows == 0:
+            raise LookupError(f"the lake has no {table} rows")
         return data.to_pandas()
 
     made: list[object] = []

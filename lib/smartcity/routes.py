@@ -309,15 +309,11 @@ class Observations:
 
 
 def _frame(cfg: Params, table: str, columns: list[str]) -> pd.DataFrame:
-    data = lake.read_table(cfg, table)
-    if data.num_columns == 0:
-        return pd.DataFrame(columns=columns)
-    present = [c for c in columns if c in data.column_names]
-    return data.select(present).to_pandas()
+    return lake.read_table(cfg, table, columns=columns).to_pandas()
 
 
 def read_observations(cfg: Params) -> Observations:
-    """Telemetry, incident reports and weather of a run, from its lake (committed files only)."""
+    """Telemetry, incident reports and weather of a run, from its lake."""
     fixes = _frame(cfg, "vehicle_data", ["deviceId", "timestamp", "latitude", "longitude", "speed", "route", "edgeId"])
     if fixes.empty:
         raise ValueError(f"no vehicle telemetry in the lake of profile {cfg.profile!r}: run 01_simulate and 02_stream first")

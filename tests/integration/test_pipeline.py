@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from smartcity import catalog, kafka, lake, redshift, report, simulate, stream
@@ -14,7 +16,7 @@ BAD_MESSAGES = {
     # topic, raw value, the reason the stream must give
     ("gps_data", b"{not json", "not valid JSON"),
     ("weather_data", b"[1, 2, 3]", "not a JSON object"),
-    ("vehicle_data", b'{"id": "x"}', "missing or mistyped required field 'schemaVersion'"),
+    ("vehicle_data", b'{"id": "x"}', "field 'id' is not a UUID"),
     ("emergency_data", b"", "empty message"),
 }
 
@@ -24,10 +26,11 @@ def streamed(broker: kafka.KafkaBroker, spark: object, lab_cfg: Params) -> dict[
     events = simulate.simulate_journey(lab_cfg)
     simulate.prepare_run(lab_cfg)
     delivery = produce_run(lab_cfg, events)
-    too_fast = simulate.Event("gps_data", "vehicle-009", {**next(e.value for e in events if e.topic == "gps_data"),
-                                                          "id": "too-fast", "speed": 900.0})
-    old = {**next(e.value for e in events if e.topic == "weather_data"), "id": "v0", "schemaVersion": 0}
-    produce(lab_cfg.kafka_bootstrap, [too_fast, simulate.Event("weather_data", "weather-x", old)])
+    gps = next(e for e in events if e.topic == "gps_data")
+    too_fast = simulate.Event("gps_data", gps.key, {**gps.value, "id": str(uuid.uuid4()), "speed": 900.0})
+    weather = next(e for e in events if e.topic == "weather_data")
+    old = simulate.Event("weather_data", weather.key, {**weather.value, "id": str(uuid.uuid4()), "schemaVersion": 0})
+    produce(lab_cfg.kafka_bootstrap, [too_fast, old])
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=lab_cfg.kafka_bootstrap)
@@ -53,7 +56,7 @@ def test_bad_messages_are_quarantined_with_their_reason_and_the_stream_goes_on(s
     got = {(str(r.topic), r.reason) for r in quarantine.itertuples()}
     assert {(t, reason) for t, _, reason in BAD_MESSAGES} <= got
     assert ("gps_data", "field 'speed' above its maximum 250") in got
-    assert ("weather_data", "field 'schemaVersion' is not 1: another contract version") in got
+    assert ("weather_data", "schemaVersion is not a supported contract version (1, 2)") in got
     assert streamed["first"].at[lake.QUARANTINE, "rows written"] == len(BAD_MESSAGES) + 2
 
 

@@ -24,7 +24,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def events() -> list[Event]:
-    return simulate.simulate_journey(Params(vehicles=2, duration_seconds=1800))
+    """A v2 run and a v1 run of other vehicles: the header follows each event's contract version."""
+    v2 = simulate.simulate_journey(Params(vehicles=2, duration_seconds=1800))
+    v1 = simulate.simulate_journey(Params(vehicles=1, duration_seconds=600, schema_version=1, seed=3,
+                                          base_date="2026-01-05T09:00:00+00:00"))  # after the v2 run
+    return v2 + [e for e in v1 if e.topic in ("vehicle_data", "gps_data")]
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -41,7 +45,7 @@ def test_every_event_arrives_keyed_in_order_with_its_version(broker: kafka.Kafka
     for record in records:
         value = orjson.loads(record.value)
         assert record.key.decode() == value["deviceId"]
-        assert dict(record.headers)["schemaVersion"] == b"1"
+        assert dict(record.headers)["schemaVersion"] == str(value["schemaVersion"]).encode()
         partitions[(record.topic, value["deviceId"])].add(record.partition)
         stamps[(record.topic, record.partition, value["deviceId"])].append(value["timestamp"])
     assert all(len(p) == 1 for p in partitions.values()), "one device, one partition"
