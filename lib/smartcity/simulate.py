@@ -77,7 +77,13 @@ FREE_FLOW_SHARE = {"motorway": 0.97, "trunk": 0.95, "primary": 0.85, "urban": 0.
 RUSH_HOUR_DEPTH = {"motorway": 0.2, "trunk": 0.35, "primary": 0.25, "urban": 0.45}
 ACCELERATION_MS2 = 1.8
 BRAKING_MS2 = 3.5
+#: Standard deviation of a fix's error, per axis (north, east), by road class: towns' multipath is worst.
 GPS_SIGMA_M = {"motorway": 3.5, "trunk": 4.0, "primary": 4.0, "urban": 7.0}
+#: How long a receiver's error takes to decorrelate. Satellite geometry, the atmosphere and the
+#: surroundings change over tens of seconds, so two fixes a few seconds apart are off in much the
+#: same direction (a first-order Gauss-Markov error); independent errors on each fix would make a
+#: slow car jump about by more than it drives.
+GPS_CORRELATION_S = 60.0
 CAMERA_SPACING_KM = 15.0
 WEATHER_PERIOD = timedelta(minutes=10)
 #: Weather stations: the town each is named after, and the network node it stands at.
@@ -295,6 +301,7 @@ class Vehicle:
     fuel: float = 0.0
     heading: float = 0.0
     last_point: LatLon | None = None
+    gps_error: tuple[float, float] = (0.0, 0.0)  # north, east, in units of the road's sigma
     arrived: datetime | None = None
 
     def target_kmh(self, km: float, at: datetime, weather: WeatherField) -> float:
@@ -421,14 +428,21 @@ class FleetSimulation:
         """Report where the vehicle is at `now`, then drive it for one tick."""
         events: list[Event] = []
         true_point, _ = v.route.position(v.km)
-        if v.last_point is None:
+        first = v.last_point is None
+        if first:
             v.fuel, v.heading = v.fuel0, v.route.position(0.0)[1]
         elif v.last_point != true_point:
             v.heading = bearing_deg(v.last_point, true_point)
         v.last_point = true_point
         edge = v.route.leg_at(v.km).edge
         sigma = GPS_SIGMA_M[edge.road_class]
-        fix = offset_m(true_point, v.rng.gauss(0, sigma), v.rng.gauss(0, sigma))
+        north, east = v.rng.gauss(0, 1), v.rng.gauss(0, 1)
+        if not first:  # the error drifts from the previous fix's; the first fix's is drawn afresh
+            rho = math.exp(-tick.total_seconds() / GPS_CORRELATION_S)
+            keep = math.sqrt(1 - rho * rho)
+            north, east = rho * v.gps_error[0] + keep * north, rho * v.gps_error[1] + keep * east
+        v.gps_error = (north, east)
+        fix = offset_m(true_point, sigma * north, sigma * east)
         common = {"speed": round(v.speed, 2), "direction": round(v.heading, 1)}
         telemetry = self._base(ids, "vehicle_data", v.device, now, fix)
         telemetry.update(common, make=v.profile.make, model=v.profile.model, year=v.year, fuelType=v.profile.fuel,

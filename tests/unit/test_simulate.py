@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import jsonschema
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smartcity import config, contracts, geo, simulate
@@ -95,7 +95,18 @@ def test_each_device_reports_forward_in_time(cfg: Params) -> None:
         last[key], previous = stamp, stamp
 
 
+# Issue 6: vehicle-002 at 00:28:05 on the A41 Finchley Road, a fix moved 74.6 m while the odometer
+# advanced 20 m. It had driven 26 m (the odometer rounds to 10 m) and its two fixes were 28 m and 22 m
+# off the road in opposite directions: the simulator drew every fix's error afresh, so on a slow
+# urban road (σ 7 m) two fixes could jump apart by several times the distance driven.
+SEED_568_A41 = config.from_mapping({
+    "seed": 568, "base_date": "2026-03-01T00:00:00+00:00", "vehicles": 2, "routes": "M1/M6:1",
+    "departure_spacing_seconds": 0.0, "tick_seconds": 5.0, "incident_rate": 0.0,
+})
+
+
 @SETTINGS
+@example(SEED_568_A41)
 @given(fleets())
 def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
     fixes = defaultdict(list)
@@ -109,7 +120,12 @@ def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
             moved = geo.haversine_km((a["latitude"], a["longitude"]), (b["latitude"], b["longitude"]))
             driven = b["odometer"] - a["odometer"]
             assert driven >= 0 and b["fuelLevel"] <= a["fuelLevel"]
-            assert moved <= driven + 0.05, (a, b)  # a fix cannot get further than the road driven, but for noise
+            # A fix cannot get further than the road driven, but for the change of the GPS error between
+            # the two fixes and the odometer's 10 m rounding. A receiver's error drifts (correlated over
+            # GPS_CORRELATION_S): between fixes a tick apart it changes by σ·√(2(1-ρ)) per axis, ρ =
+            # exp(-tick/τ), at most 7 m x 0.75 = 5.3 m at a 10 s tick on urban roads (a little more where
+            # the road class, and so σ, changes). 50 m is beyond 7 standard deviations of that.
+            assert moved <= driven + 0.05, (a, b)
             if driven >= 0.1:  # slower steps are mostly GPS noise
                 moved_sum, driven_sum = moved_sum + moved, driven_sum + driven
             if moved > 0.1:
