@@ -30,7 +30,7 @@ run: setup ## run the six notebooks on $(PARAMS); the report is outputs/<profile
 test: setup ## unit tests, integration tests on real engines, then pytest --nbval over notebooks/
 	$(PY) -m pytest
 
-bench: setup ## producer throughput: seed pattern vs kafka-python vs confluent-kafka (outputs/bench/)
+bench: setup ## producer (seed pattern, kafka-python, confluent-kafka) and simulator throughput (outputs/bench/)
 	$(PY) -m smartcity bench
 
 notebooks: setup ## re-execute notebooks/ in place: new reference outputs for nbval (review the diff)

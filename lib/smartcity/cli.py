@@ -61,8 +61,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from smartcity import bench
 
-    results = bench.run_producer_bench(events=args.events, seed_pattern_events=args.seed_pattern_events)
-    print(bench.render_markdown(results))
+    if args.only in (None, "producer"):
+        results = bench.run_producer_bench(events=args.events, seed_pattern_events=args.seed_pattern_events)
+        print(bench.render_markdown(results))
+    if args.only in (None, "simulator"):
+        print(bench.render_simulator_markdown(bench.run_simulator_bench(hours=args.simulator_hours)))
     return 0
 
 
@@ -114,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--dry-run", action="store_true", help="write the events to --out instead of Kafka")
     simulate.add_argument("--out", type=Path, help="with --dry-run: JSON Lines file ({topic, key, value} per line), - for stdout")
     simulate.set_defaults(func=_simulate)
-    bench = sub.add_parser("bench", help="measure producer throughput (results in outputs/bench/)")
+    bench = sub.add_parser("bench", help="measure producer and simulator throughput (results in outputs/bench/)")
+    bench.add_argument("--only", choices=("producer", "simulator"), help="run one part of the benchmark")
+    bench.add_argument("--simulator-hours", type=int, default=30,
+                       help="simulated hours of the simulator's memory run (an endless live-scale fleet)")
     bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")
     bench.add_argument("--seed-pattern-events", type=int, default=2_000,
                        help="events for the slow seed pattern (flush after every message)")
