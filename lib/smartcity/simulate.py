@@ -13,8 +13,8 @@ A time-stepped simulation on the corridor's road network (:mod:`smartcity.geo`):
   the snapshot it took;
 * weather stations in the corridor's towns reporting one coherent field: a cold front with its
   rain band drifting east across the region;
-* incidents as an open-ended Poisson process along the roads, reported Active, later Resolved,
-  slowing the traffic on their stretch while active.
+* incidents as a Poisson process along the roads (for as long as the run lasts, open-ended in an
+  endless one), reported Active, later Resolved, slowing the traffic on their stretch while active.
 
 The vehicles on the road are columns of numpy arrays (route distance, speed, fuel, GPS error ...),
 so a tick of the whole fleet is a few dozen array operations whatever its size; only the events
@@ -39,7 +39,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate, count, islice, takewhile
@@ -242,37 +242,58 @@ class Incident:
         return self.start <= at < self.end
 
 
-def incident_process(cfg: Params, network: RoadNetwork) -> Iterator[Incident]:
-    """Incidents for as long as one keeps asking: Poisson in time and in road length, at
-    ``incident_rate`` per 100 km·h, in order of their start. A run takes the prefix it lasts for,
-    so a longer run has the same incidents as a shorter one, and more."""
-    per_hour = cfg.incident_rate * network.length_km() / 100
-    if per_hour <= 0:
-        return
-    rng = random.Random(f"{cfg.seed}/incidents")
-    edges = list(network.edges.values())
-    edge_cum = list(accumulate(e.length_km for e in edges))
-    kinds, kind_cum = list(INCIDENT_MIX), list(accumulate(INCIDENT_MIX.values()))
-    severities, severity_cum = list(SEVERITY_MIX), list(accumulate(SEVERITY_MIX.values()))
-    begin = cfg.start_time
-    for n in count(1):
-        # whole milliseconds, the resolution of event times, so a report never lands inside an earlier tick's stamp
-        begin += timedelta(milliseconds=round(rng.expovariate(per_hour) * 3_600_000))
-        edge = rng.choices(edges, cum_weights=edge_cum)[0]
-        kind = rng.choices(kinds, cum_weights=kind_cum)[0]
-        severity = rng.choices(severities, cum_weights=severity_cum)[0]
-        edge_km = rng.uniform(0.1, 0.9) * edge.length_km
-        minutes = SEVERITY_EFFECT[severity][2] * math.exp(rng.gauss(0, 0.35))
-        start_node, end_node = network.nodes[edge.start], network.nodes[edge.end]
-        place = start_node.name if edge_km < edge.length_km / 2 else end_node.name
-        yield Incident(f"INC-{n:03d}", kind, severity, edge.id, edge_km, edge.position(edge_km), edge.road, place,
-                       begin, begin + timedelta(milliseconds=round(minutes * 60_000)))
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: fine for the small means of a corridor's incidents."""
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def _draw_incident(rng: random.Random, network: RoadNetwork, edges: list[Any], edge_cum: list[float], n: int,
+                   when: Callable[[], datetime]) -> Incident:
+    """Where, what, when (``when`` draws it, in that order, so a seed keeps its incidents) and how long."""
+    edge = rng.choices(edges, cum_weights=edge_cum)[0]
+    kind = rng.choices(list(INCIDENT_MIX), weights=list(INCIDENT_MIX.values()))[0]
+    severity = rng.choices(list(SEVERITY_MIX), weights=list(SEVERITY_MIX.values()))[0]
+    edge_km = rng.uniform(0.1, 0.9) * edge.length_km
+    begin = when()
+    minutes = SEVERITY_EFFECT[severity][2] * math.exp(rng.gauss(0, 0.35))
+    start_node, end_node = network.nodes[edge.start], network.nodes[edge.end]
+    place = start_node.name if edge_km < edge.length_km / 2 else end_node.name
+    return Incident(f"INC-{n:03d}", kind, severity, edge.id, edge_km, edge.position(edge_km), edge.road, place,
+                    begin, begin + timedelta(minutes=minutes))
 
 
 def plan_incidents(cfg: Params, network: RoadNetwork, window: timedelta) -> list[Incident]:
-    """The incidents that start within ``window`` of the start (a prefix of :func:`incident_process`)."""
-    end = cfg.start_time + window
-    return list(takewhile(lambda i: i.start <= end, incident_process(cfg, network)))
+    """Incidents over a window known in advance (a run with an end): Poisson in time and in road length,
+    at ``incident_rate`` per 100 km·h, drawn as a Poisson count at uniform times, which is what such a
+    process is on a fixed window."""
+    rng = random.Random(f"{cfg.seed}/incidents")
+    seconds = window.total_seconds()
+    edges = list(network.edges.values())
+    edge_cum = list(accumulate(e.length_km for e in edges))
+    how_many = _poisson(rng, cfg.incident_rate * network.length_km() / 100 * (seconds / 3600))
+    incidents = [_draw_incident(rng, network, edges, edge_cum, n + 1,
+                                lambda: cfg.start_time + timedelta(seconds=rng.uniform(0, seconds)))
+                 for n in range(how_many)]
+    return sorted(incidents, key=lambda i: (i.start, i.incident_id))
+
+
+def incident_process(cfg: Params, network: RoadNetwork) -> Iterator[Incident]:
+    """Incidents for a run with no end: the same Poisson process as :func:`plan_incidents`, drawn as
+    exponential gaps, in order of their start, for as long as one keeps asking."""
+    per_hour = cfg.incident_rate * network.length_km() / 100
+    if per_hour <= 0:
+        return
+    rng = random.Random(f"{cfg.seed}/incidents/open-ended")
+    edges = list(network.edges.values())
+    edge_cum = list(accumulate(e.length_km for e in edges))
+    begin = cfg.start_time
+    for n in count(1):
+        begin += timedelta(hours=rng.expovariate(per_hour))
+        yield _draw_incident(rng, network, edges, edge_cum, n, lambda at=begin: at)
 
 
 # -- cameras and stations -------------------------------------------------------------------------
@@ -720,11 +741,14 @@ class FleetSimulation:
     # -- incidents ------------------------------------------------------------------------------
     @property
     def incidents(self) -> list[Incident]:
-        """The run's incidents: all of them when the run has an end (set, or when the planned fleet has
-        arrived); for an endless run, those of its first ``window``."""
+        """The run's incidents: all of them when the run has an end (a set duration, or the planned fleet's
+        ``window``); for an endless run, those of its first ``window``, a preview."""
         if self._incidents is None:
-            end = self.horizon if self.horizon is not None else self.cfg.start_time + self.window
-            self._incidents = list(takewhile(lambda i: i.start <= end, incident_process(self.cfg, self.network)))
+            if self.horizon is not None:
+                self._incidents = plan_incidents(self.cfg, self.network, self.horizon - self.cfg.start_time)
+            else:
+                end = self.cfg.start_time + self.window
+                self._incidents = list(takewhile(lambda i: i.start <= end, incident_process(self.cfg, self.network)))
         return self._incidents
 
     def _incident_stream(self) -> Iterator[Incident]:
