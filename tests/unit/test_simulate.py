@@ -110,10 +110,17 @@ SEED_568_A41 = config.from_mapping({
     "seed": 568, "base_date": "2026-03-01T00:00:00+00:00", "vehicles": 2, "routes": "M1/M6:1",
     "departure_spacing_seconds": 0.0, "tick_seconds": 5.0, "incident_rate": 0.0,
 })
+# An open-ended fleet's last departures are cut off by the end of the run on their first straight stretch.
+SEED_27_LEFT_AT_THE_END = config.from_mapping({
+    "seed": 27, "base_date": "2026-03-01T00:00:00+00:00", "vehicles": 1, "routes": "M1/M6:1",
+    "departure_spacing_seconds": 0.0, "departure_rate_per_hour": 10.0, "tick_seconds": 2.0,
+    "duration_seconds": 3600.0, "incident_rate": 0.0,
+})
 
 
 @SETTINGS
 @example(SEED_568_A41)
+@example(SEED_27_LEFT_AT_THE_END)
 @given(fleets())
 def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
     fixes = defaultdict(list)
@@ -142,7 +149,8 @@ def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
         assert total == 0 or agree / total >= 0.9, "direction is the bearing of the motion"
         # corners make the fixes' chords a little shorter than the road; noise a little longer
         assert abs(moved_sum - driven_sum) <= 0.03 * driven_sum + 0.1
-        assert len({round(f["direction"]) for f in track}) > 3, "the bearing changes along the road"
+        if track[-1]["odometer"] - track[0]["odometer"] > 5:  # beyond the first straight stretch
+            assert len({round(f["direction"]) for f in track}) > 3, "the bearing changes along the road"
 
 
 def free_flow(route: str, **extra: object) -> Params:
