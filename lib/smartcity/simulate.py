@@ -693,12 +693,18 @@ class FleetSimulation:
         return [(self.cfg.start_time + spacing * n, name) for n, name in enumerate(routes)]
 
     def _check_plan(self, plan: Plan) -> list[tuple[datetime, str]]:
+        """A plan names at least one vehicle, each leaving at a time of the run on a known route."""
         checked = []
         for n, (depart, route_name) in enumerate(plan):
             if not isinstance(depart, datetime) or depart.tzinfo is None:
                 raise ValueError(f"plan entry {n}: the departure must be a datetime with a UTC offset, got {depart!r}")
+            if depart < self.cfg.start_time:
+                raise ValueError(f"plan entry {n}: departs at {depart.isoformat()}, before the run starts "
+                                 f"({self.cfg.start_time.isoformat()})")
             self.network.route(route_name)  # an unknown route names itself
             checked.append((depart, route_name))
+        if not checked:
+            raise ValueError("a plan needs at least one vehicle")
         return checked
 
     def _all_vehicles(self) -> Iterator[Vehicle]:

@@ -338,6 +338,15 @@ def test_a_plan_drives_one_vehicle_per_entry_in_its_order() -> None:
         simulate.FleetSimulation(cfg, plan=[(start, "M99")])
     with pytest.raises(ValueError, match="plan entry 0: the departure must be a datetime with a UTC offset"):
         simulate.FleetSimulation(cfg, plan=[(datetime(2026, 1, 6, 11), "M40")])
+    with pytest.raises(ValueError, match="plan entry 1: departs at .*, before the run starts"):
+        simulate.FleetSimulation(cfg, plan=[(start, "M40"), (start - timedelta(seconds=1), "M40")])
+    with pytest.raises(ValueError, match="at least one vehicle"):
+        simulate.FleetSimulation(cfg, plan=[])
+    # the fleet's own departures and routes as a plan replay the same events (what a counterfactual relies on)
+    spaced = config.from_mapping({**cfg.as_dict(), "vehicles": 3, "routes": "M1/M6:1,M40:1", "duration_seconds": 900.0})
+    own = [(spaced.start_time + timedelta(seconds=spaced.departure_spacing_seconds) * n, route)
+           for n, route in enumerate(simulate.assign_routes(config.route_weights(spaced.routes), 3))]
+    assert list(simulate.FleetSimulation(spaced, plan=own).events()) == list(simulate.FleetSimulation(spaced).events())
 
 
 def test_an_open_ended_fleet_keeps_leaving_at_its_rate_and_arriving() -> None:
