@@ -8,7 +8,7 @@ PARAMS ?= params/local.yaml
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test bench notebooks lab clean
+.PHONY: help setup run test fuzz bench notebooks lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev,aws]'
 	touch $@
 
-setup: $(STAMP) ## check Java and Maven, install the virtualenv and fetch the jars (once; offline after)
+setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars and the map assets (once; offline after)
 	@scripts/check-prereqs $(PY)
 	$(PY) -m smartcity setup
 
@@ -29,6 +29,9 @@ run: setup ## run the six notebooks on $(PARAMS); the report is outputs/<profile
 
 test: setup ## unit tests, integration tests on real engines, then pytest --nbval over notebooks/
 	$(PY) -m pytest
+
+fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)
+	$(PY) -m pytest tests/unit -o addopts="-p no:cacheprovider" --hypothesis-profile=fuzz
 
 bench: setup ## producer (seed pattern, kafka-python, confluent-kafka) and simulator throughput (outputs/bench/)
 	$(PY) -m smartcity bench

@@ -1,7 +1,8 @@
 """``make bench``: producer and simulator throughput, written to ``outputs/bench/``.
 
 Producer throughput against a real local broker: three ways of sending the same pre-generated
-fleet events, one after the other, each to freshly created topics on the same broker:
+fleet events, one after the other, to the same topics on the same broker, emptied of the previous
+case's records first (truncated, not re-created):
 
 (a) the seed project's pattern: ``json.dumps`` and a ``flush()`` after every message;
 (b) this lab's producer on kafka-python;
@@ -69,7 +70,7 @@ def _fleet_events(count: int, seed: int = 42) -> tuple[list[Event], float]:
 
 
 def _measure(name: str, run: Callable[[], Any], bootstrap: str, events: list[Event]) -> dict[str, Any]:
-    kafka.ensure_topics(bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(bootstrap, partitions=3, empty=True)
     wall, cpu = time.perf_counter(), time.process_time()
     run()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -118,7 +119,7 @@ def run_producer_bench(events: int = 200_000, seed_pattern_events: int = 2_000, 
                     "memory_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30),
                     "platform": platform.platform(), "python": platform.python_version()},
         "conditions": (f"local single-node Kafka broker (KRaft) on cores {sorted(broker_cores)}, producer pinned to "
-                       f"core {producer_core}; topics of 3 partitions, recreated empty before each case; "
+                       f"core {producer_core}; topics of 3 partitions, emptied (DeleteRecords) before each case; "
                        f"{len(sample)} simulated events (avg {sum(len(orjson.dumps(e.value)) for e in sample) // len(sample)} "
                        "bytes of JSON each), pre-generated"),
         "simulator_events_per_s": round(sim_rate),

@@ -50,11 +50,29 @@ def _simulate(args: argparse.Namespace) -> int:
     with kafka.ensure_broker(cfg):  # an embedded broker started here is stopped on the way out
         kafka.ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions)
         try:
-            result = produce(cfg.kafka_bootstrap, simulate.pace(events, cfg.speedup), backend=cfg.producer_backend)
+            result = produce(cfg.kafka_bootstrap, events, backend=cfg.producer_backend, speedup=cfg.speedup)
         except ProduceError as exc:
             print(f"smartcity simulate: {exc}", file=sys.stderr)
             return 1
     print(result.table().to_string())
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    import signal
+
+    from smartcity import kafka, spark, stream
+
+    try:
+        cfg = load_params(args.params)
+    except ParamsError as exc:
+        print(f"smartcity stream: {exc}", file=sys.stderr)
+        return 2
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    with kafka.ensure_broker(cfg), spark.spark_session(cfg) as session:
+        stream.serve(session, cfg, duration_s=args.duration or 0.0, should_stop=lambda: bool(stopping),
+                     on_batch=lambda done: print(f"batch {done['batch']}: {done['rows']}", flush=True))
     return 0
 
 
@@ -78,10 +96,12 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from smartcity import jvm
+    from smartcity import jvm, webassets
 
     for name, count in jvm.setup_all().items():
         print(f"{name}: {count} jars in {jvm.cache_dir().relative_to(project_root()) / name}")
+    packages = webassets.setup_all()
+    print(f"offline map assets: {len(packages)} npm packages in {webassets.cache_dir().relative_to(project_root())}")
     return 0
 
 
@@ -117,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--dry-run", action="store_true", help="write the events to --out instead of Kafka")
     simulate.add_argument("--out", type=Path, help="with --dry-run: JSON Lines file ({topic, key, value} per line), - for stdout")
     simulate.set_defaults(func=_simulate)
+    streaming = sub.add_parser("stream", help="run the Kafka -> lake stream continuously (until Ctrl-C or --duration)")
+    streaming.add_argument("--params", default=None, help="params YAML file (default: params/local.yaml)")
+    streaming.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    streaming.set_defaults(func=_stream)
     bench = sub.add_parser("bench", help="measure producer and simulator throughput (results in outputs/bench/)")
     bench.add_argument("--only", choices=("producer", "simulator"), help="run one part of the benchmark")
     bench.add_argument("--simulator-hours", type=int, default=30,
@@ -127,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=_bench)
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every topic (lib/smartcity/<topic>.schema.json)")
     schemas.set_defaults(func=_schemas)
-    setup = sub.add_parser("setup", help="check Java and fetch the Kafka and Spark jars from Maven Central")
+    setup = sub.add_parser("setup", help="check Java, fetch the Kafka and Spark jars (Maven Central) and the map assets (npm)")
     setup.set_defaults(func=_setup)
     params = sub.add_parser("params", help="list every parameter with its type, default and meaning")
     params.set_defaults(func=_params)

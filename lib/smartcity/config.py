@@ -121,12 +121,20 @@ class Params:
     schema_version: int = field(
         default=2, metadata=_doc("contract version the fleet produces (1, or 2 which adds vehicle_data.edgeId)")
     )
+    route_judge_seed: int = field(
+        default=0, metadata=_doc("seed of the run 06_route_map judges its suggestions on; 0: seed + 1 (never seed)")
+    )
+    route_judge_vehicles: int = field(
+        default=24, metadata=_doc("vehicles of that judged run, each driven on its own route and on the suggestion")
+    )
     reset_run: bool = field(
         default=True, metadata=_doc("01_simulate starts afresh: empty topics, lake and stream checkpoints")
     )
     kafka_bootstrap: str = field(default="127.0.0.1:9092", metadata=_doc("Kafka bootstrap servers host:port"))
     kafka_embedded: bool = field(
-        default=True, metadata=_doc("start a local broker from the cached jars if nothing answers there")
+        default=True,
+        metadata=_doc("true: this profile's own broker (started on 127.0.0.1 if not running, data in data_dir); "
+                      "false: an external broker, used but never emptied"),
     )
     kafka_partitions: int = field(default=3, metadata=_doc("partitions per topic when the lab creates it"))
     producer_backend: str = field(
@@ -134,6 +142,12 @@ class Params:
     )
     spark_master: str = field(default="local[*]", metadata=_doc("Spark master URL"))
     spark_driver_memory: str = field(default="1g", metadata=_doc("Spark driver heap"))
+    stream_max_batch_events: int = field(
+        default=200_000, metadata=_doc("most Kafka messages one micro-batch takes (bounds its memory)")
+    )
+    stream_trigger_seconds: float = field(
+        default=1.0, metadata=_doc("live mode: seconds between two micro-batches")
+    )
     stream_timeout_seconds: int = field(
         default=600, metadata=_doc("bound on a batch (availableNow) streaming run before it counts as stuck")
     )
@@ -141,6 +155,9 @@ class Params:
         default="", metadata=_doc("warehouse DSN; empty starts the embedded PostgreSQL on postgres_port")
     )
     postgres_port: int = field(default=5433, metadata=_doc("port of the embedded PostgreSQL on 127.0.0.1"))
+    postgres_fsync: bool = field(
+        default=True, metadata=_doc("embedded PostgreSQL flushes commits to disk; false is faster and loses them on a crash")
+    )
     data_dir: str = field(
         default="data/{profile}", metadata=_doc("Kafka logs, lake, checkpoints, catalog, warehouse files")
     )
@@ -210,11 +227,17 @@ def _check_type(key: str, value: Any) -> Any:
 
 
 def _check_values(p: Params) -> None:
-    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds"):
+    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds", "stream_max_batch_events",
+                 "route_judge_vehicles"):
         if getattr(p, name) < 1:
             raise ParamsError(f"parameter '{name}' must be at least 1, got {getattr(p, name)}")
-    if p.tick_seconds <= 0:
-        raise ParamsError(f"parameter 'tick_seconds' must be positive, got {p.tick_seconds}")
+    if p.route_judge_seed and p.route_judge_seed == p.seed:
+        raise ParamsError(
+            f"parameter 'route_judge_seed' must differ from 'seed' ({p.seed}): suggestions are judged on a run they did not learn from"
+        )
+    for name in ("tick_seconds", "stream_trigger_seconds"):
+        if not 0 < getattr(p, name) < float("inf"):
+            raise ParamsError(f"parameter '{name}' must be positive, got {getattr(p, name)}")
     for name in ("departure_spacing_seconds", "departure_rate_per_hour", "duration_seconds", "incident_rate", "speedup"):
         if not 0 <= getattr(p, name) < float("inf"):
             raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")

@@ -58,6 +58,7 @@ LAKE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_date", "date"),
     ("kafka_partition", "int"),
     ("kafka_offset", "long"),
+    ("kafka_timestamp", "timestamp"),  # when the producer sent it: lineage, and freshness for any reader
 )
 
 
@@ -240,20 +241,57 @@ def published_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any
     return json.loads(schema_path(topic, version).read_text())
 
 
+# -- the stream's contract check (a Spark Java UDF, lib/smartcity/jvm/ContractCheck.java) -------------
+def check_spec(max_bytes: int, nesting_limit: int) -> str:
+    """Every topic's contract as the JSON the stream's Java check reads: Python stays the one source."""
+    def field(f: Field) -> dict[str, Any]:
+        pattern = TIMESTAMP_PATTERN if f.type == "timestamp" else f.pattern
+        return {
+            "name": f.name, "type": f.type, "required": f.required, "since": f.since,
+            "minimum": f.minimum, "maximum": f.maximum,
+            "minimum_text": None if f.minimum is None else f"{f.minimum:g}",
+            "maximum_text": None if f.maximum is None else f"{f.maximum:g}",
+            "enum": list(f.enum), "enum_text": ", ".join(f.enum), "pattern": pattern or None,
+            "pattern_name": "a UUID" if f.pattern == UUID_PATTERN else f"matching {f.pattern}",
+        }
+
+    return json.dumps({
+        "max_bytes": max_bytes, "nesting_limit": nesting_limit, "window": list(TIMESTAMP_WINDOW),
+        "window_text": f"{TIMESTAMP_WINDOW[0][:10]} .. {TIMESTAMP_WINDOW[1][:10]}",
+        "versions": list(SCHEMA_VERSIONS), "versions_text": ", ".join(map(str, SCHEMA_VERSIONS)),
+        "topics": {topic: {"fields": [field(f) for f in fields_of(topic)]} for topic in CONTRACTS},
+    }, sort_keys=True)
+
+
 # -- Spark ----------------------------------------------------------------------------------------
-def spark_schema(topic: str) -> Any:
-    """StructType used to parse the topic's JSON values in Structured Streaming."""
+def all_fields() -> list[Field]:
+    """Every field of every topic once, in first-seen order: one schema parses any topic's message.
+
+    A field name means the same type in every topic (checked here), so one parse serves all five.
+    """
+    seen: dict[str, Field] = {}
+    for topic in CONTRACTS:
+        for f in fields_of(topic):
+            if f.name in seen and seen[f.name].type != f.type:
+                raise TypeError(f"field {f.name!r} is {seen[f.name].type} in one topic and {f.type} in {topic}")
+            seen.setdefault(f.name, f)
+    return list(seen.values())
+
+
+def spark_schema(topic: str | None = None) -> Any:
+    """StructType parsing one topic's JSON values, or (no topic) any topic's: the union of their fields."""
     from pyspark.sql import types as T
 
     spark_types = {
         "string": T.StringType(), "timestamp": T.TimestampType(), "double": T.DoubleType(),
         "int": T.IntegerType(), "long": T.LongType(), "date": T.DateType(),
     }
-    return T.StructType([T.StructField(f.name, spark_types[f.type], nullable=True) for f in fields_of(topic)])
+    fields = fields_of(topic) if topic else all_fields()
+    return T.StructType([T.StructField(f.name, spark_types[f.type], nullable=True) for f in fields])
 
 
 # -- Arrow ----------------------------------------------------------------------------------------
-def arrow_schema(topic: str, *, lake: bool = True) -> Any:
+def arrow_schema(topic: str, *, lake: bool = True, version: int = SCHEMA_VERSION) -> Any:
     """Arrow schema of a lake table (contract fields, then the stream's lake columns)."""
     import pyarrow as pa
 
@@ -261,7 +299,7 @@ def arrow_schema(topic: str, *, lake: bool = True) -> Any:
         "string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "double": pa.float64(),
         "int": pa.int32(), "long": pa.int64(), "date": pa.date32(),
     }
-    cols = [(f.name, f.type, not f.required) for f in fields_of(topic)]
+    cols = [(f.name, f.type, not f.required) for f in fields_of(topic, version)]
     if lake:
         cols += [(name, kind, False) for name, kind in LAKE_COLUMNS]
     return pa.schema([pa.field(name, arrow_types[kind], nullable=nullable) for name, kind, nullable in cols])

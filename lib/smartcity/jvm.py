@@ -2,7 +2,8 @@
 
 The Kafka broker and Spark's Kafka connector are declared as Maven POMs next to this module.
 `resolve_jars` copies each POM's runtime closure into a git-ignored cache the first time and
-reuses it offline afterwards; a changed POM (new version) is resolved again.
+reuses it offline afterwards; a changed POM (new version) is resolved again. The lab's one Java
+source, the stream's contract check, is compiled into the same cache by `udf_jar`.
 """
 
 from __future__ import annotations
@@ -137,7 +138,49 @@ def spark_connector_jars() -> list[Path]:
     return [j for j in resolve_jars("spark-kafka") if artifact_name(j) not in shipped]
 
 
+UDF_SOURCE = Path(__file__).with_name("jvm") / "ContractCheck.java"
+
+
+def udf_jar() -> Path:
+    """The lab's own Spark UDF (the contract check), compiled against pyspark's jars on first use.
+
+    No download: javac and jar come with the JDK, the classpath is the jars pyspark ships, and the
+    jar is rebuilt when the source or the pyspark version changes.
+    """
+    import pyspark
+
+    spark_jars = Path(pyspark.__file__).parent / "jars"
+    digest = hashlib.sha256(UDF_SOURCE.read_bytes() + pyspark.__version__.encode()).hexdigest()[:12]
+    target = cache_dir() / "smartcity-udf" / f"smartcity-udf-{digest}.jar"
+    with _cache_lock():
+        if target.exists():
+            return target
+        bin_dir = check_java().resolve().parent
+        javac, jar = bin_dir / "javac", bin_dir / "jar"
+        if not javac.exists():
+            raise EngineError(f"a JDK (with javac) is required to build the lab's Spark UDF, found only {bin_dir}: "
+                              f"{INSTALL_JAVA}")
+        build = Path(tempfile.mkdtemp(prefix=".udf-", dir=cache_dir()))
+        try:
+            for argv, what in (
+                ([str(javac), "--release", str(MIN_JAVA), "-nowarn", "-cp", f"{spark_jars}/*", "-d",
+                  str(build / "classes"), str(UDF_SOURCE)], "compiling"),
+                ([str(jar), "cf", str(build / target.name), "-C", str(build / "classes"), "."], "packaging"),
+            ):
+                result = subprocess.run(argv, capture_output=True, text=True, check=False)
+                if result.returncode != 0:
+                    raise EngineError(f"{what} {UDF_SOURCE.name} failed:\n{result.stdout}{result.stderr}")
+            shutil.rmtree(target.parent, ignore_errors=True)  # older builds
+            target.parent.mkdir(parents=True)
+            (build / target.name).rename(target)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return target
+
+
 def setup_all() -> dict[str, int]:
-    """Check Java and resolve every artifact set; what `make setup` runs once per machine."""
+    """Check Java, resolve every artifact set and build the UDF; what `make setup` runs once per machine."""
     check_java()
-    return {name: len(resolve_jars(name)) for name in POMS}
+    counts = {name: len(resolve_jars(name)) for name in POMS}
+    counts["smartcity-udf"] = len([udf_jar()])
+    return counts

@@ -1,8 +1,12 @@
 """Kafka for the lab: a real single-node broker in KRaft mode, topics, a producer and offsets.
 
 Since Kafka 4.0 there is no ZooKeeper: one JVM runs both the KRaft controller and the broker.
-The lab starts it from jars resolved from Maven Central (see :mod:`smartcity.jvm`) unless a
-broker already answers at ``kafka_bootstrap``, in which case it is used and left running.
+The lab starts it from jars resolved from Maven Central (see :mod:`smartcity.jvm`), with its logs
+in ``<data_dir>/kafka``. A broker already answering at ``kafka_bootstrap`` is reused only when it
+is the one of this data dir (same cluster id as ``kafka/logs/meta.properties``): another lab's or
+another profile's broker at that address is an error, never written to or emptied. With
+``kafka_embedded: false`` the broker is external: the lab produces to it and reads from it, and
+never deletes anything on it.
 """
 
 from __future__ import annotations
@@ -54,23 +58,81 @@ def is_kafka(bootstrap: str, timeout_s: float = 3.0) -> bool:
 
 @dataclass
 class KafkaBroker(EngineHandle):
-    """The broker at ``bootstrap``; stopping it stops the JVM only if the lab started it."""
+    """The broker at ``bootstrap``; stopping it stops the JVM only if the lab started it.
+
+    ``external`` marks a broker the lab does not own (``kafka_embedded: false``): it is used, but
+    its topics are never emptied.
+    """
 
     bootstrap: str
     process: ManagedProcess | None = None
+    external: bool = False
+
+
+def data_cluster_id(kafka_dir: Path) -> str | None:
+    """The cluster id this data dir's broker was formatted with, None if it has none yet."""
+    meta = kafka_dir / "logs" / "meta.properties"
+    if not meta.is_file():
+        return None
+    for line in meta.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "cluster.id":
+            return value.strip()
+    raise EngineError(f"{meta} has no cluster.id: not a Kafka log directory the lab formatted")
+
+
+def broker_identity(bootstrap: str, timeout_s: float = 10.0) -> tuple[str, str]:
+    """(cluster id, log dirs) of the broker at bootstrap; the log dirs only when it says (else '?')."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-probe",
+                             request_timeout_ms=int(timeout_s * 1000), bootstrap_timeout_ms=int(timeout_s * 1000))
+    try:
+        cluster_id = admin.describe_cluster()["cluster_id"]
+        try:
+            dirs = sorted({d["log_dir"] for b in admin.describe_log_dirs(topic_partitions={}) for d in b["log_dirs"]})
+        except (KafkaError, OSError, KeyError):  # a managed cluster may not tell: the id is what counts
+            dirs = []
+    except (KafkaError, OSError) as exc:
+        raise EngineError(f"the Kafka broker at {bootstrap} did not describe its cluster: {exc}") from None
+    finally:
+        admin.close()
+    return cluster_id, ", ".join(dirs) or "?"
+
+
+def check_broker_is_ours(cfg: Params) -> None:
+    """Refuse a broker at cfg.kafka_bootstrap that is not the one of this profile's data dir.
+
+    Two labs (or two profiles) configured with the same address would otherwise write into, and
+    reset, each other's topics; the cluster id in the data dir's meta.properties tells them apart.
+    """
+    kafka_dir = cfg.data_path / "kafka"
+    ours = data_cluster_id(kafka_dir)
+    theirs, their_dirs = broker_identity(cfg.kafka_bootstrap)
+    if theirs == ours:
+        return
+    mine = f"cluster id {ours}" if ours else "no broker formatted yet"
+    raise EngineError(
+        f"the Kafka broker at {cfg.kafka_bootstrap} is not this profile's: it is cluster {theirs} with its data in "
+        f"{their_dirs}, while this profile's data dir {kafka_dir} has {mine}. Another lab or profile uses this "
+        "address: stop that broker, or give this profile a free port in kafka_bootstrap (or set "
+        "kafka_embedded: false to use that broker as an external one, which the lab never empties)"
+    )
 
 
 def ensure_broker(cfg: Params) -> KafkaBroker:
-    """The broker at cfg.kafka_bootstrap: reuse one that answers, else start the embedded one."""
+    """The broker at cfg.kafka_bootstrap: this data dir's if running, an external one, or a new embedded one."""
     host, port = cfg.kafka_host_port
     if port_open(host, port):
-        if is_kafka(cfg.kafka_bootstrap):
-            log.info("using the Kafka broker already running at %s", cfg.kafka_bootstrap)
-            return KafkaBroker(cfg.kafka_bootstrap)
-        raise EngineError(
-            f"{host}:{port} is in use by something that is not a Kafka broker: stop it, or point "
-            f"kafka_bootstrap at a free port or at a real broker"
-        )
+        if not is_kafka(cfg.kafka_bootstrap):
+            raise EngineError(
+                f"{host}:{port} is in use by something that is not a Kafka broker: stop it, or point "
+                f"kafka_bootstrap at a free port or at a real broker"
+            )
+        if not cfg.kafka_embedded:
+            log.info("using the external Kafka broker at %s", cfg.kafka_bootstrap)
+            return KafkaBroker(cfg.kafka_bootstrap, external=True)
+        check_broker_is_ours(cfg)
+        log.info("using this profile's Kafka broker, already running at %s", cfg.kafka_bootstrap)
+        return KafkaBroker(cfg.kafka_bootstrap)
     if not cfg.kafka_embedded:
         raise EngineError(f"no Kafka broker answers at {cfg.kafka_bootstrap} (and kafka_embedded is false)")
     if host not in LOCAL_HOSTS:
@@ -152,37 +214,95 @@ def ensure_topics(
     topics: Sequence[str] = TOPICS,
     *,
     partitions: int,
-    recreate: bool = False,
+    empty: bool = False,
     timeout_s: float = 60.0,
 ) -> pd.DataFrame:
-    """Create the topics if missing (or drop and create them empty); return name -> partitions."""
+    """Create missing topics, grow those with fewer partitions, optionally empty them; name -> partitions.
+
+    A topic with more partitions than asked keeps them (Kafka cannot remove partitions) and the
+    table shows it. Emptying truncates the records (:func:`truncate_topics`): topics are never
+    deleted and re-created, which races the controller on a busy machine.
+    """
     admin = _admin(bootstrap)
     try:
-        if recreate:
-            existing = [t for t in topics if t in set(admin.list_topics())]
-            if existing:
-                admin.delete_topics(existing, timeout_ms=int(timeout_s * 1000))
-        spec = {t: {"num_partitions": partitions, "replication_factor": 1} for t in topics}
-        deadline = time.monotonic() + timeout_s
-        pending = dict(spec)
-        while pending:
-            missing = {t: s for t, s in pending.items() if t not in set(admin.list_topics())}
-            if not missing:
-                break
+        missing = [t for t in topics if t not in set(admin.list_topics())]
+        if missing:
             try:
-                admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
-                pending = {}
+                admin.create_topics({t: {"num_partitions": partitions, "replication_factor": 1} for t in missing},
+                                    timeout_ms=int(timeout_s * 1000))
             except TopicAlreadyExistsError:
-                # a deleted topic lingers until the controller has removed it: try again shortly
-                if time.monotonic() > deadline:
-                    raise EngineError(f"topics {sorted(missing)} were not re-created within {timeout_s:.0f} s") from None
-                time.sleep(0.2)
+                pass  # another client created one meanwhile: it exists, which is all we need
         admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
-        described = admin.describe_topics(list(topics))
+        counts = _partition_counts(admin, topics)
+        fewer = {t: partitions for t, n in counts.items() if n < partitions}
+        if fewer:
+            admin.create_partitions(fewer, timeout_ms=int(timeout_s * 1000))
+            deadline = time.monotonic() + timeout_s
+            counts = _partition_counts(admin, topics)
+            while any(n < partitions for n in counts.values()):
+                if time.monotonic() > deadline:
+                    raise EngineError(f"topics {sorted(fewer)} did not reach {partitions} partitions within {timeout_s:.0f} s")
+                time.sleep(0.2)
+                counts = _partition_counts(admin, topics)
+            admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))  # new partitions have leaders
+        for topic, n in counts.items():
+            if n > partitions:
+                log.warning("topic %s keeps its %d partitions (kafka_partitions is %d)", topic, n, partitions)
     finally:
         admin.close()
-    rows = [{"topic": d["name"], "partitions": len(d["partitions"])} for d in described]
-    return pd.DataFrame(rows).set_index("topic").loc[list(topics)]
+    if empty:
+        truncate_topics(bootstrap, topics, timeout_s=timeout_s)
+    return pd.DataFrame({"topic": list(topics), "partitions": [counts[t] for t in topics]}).set_index("topic")
+
+
+def _partition_counts(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
+    return {d["name"]: len(d["partitions"]) for d in admin.describe_topics(list(topics))}
+
+
+def truncate_topics(bootstrap: str, topics: Sequence[str] = TOPICS, *, timeout_s: float = 60.0) -> dict[str, int]:
+    """Delete every record the topics hold now (Kafka DeleteRecords up to the end offsets); returns how many.
+
+    The topics, their partitions and their configs stay: nothing waits for a deletion to finish.
+    Offsets go on from where they were (a new run's first record is not at offset 0).
+    """
+    admin = _admin(bootstrap)
+    try:
+        parts = [TopicPartition(d["name"], p["partition_index"])
+                 for d in admin.describe_topics(list(topics)) for p in d["partitions"]]
+        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in parts})
+        starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in parts})
+        upto = {tp: ends[tp].offset for tp in parts if ends[tp].offset > starts[tp].offset}
+        if upto:
+            done = admin.delete_records(upto, timeout_ms=int(timeout_s * 1000))
+            short = {f"{tp.topic}[{tp.partition}]": r["low_watermark"] for tp, r in done.items()
+                     if r["low_watermark"] < upto[tp]}
+            if short:
+                raise EngineError(f"Kafka did not delete the records of {short} up to their end offsets")
+    except UnknownTopicOrPartitionError as exc:
+        raise EngineError(f"a topic is missing on {bootstrap}: {exc}") from None
+    finally:
+        admin.close()
+    removed: Counter[str] = Counter({t: 0 for t in topics})
+    for tp, offset in upto.items():
+        removed[tp.topic] += offset - starts[tp].offset
+    return dict(removed)
+
+
+def prepare_topics(cfg: Params) -> pd.DataFrame:
+    """The run's topics with their partitions; with reset_run, emptied of earlier runs' records.
+
+    Emptying happens only on this profile's own broker: an external one (kafka_embedded: false)
+    or another data dir's is an error, raised before anything is deleted.
+    """
+    if cfg.reset_run:
+        if not cfg.kafka_embedded:
+            raise EngineError(
+                f"reset_run would delete every record of the run's topics on {cfg.kafka_bootstrap}, a broker the "
+                "lab does not own (kafka_embedded: false), and the lab never deletes data there: empty the topics "
+                "yourself (e.g. kafka-delete-records.sh), or set reset_run: false"
+            )
+        check_broker_is_ours(cfg)
+    return ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, empty=cfg.reset_run)
 
 
 def topic_counts(bootstrap: str, topics: Sequence[str] = TOPICS) -> dict[str, int]:

@@ -1,68 +1,81 @@
-"""The Parquet lake: one folder per topic, partitioned by event date, written by Spark's file sink.
+"""The Parquet lake: one folder per table, Hive-partitioned, where a glob of a folder is the table.
 
-Spark's streaming file sink records every committed file in ``<table>/_spark_metadata``. Files
-of a micro-batch that failed before its commit are on disk but not in that log, so readers other
-than Spark (DuckDB, Arrow, the warehouse loader) must list files from the log, not from a glob:
-:func:`committed_files` does that, and every non-Spark reader of the lake goes through it.
+Every reader of the lake lists a table's folder: the lab's own readers, a data scientist's
+``duckdb.read_parquet('data/local/lake/gps_data/**/*.parquet', hive_partitioning=true,
+union_by_name=true)``, pyarrow's ``ds.dataset(folder, partitioning='hive')``, a Glue crawler or
+Athena over the S3 prefix. So the writer makes the folder itself exactly-once (the design note
+``docs/decisions/0001-lake-commits.md`` says why this rather than a table format):
+
+* the stream writes each micro-batch under a staging folder outside the lake
+  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder;
+* a manifest (``<batch>.manifest.json``) then fixes which staged file becomes which lake file,
+  under a deterministic name (``part-<batch>-<n>-<writer>.parquet``), and the files are moved
+  into the table folders; a single rename per file, so no reader ever sees half a file;
+* a ``<batch>.done.json`` marker records that the batch is in the lake. A batch Spark replays
+  after a crash is skipped if it is done, rolled forward if it has a manifest, and staged afresh
+  otherwise; staging left by a crash is deleted on restart.
+
+A reader may see part of a batch while it is being published (a prefix of the stream), never a
+file twice and never a file of a failed batch.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from smartcity.config import TOPICS, Params
+from smartcity import contracts
+from smartcity.config import TOPICS, Params, display_path
 
 QUARANTINE = "_quarantine"
-SINK_LOG = "_spark_metadata"
+#: Partition column of each table: event date for the topics, topic for the quarantine.
+PARTITION = {**{t: "event_date" for t in TOPICS}, QUARANTINE: "topic"}
+#: How many batch markers the commit log keeps (Spark only ever replays its latest batch).
+KEEP_MARKERS = 200
+
+
+class LakeError(RuntimeError):
+    """The lake or its commit log is not in a state the writer can continue from; says what to do."""
 
 
 def table_path(cfg: Params, table: str) -> Path:
     return cfg.lake_path / table
 
 
-def _log_entries(log_file: Path) -> list[dict[str, object]]:
-    lines = log_file.read_text().splitlines()
-    if not lines or not lines[0].startswith("v"):
-        raise ValueError(f"{log_file}: not a Spark file-sink log")
-    return [json.loads(line) for line in lines[1:] if line.strip()]
+def commit_path(cfg: Params) -> Path:
+    """The lake writer's commit log and staging area: beside the stream's checkpoint, outside the lake."""
+    return cfg.checkpoint_path / "lake"
 
 
-def _batch_number(name: str) -> int | None:
-    stem = name.removesuffix(".compact")
-    return int(stem) if stem.isdigit() else None
+def _visible(path: Path, root: Path) -> bool:
+    """What every reader counts: Parquet files, no part of the path hidden ('.') or internal ('_')."""
+    return path.suffix == ".parquet" and not any(s.startswith(("_", ".")) for s in path.relative_to(root).parts)
 
 
-def committed_files(table_dir: Path) -> list[Path]:
-    """Parquet files the sink committed, in path order; falls back to a glob for batch-written tables."""
-    log_dir = table_dir / SINK_LOG
-    if not log_dir.is_dir():
-        return sorted(p for p in table_dir.rglob("*.parquet") if not any(s.startswith(("_", ".")) for s in p.relative_to(table_dir).parts))
-    batches = {n: p for p in log_dir.iterdir() if (n := _batch_number(p.name)) is not None}
-    compacts = [n for n, p in batches.items() if p.name.endswith(".compact")]
-    start = max(compacts) if compacts else 0
-    files: dict[str, bool] = {}
-    for n in sorted(k for k in batches if k >= start):
-        for entry in _log_entries(batches[n]):
-            path = unquote(urlparse(str(entry["path"])).path)
-            if entry.get("action") == "delete":
-                files.pop(path, None)
-            else:
-                files[path] = True
-    return sorted(Path(p) for p in files)
+def data_files(table_dir: Path) -> list[Path]:
+    """A table's files, in path order: exactly what a glob of its folder returns."""
+    if not table_dir.is_dir():
+        return []
+    return sorted(p for p in table_dir.rglob("*.parquet") if _visible(p, table_dir))
 
 
 def tables(cfg: Params) -> list[str]:
     """Lake tables that exist, topics first in pipeline order, then quarantine."""
-    present = [t for t in (*TOPICS, QUARANTINE) if table_path(cfg, t).is_dir()]
-    return present
+    return [t for t in (*TOPICS, QUARANTINE) if table_path(cfg, t).is_dir()]
 
 
 def partition_of(path: Path) -> dict[str, str]:
@@ -76,7 +89,7 @@ def count_rows(files: list[Path]) -> int:
 
 
 def partitions(files: list[Path]) -> dict[str, list[Path]]:
-    """Committed files grouped by Hive partition ('event_date=2026-01-05'), partitions sorted."""
+    """Files grouped by Hive partition ('event_date=2026-01-05'), partitions sorted."""
     groups: dict[str, list[Path]] = {}
     for f in files:
         groups.setdefault("/".join(f"{k}={v}" for k, v in partition_of(f).items()), []).append(f)
@@ -84,26 +97,205 @@ def partitions(files: list[Path]) -> dict[str, list[Path]]:
 
 
 def describe(cfg: Params) -> pd.DataFrame:
-    """Every lake table and partition with its committed files and rows (from Parquet footers)."""
+    """Every lake table and partition with its files and rows (from Parquet footers)."""
     rows = [
         {"table": table, "partition": part, "files": len(fs), "rows": count_rows(fs)}
         for table in tables(cfg)
-        for part, fs in partitions(committed_files(table_path(cfg, table))).items()
+        for part, fs in partitions(data_files(table_path(cfg, table))).items()
     ]
     return pd.DataFrame(rows, columns=["table", "partition", "files", "rows"]).set_index(["table", "partition"])
 
 
+def quarantine_schema() -> pa.Schema:
+    """The quarantine table: the message kept whole (bytes, key, headers, Kafka coordinates) and why."""
+    return pa.schema([
+        pa.field("reason", pa.string()),
+        pa.field("preview", pa.string()),  # the value as printable UTF-8, cut at 512 characters
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("kafka_offset", pa.int64()),
+        pa.field("kafka_timestamp", pa.timestamp("us", tz="UTC")),
+        pa.field("topic", pa.string()),
+    ])
+
+
+def table_schema(table: str) -> pa.Schema:
+    """The schema readers get for a table: the latest contract, so older files read with nulls."""
+    schema = quarantine_schema() if table == QUARANTINE else contracts.arrow_schema(table)
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def dataset(files: list[Path], table: str, base: Path) -> ds.Dataset:
+    """Files of one table as one Arrow dataset in the latest schema, partition column included."""
+    schema = table_schema(table)
+    key = PARTITION[table]
+    partitioning = ds.partitioning(pa.schema([schema.field(key)]), flavor="hive")
+    return ds.dataset([str(f) for f in files], schema=schema, format="parquet", partitioning=partitioning,
+                      partition_base_dir=str(base))
+
+
 def read_table(cfg: Params, table: str, columns: list[str] | None = None) -> pa.Table:
-    """A lake table as Arrow, committed files only, partition columns included."""
-    files = committed_files(table_path(cfg, table))
+    """A lake table as Arrow in the latest contract's schema (files of older versions read with nulls)."""
+    base = table_path(cfg, table)
+    files = data_files(base)
     if not files:
-        return pa.table({})
-    dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning="hive",
-                         partition_base_dir=str(table_path(cfg, table)))
-    return dataset.to_table(columns=columns)
+        return table_schema(table).empty_table().select(columns or table_schema(table).names)
+    return dataset(files, table, base).to_table(columns=columns)
 
 
 def reset(cfg: Params) -> None:
-    """Forget a previous run: lake and stream checkpoints (the topics are recreated by the caller)."""
-    for path in (cfg.lake_path, cfg.checkpoint_path):
-        shutil.rmtree(path, ignore_errors=True)
+    """Forget a previous run: lake, stream checkpoints and the lake's commit log."""
+    with writer_lock(cfg):
+        for path in (cfg.lake_path, cfg.checkpoint_path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# -- one writer at a time ---------------------------------------------------------------------------
+_held: dict[Path, int] = {}
+
+
+@contextmanager
+def writer_lock(cfg: Params) -> Iterator[None]:
+    """Hold the profile's lake for writing: a second stream or reset on the same data dir fails clearly.
+
+    A lock on ``<data_dir>/lake.lock`` (released by the kernel if the holder dies, so a crash never
+    leaves it stale); re-entrant within a process.
+    """
+    path = cfg.data_path / "lake.lock"
+    if path in _held:
+        _held[path] += 1
+        try:
+            yield
+        finally:
+            _held[path] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise LakeError(
+            f"the lake of {display_path(cfg.data_path)} is being written by {holder}: stop that run "
+            "(or use another profile) before streaming or resetting this one"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+    _held[path] = 1
+    try:
+        yield
+    finally:
+        _held.pop(path, None)
+        os.close(fd)
+
+
+# -- the commit protocol ------------------------------------------------------------------------------
+def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class CommitLog:
+    """The lake writer's log: staging area, manifests and done markers of the micro-batches."""
+
+    lake_root: Path
+    root: Path
+    writer: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        ident = self.root / "writer.json"
+        if not ident.exists():
+            _write_json_atomically(ident, {"writer": uuid.uuid4().hex[:8]})
+        self.writer = json.loads(ident.read_text())["writer"]
+
+    def staging(self, batch: int) -> Path:
+        return self.root / "_staging" / f"{batch:010d}"
+
+    def manifest_path(self, batch: int) -> Path:
+        return self.root / f"{batch:010d}.manifest.json"
+
+    def done_path(self, batch: int) -> Path:
+        return self.root / f"{batch:010d}.done.json"
+
+    def is_done(self, batch: int) -> bool:
+        return self.done_path(batch).exists()
+
+    def has_manifest(self, batch: int) -> bool:
+        return self.manifest_path(batch).exists()
+
+    def start(self, batch: int) -> Path:
+        """A clean staging folder for a batch (what a crashed attempt left there is discarded)."""
+        staging = self.staging(batch)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        return staging
+
+    def plan(self, batch: int, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Fix where each staged file goes, in a manifest written atomically: from here the batch rolls forward."""
+        staging = self.staging(batch)
+        moves = []
+        rows: dict[str, int] = {}
+        for table_dir in sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []:
+            table = table_dir.name
+            for part, files in partitions(data_files(table_dir)).items():
+                for n, src in enumerate(files):
+                    count = pq.ParquetFile(src).metadata.num_rows
+                    dst = Path(table) / part / f"part-{batch:010d}-{n:03d}-{self.writer}.parquet"
+                    moves.append({"src": str(src.relative_to(staging)), "dst": str(dst), "rows": count})
+                    rows[table] = rows.get(table, 0) + count
+        manifest = {"batch": batch, "writer": self.writer, "rows": rows, "files": moves, "metrics": dict(metrics or {})}
+        _write_json_atomically(self.manifest_path(batch), manifest)
+        return manifest
+
+    def publish(self, batch: int) -> dict[str, Any]:
+        """Move a planned batch's files into the lake (idempotent), then mark it done."""
+        manifest = json.loads(self.manifest_path(batch).read_text())
+        staging = self.staging(batch)
+        for move in manifest["files"]:
+            src, dst = staging / move["src"], self.lake_root / move["dst"]
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+            elif not dst.exists():
+                raise LakeError(
+                    f"batch {batch}: {move['src']} is neither staged nor in the lake as {move['dst']}; "
+                    f"the lake under {display_path(self.lake_root)} was changed by hand: reset the run"
+                )
+        manifest["published_at"] = time.time()
+        _write_json_atomically(self.done_path(batch), manifest)
+        self.manifest_path(batch).unlink()
+        shutil.rmtree(staging, ignore_errors=True)
+        return manifest
+
+    def recover(self) -> list[int]:
+        """After a crash: roll planned batches forward, delete unplanned staging, prune old markers."""
+        rolled = []
+        for manifest in sorted(self.root.glob("*.manifest.json")):
+            batch = int(manifest.name.split(".")[0])
+            self.publish(batch)
+            rolled.append(batch)
+        staging_root = self.root / "_staging"
+        if staging_root.is_dir():
+            for leftover in staging_root.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        markers = sorted(self.root.glob("*.done.json"))
+        for old in markers[:-KEEP_MARKERS]:
+            old.unlink()
+        return rolled
+
+    def batches(self) -> list[dict[str, Any]]:
+        """The kept done markers, oldest first: rows per table, timings and freshness of each batch."""
+        return [json.loads(p.read_text()) for p in sorted(self.root.glob("*.done.json"))]
+
+
+def commit_log(cfg: Params) -> CommitLog:
+    return CommitLog(cfg.lake_path, commit_path(cfg))

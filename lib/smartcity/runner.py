@@ -20,7 +20,7 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
-from smartcity import jvm, report
+from smartcity import jvm, report, webassets
 from smartcity.config import NOTEBOOKS, Params, load_params, project_root
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def render_html(executed: Path, target: Path) -> Path:
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(body)
+    target.write_text(webassets.inline_frames(body))  # the notebook's maps render offline too
     return target
 
 
@@ -113,6 +113,7 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
     notebooks = tuple(n for n in NOTEBOOKS if n in notebooks)
     parameters = yaml.safe_load(Path(params_path).read_text()) if params_path else cfg.as_dict()
     jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
+    webassets.setup_all()  # map assets cached (npm once): fail now rather than when 01 saves its map
     check_kernel()
     logging.getLogger("papermill").addFilter(_DropUnknownParameterWarnings())
     if notebooks[0] == NOTEBOOKS[0]:  # a run from the start: nothing of an earlier run may linger

@@ -660,7 +660,7 @@ class FleetSimulation:
     """
 
     def __init__(self, cfg: Params, network: RoadNetwork | None = None, incidents: list[Incident] | None = None,
-                 *, plan: Plan | None = None):
+                 plan: Plan | None = None):
         self.cfg = cfg
         self.network = network or load_network()
         self.weights = route_weights(cfg.routes)
@@ -1107,10 +1107,11 @@ def prepare_run(cfg: Params) -> pd.DataFrame:
     """Topics ready for this run; with reset_run, empty topics and no lake or checkpoints left over."""
     from smartcity import kafka, lake, report
 
+    topics = kafka.prepare_topics(cfg)  # first: a reset on a broker the lab does not own fails before anything goes
     if cfg.reset_run:
         lake.reset(cfg)
         report.clear_counts(cfg)
-    return kafka.ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, recreate=cfg.reset_run)
+    return topics
 
 
 def summarize(events: list[Event]) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 Spark's own logs go to ``<data_dir>/logs/spark.log`` (not the notebook), the UI and the console
 progress bar are off, timestamps are UTC and Parquet timestamps are written as standard INT64
-microseconds so DuckDB, Arrow and PostgreSQL loaders read them without conversion.
+microseconds so DuckDB, Arrow and PostgreSQL loaders read them without conversion. The driver
+listens on 127.0.0.1 only: left alone, Spark picks the machine's external interface when the
+host name resolves to loopback, and would serve its block manager and RPC there.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _LOG4J = Path(__file__).with_name("conf") / "log4j2-spark.properties"
+LOCAL_IP = "127.0.0.1"
 
 
 def spark_conf(cfg: Params) -> dict[str, str]:
@@ -30,8 +33,10 @@ def spark_conf(cfg: Params) -> dict[str, str]:
     java_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file}"
     return {
         "spark.master": cfg.spark_master,
+        "spark.driver.host": LOCAL_IP,
+        "spark.driver.bindAddress": LOCAL_IP,
         "spark.app.name": f"smartcity-{cfg.profile}",
-        "spark.jars": ",".join(str(j) for j in jvm.spark_connector_jars()),
+        "spark.jars": ",".join(str(j) for j in [*jvm.spark_connector_jars(), jvm.udf_jar()]),
         "spark.driver.memory": cfg.spark_driver_memory,
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
@@ -50,6 +55,7 @@ def get_spark(cfg: Params) -> SparkSession:
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("JAVA_HOME", str(jvm.java_home()))
+    os.environ["SPARK_LOCAL_IP"] = LOCAL_IP  # read by the JVM at start-up, before any conf is applied
     (cfg.data_path / "logs").mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder
     for key, value in spark_conf(cfg).items():
@@ -57,7 +63,18 @@ def get_spark(cfg: Params) -> SparkSession:
     with _jvm_output_to(cfg.data_path / "logs" / "spark-driver.out"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    register_functions(spark)
     return spark
+
+
+CONTRACT_CHECK = "smartcity_contract_violation"
+
+
+def register_functions(spark: SparkSession) -> None:
+    """The lab's Java UDF (lib/smartcity/jvm/ContractCheck.java) under its SQL name."""
+    from pyspark.sql.types import StringType
+
+    spark.udf.registerJavaFunction(CONTRACT_CHECK, "smartcity.ContractCheck", StringType())
 
 
 @contextmanager

@@ -8,14 +8,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
 
 from smartcity import kafka, simulate
 from smartcity.config import TOPICS, Params
 from smartcity.engines import EngineError
 from smartcity.producer import produce
-from tests.conftest import lab_params
+from tests.conftest import lab_params, read_topics
 
 pytestmark = pytest.mark.integration
+
+
+def topic_ids(bootstrap: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Kafka's id of each topic: a topic deleted and created again under the same name gets a new one."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {d["name"]: str(d["topic_id"]) for d in admin.describe_topics(list(names))}
+    finally:
+        admin.close()
 
 
 def test_the_session_broker_answers_kafka_api_calls(broker: kafka.KafkaBroker) -> None:
@@ -27,6 +37,50 @@ def test_a_running_broker_is_reused_not_restarted(broker: kafka.KafkaBroker, lab
     assert not again.owned
     again.stop()  # stopping a broker we did not start leaves it running
     assert kafka.is_kafka(broker.bootstrap)
+
+
+def test_another_data_dirs_broker_at_the_address_is_a_clear_error(broker: kafka.KafkaBroker, lab_cfg: Params,
+                                                                  tmp_path: Path) -> None:
+    # a second lab (or profile) configured with the address the session's broker already serves
+    other = lab_params(tmp_path, kafka_bootstrap=broker.bootstrap)
+    theirs = kafka.data_cluster_id(lab_cfg.data_path / "kafka")
+    with pytest.raises(EngineError) as fresh:
+        kafka.ensure_broker(other)
+    message = str(fresh.value)
+    assert f"the Kafka broker at {broker.bootstrap} is not this profile's: it is cluster {theirs}" in message
+    assert str(lab_cfg.data_path / "kafka" / "logs") in message and str(other.data_path / "kafka") in message
+    assert "no broker formatted yet" in message and "stop that broker, or give this profile a free port" in message
+    # the same once the other data dir has a broker of its own (formatted, not running)
+    (other.data_path / "kafka" / "logs").mkdir(parents=True)
+    props = other.data_path / "kafka" / "server.properties"
+    props.write_text(kafka._server_properties(9, 10, other.data_path / "kafka" / "logs", 1))
+    mine = kafka.format_storage(props)
+    with pytest.raises(EngineError, match=f"is cluster {theirs} .* has cluster id {mine}"):
+        kafka.ensure_broker(other)
+    with pytest.raises(EngineError, match="is not this profile's"):  # nor would it empty that broker's topics
+        kafka.prepare_topics(other)
+
+
+def test_an_external_broker_is_used_but_never_emptied(broker: kafka.KafkaBroker, tmp_path: Path) -> None:
+    kafka.ensure_topics(broker.bootstrap, partitions=3)
+    produce(broker.bootstrap, [simulate.Event(TOPICS[0], "k", {"n": 1})])
+    held = kafka.topic_counts(broker.bootstrap)
+    external = lab_params(tmp_path, kafka_bootstrap=broker.bootstrap, kafka_embedded=False)
+    found = kafka.ensure_broker(external)
+    assert found.external and not found.owned
+    with pytest.raises(EngineError, match="a broker the lab does not own .* empty the topics yourself .* reset_run: false"):
+        simulate.prepare_run(external)
+    assert kafka.topic_counts(broker.bootstrap) == held
+    kept = lab_params(tmp_path, kafka_bootstrap=broker.bootstrap, kafka_embedded=False, reset_run=False)
+    assert kafka.prepare_topics(kept)["partitions"].to_dict() == {t: 3 for t in TOPICS}
+    assert kafka.topic_counts(broker.bootstrap) == held
+
+
+def test_a_reset_empties_this_profiles_own_broker(broker: kafka.KafkaBroker, lab_cfg: Params) -> None:
+    kafka.ensure_topics(broker.bootstrap, partitions=3)
+    produce(broker.bootstrap, [simulate.Event(TOPICS[0], "k", {"n": 1})])
+    assert kafka.prepare_topics(lab_cfg)["partitions"].to_dict() == {t: 3 for t in TOPICS}
+    assert set(kafka.topic_counts(broker.bootstrap).values()) == {0}
 
 
 @pytest.fixture()
@@ -67,7 +121,7 @@ def test_no_broker_and_embedding_off_is_a_clear_error(tmp_path: Path) -> None:
         kafka.ensure_broker(cfg)
 
 
-def test_topics_are_created_and_recreated_empty(broker: kafka.KafkaBroker) -> None:
+def test_topics_are_created_and_emptied_without_being_deleted(broker: kafka.KafkaBroker) -> None:
     names = ("it_topic_a", "it_topic_b")
     table = kafka.ensure_topics(broker.bootstrap, names, partitions=2)
     assert table["partitions"].to_dict() == {"it_topic_a": 2, "it_topic_b": 2}
@@ -75,8 +129,25 @@ def test_topics_are_created_and_recreated_empty(broker: kafka.KafkaBroker) -> No
     report = produce(broker.bootstrap, events)
     assert report.acked["it_topic_a"] == 50 and not report.failed
     assert kafka.topic_counts(broker.bootstrap, names) == {"it_topic_a": 50, "it_topic_b": 0}
-    kafka.ensure_topics(broker.bootstrap, names, partitions=2, recreate=True)
+    ids_before = topic_ids(broker.bootstrap, names)
+    kafka.ensure_topics(broker.bootstrap, names, partitions=2, empty=True)
     assert kafka.topic_counts(broker.bootstrap, names) == {"it_topic_a": 0, "it_topic_b": 0}
+    assert topic_ids(broker.bootstrap, names) == ids_before, "emptied in place, not deleted and re-created"
+    # the next run's records are all a reader sees, from the new log start on
+    produce(broker.bootstrap, events[:7])
+    assert kafka.topic_counts(broker.bootstrap, names) == {"it_topic_a": 7, "it_topic_b": 0}
+    assert sorted(r.key for r in read_topics(broker.bootstrap, names)) == sorted(e.key.encode() for e in events[:7])
+    assert kafka.truncate_topics(broker.bootstrap, names) == {"it_topic_a": 7, "it_topic_b": 0}
+
+
+def test_topics_grow_to_the_partitions_asked_and_keep_more(broker: kafka.KafkaBroker) -> None:
+    kafka.ensure_topics(broker.bootstrap, ("it_grow", "it_wide"), partitions=1)
+    kafka.ensure_topics(broker.bootstrap, ("it_wide",), partitions=5)
+    table = kafka.ensure_topics(broker.bootstrap, ("it_grow", "it_wide"), partitions=3, empty=True)
+    assert table["partitions"].to_dict() == {"it_grow": 3, "it_wide": 5}
+    report = produce(broker.bootstrap, [simulate.Event("it_grow", f"k{n}", {"n": n}) for n in range(60)])
+    assert report.acked["it_grow"] == 60
+    assert {r.partition for r in read_topics(broker.bootstrap, ("it_grow",))} == {0, 1, 2}
 
 
 def test_broker_restarts_on_its_data(tmp_path: Path) -> None:

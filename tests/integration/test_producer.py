@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from smartcity import kafka, simulate
 from smartcity.config import TOPICS, Params
 from smartcity.contracts import Event
 from smartcity.engines import EngineError, free_port
 from smartcity.producer import BACKENDS, ProduceError, produce
+from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +27,15 @@ def events() -> list[Event]:
     return simulate.simulate_journey(Params(vehicles=2, duration_seconds=1800))
 
 
-def consume_all(bootstrap: str, topics: tuple[str, ...]) -> list:
-    consumer = KafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_every_event_arrives_keyed_in_order_with_its_version(broker: kafka.KafkaBroker, events: list[Event],
                                                              backend: str) -> None:
-    kafka.ensure_topics(broker.bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
     report = produce(broker.bootstrap, events, backend=backend)
     sent = {t: sum(1 for e in events if e.topic == t) for t in TOPICS}
     assert dict(report.acked) == {t: n for t, n in sent.items() if n}
     assert kafka.topic_counts(broker.bootstrap) == sent
-    records = consume_all(broker.bootstrap, ("vehicle_data", "gps_data"))
+    records = read_topics(broker.bootstrap, ("vehicle_data", "gps_data"))
     partitions = defaultdict(set)
     stamps = defaultdict(list)
     for record in records:
@@ -71,6 +63,67 @@ def test_events_the_broker_refuses_are_counted_and_raised(broker: kafka.KafkaBro
         produce(broker.bootstrap, events, backend=backend, delivery_timeout_s=3)
 
 
+def test_both_backends_put_a_key_in_the_same_partition(broker: kafka.KafkaBroker) -> None:
+    # librdkafka's own default (CRC32) would scatter these keys differently from kafka-python (murmur2)
+    topic, keys = "it_partitioning", [f"device-{n:04d}" for n in range(300)]
+    kafka.ensure_topics(broker.bootstrap, (topic,), partitions=6, empty=True)
+    for backend in BACKENDS:
+        produce(broker.bootstrap, [Event(topic, key, {"backend": backend}) for key in keys], backend=backend,
+                progress=False)
+    placed: dict[str, set[int]] = defaultdict(set)
+    by_backend: dict[str, set[int]] = defaultdict(set)
+    for record in read_topics(broker.bootstrap, (topic,)):
+        placed[record.key.decode()].add(record.partition)
+        by_backend[orjson.loads(record.value)["backend"]].add(record.partition)
+    assert set(placed) == set(keys)
+    split = {key: sorted(parts) for key, parts in placed.items() if len(parts) > 1}
+    assert split == {}, f"{len(split)} keys landed in different partitions depending on the backend"
+    assert all(parts == set(range(6)) for parts in by_backend.values()), "keys spread over every partition"
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_flush_timeout_counts_what_is_still_buffered_as_failed(tmp_path: Path, backend: str) -> None:
+    topic = "it_flush"
+    with kafka.start_broker(free_port(), tmp_path / "kafka") as own:
+        kafka.ensure_topics(own.bootstrap, (topic,), partitions=1)
+
+        def events() -> Iterator[Event]:
+            yield from (Event(topic, "k", {"n": n}) for n in range(1000))
+            own.stop()  # gone for good: what is handed over from now on can only stay buffered
+            yield from (Event(topic, "k", {"n": n}) for n in range(1000, 3000))
+
+        with pytest.raises(ProduceError, match="still buffered when the flush timed out after 3 s") as raised:
+            produce(own.bootstrap, events(), backend=backend, delivery_timeout_s=300, flush_timeout_s=3,
+                    progress=False)
+    report = raised.value.report
+    assert sum(report.sent.values()) == 3000 and report.not_sent == 0
+    assert sum(report.acked.values()) + sum(report.failed.values()) == 3000, "every event acked or failed"
+    assert sum(report.failed.values()) >= 2000
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_failed_paced_run_counts_the_rest_without_sleeping_through_it(broker: kafka.KafkaBroker,
+                                                                      events: list[Event], backend: str) -> None:
+    # half an hour of simulated events paced in real time, to a topic the broker does not have
+    doomed = [Event("it_missing_paced", e.key, e.value) for e in events]
+    raised: list[ProduceError] = []
+
+    def run() -> None:
+        try:
+            produce(broker.bootstrap, doomed, backend=backend, speedup=1.0, delivery_timeout_s=3, progress=False)
+        except ProduceError as exc:
+            raised.append(exc)
+
+    paced = threading.Thread(target=run, daemon=True)
+    paced.start()
+    paced.join(240)  # sleeping through the run would take 30 minutes; the first failure comes after 3 s
+    assert not paced.is_alive(), "the paced run went on sleeping after its first failure"
+    report = raised[0].report
+    assert sum(report.sent.values()) + report.not_sent == len(doomed)
+    assert report.not_sent > len(doomed) // 2, "it stopped at the first failure, not at the end"
+    assert sum(report.acked.values()) == 0 and sum(report.failed.values()) == sum(report.sent.values())
+
+
 def interrupted_after(events: list[Event], n: int) -> Iterator[Event]:
     for i, event in enumerate(events):
         if i == n:
@@ -81,7 +134,7 @@ def interrupted_after(events: list[Event], n: int) -> Iterator[Event]:
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_ctrl_c_flushes_what_was_sent_and_says_so(broker: kafka.KafkaBroker, events: list[Event], backend: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    kafka.ensure_topics(broker.bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
     with pytest.raises(KeyboardInterrupt):
         produce(broker.bootstrap, interrupted_after(events, 500), backend=backend)
     assert "interrupted: 500 sent, 500 acknowledged, 0 failed" in capsys.readouterr().err
@@ -95,7 +148,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_produces_to_the_broker(broker: kafka.KafkaBroker, tmp_path: Path) -> None:
     params = tmp_path / "p.yaml"
     params.write_text(f"kafka_bootstrap: '{broker.bootstrap}'\nkafka_embedded: false\n")
-    kafka.ensure_topics(broker.bootstrap, partitions=3, recreate=True)
+    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
     result = run_cli("--params", str(params), "--vehicles", "1", "--duration", "600", "--backend", "confluent-kafka")
     assert result.returncode == 0, result.stderr
     held = kafka.topic_counts(broker.bootstrap)

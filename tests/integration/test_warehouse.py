@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from smartcity import postgres, redshift, simulate
-from smartcity.config import Params
+from smartcity.config import TOPICS, Params
 from smartcity.engines import EngineError, free_port
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import write_lake
@@ -30,24 +33,89 @@ def test_loads_use_copy_and_never_duplicate(tmp_path: Path, warehouse: postgres.
     other = lab_params(tmp_path / "other", seed=9)  # an earlier run, with other events
     write_lake(other, simulate.simulate_journey(other))
     redshift.load_lake(other, warehouse)
-    first = redshift.load_lake(cfg, warehouse)
-    second = redshift.load_lake(cfg, warehouse)
+    first = redshift.load_lake(cfg, warehouse).loc[list(TOPICS)]
+    second = redshift.load_lake(cfg, warehouse).loc[list(TOPICS)]
     assert first["rows copied"].to_dict() == counts
     assert first["rows in warehouse"].to_dict() == counts
+    assert (first["reloaded"] == 1).all(), "another lake's rows were replaced: the warehouse mirrors this lake"
     assert second["rows in warehouse"].to_dict() == counts
+    assert (second["rows copied"] == 0).all() and (second["new files"] == 0).all(), "nothing new, nothing copied"
     with warehouse.connect() as conn:
         stats = conn.execute(
             "SELECT relname, n_tup_ins FROM pg_stat_user_tables WHERE schemaname = 'smartcity'"
         ).fetchall()
-    assert {name for name, _ in stats} == set(counts)
+    assert set(counts) <= {name for name, _ in stats}
 
 
-def test_an_external_dsn_is_used_and_left_running(tmp_path: Path, warehouse: postgres.Warehouse) -> None:
+def test_an_external_dsn_is_used_and_left_running(tmp_path: Path, warehouse: postgres.Warehouse,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = lab_params(tmp_path, postgres_dsn=warehouse.dsn)
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    with pytest.raises(EngineError, match="cannot connect .* PGPASSWORD or ~/.pgpass"):
+        postgres.ensure_warehouse(cfg)
+    monkeypatch.setenv("PGPASSWORD", warehouse.password)  # an external DSN's password comes from libpq's places
     external = postgres.ensure_warehouse(cfg)
-    assert not external.owned
+    assert not external.owned and external.password is None
     external.stop()
     assert postgres.can_connect(warehouse.dsn)
+
+
+def test_the_embedded_server_wants_its_generated_password(warehouse: postgres.Warehouse, lab_cfg: Params) -> None:
+    data_dir = lab_cfg.data_path / "postgres"
+    secret = data_dir / postgres.SECRET_FILE
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.stat().st_uid == os.geteuid()
+    assert warehouse.password == secret.read_text().strip() and len(warehouse.password) >= 32
+    assert warehouse.password not in warehouse.dsn + repr(warehouse) + repr(lab_cfg.as_dict())
+    assert [p.name for p in data_dir.iterdir() if p.name.startswith(".initdb")] == [], "initdb's password file is gone"
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(warehouse.dsn, connect_timeout=10, password="guess").close()
+    with warehouse.connect() as conn:
+        assert {r[0] for r in conn.execute("SELECT auth_method FROM pg_hba_file_rules")} == {"scram-sha-256"}
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [postgres.SUPERUSER]).fetchone()[0]
+        assert stored.startswith("SCRAM-SHA-256$")
+        assert conn.execute("SHOW fsync").fetchone()[0] == "off"  # the test session's choice (lab_params)
+
+
+def test_a_new_server_flushes_to_disk_and_restarts_with_its_password(tmp_path: Path) -> None:
+    cfg = lab_params(tmp_path, postgres_fsync=Params().postgres_fsync)  # a user's default
+    with postgres.ensure_warehouse(cfg) as first:
+        assert first.owned
+        with first.connect() as conn:
+            assert conn.execute("SHOW fsync").fetchone()[0] == "on"
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    with postgres.ensure_warehouse(cfg) as second:  # the same data dir again: no initdb, the same secret
+        assert second.owned and second.password == first.password
+        assert postgres.can_connect(second.dsn, password=second.password)
+
+
+def test_another_data_dirs_server_on_the_port_is_a_clear_error(warehouse: postgres.Warehouse, lab_cfg: Params,
+                                                               tmp_path: Path) -> None:
+    port = lab_cfg.postgres_port
+    other = lab_params(tmp_path, postgres_port=port)  # a second lab with the same port
+    mine = other.data_path / "postgres"
+    with pytest.raises(EngineError, match=f"127.0.0.1:{port} is a PostgreSQL server, but not this profile's: "
+                                          f"{mine / 'pgdata'} has no server yet.*stop that server, or set postgres_port"):
+        postgres.ensure_warehouse(other)
+    mine.mkdir(parents=True)
+    (mine / postgres.SECRET_FILE).write_text("this data dir's own secret\n")
+    with pytest.raises(EngineError, match="refuses this profile's login .*password authentication failed.*not the "
+                                          f"server of {mine / 'pgdata'}"):
+        postgres.ensure_warehouse(other)
+    # even a server that accepts the login is refused if it serves another data directory
+    (mine / postgres.SECRET_FILE).write_text(warehouse.password)
+    with pytest.raises(EngineError, match=f"serves the PostgreSQL data directory {lab_cfg.data_path / 'postgres' / 'pgdata'}"
+                                          f", not this profile's {mine / 'pgdata'}"):
+        postgres.ensure_warehouse(other)
+
+
+def test_a_data_dir_from_an_older_lab_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = lab_params(tmp_path)
+    pgdata = cfg.data_path / "postgres" / "pgdata"
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("18\n")  # initdb'd with trust auth, before the lab kept a password
+    with pytest.raises(EngineError, match=f"{pgdata} was created by an older version of the lab .*delete "
+                                          f"{pgdata.parent} and run again"):
+        postgres.ensure_warehouse(cfg)
 
 
 def test_a_running_embedded_server_is_reused(lab_cfg: Params, warehouse: postgres.Warehouse) -> None:

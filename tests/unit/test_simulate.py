@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from smartcity import config, contracts, geo, simulate
 from smartcity.config import TOPICS, Params, ParamsError
 
-SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# how many examples, and whether random or repeatable: the profiles in tests/conftest.py
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NETWORK = geo.load_network()
 
 
