@@ -93,8 +93,11 @@ def _live(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from smartcity import bench
 
-    results = bench.run_producer_bench(events=args.events, seed_pattern_events=args.seed_pattern_events)
-    print(bench.render_markdown(results))
+    if args.only in (None, "producer"):
+        results = bench.run_producer_bench(events=args.events, seed_pattern_events=args.seed_pattern_events)
+        print(bench.render_markdown(results))
+    if args.only in (None, "simulator"):
+        print(bench.render_simulator_markdown(bench.run_simulator_bench(hours=args.simulator_hours)))
     return 0
 
 
@@ -158,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="seconds the fleet drives before the stream drains (default: live_seconds; 0: until Ctrl-C)")
     live.add_argument("--quiet", action="store_true", help="no status table (the JSON Lines are written anyway)")
     live.set_defaults(func=_live)
-    bench = sub.add_parser("bench", help="measure producer throughput (results in outputs/bench/)")
+    bench = sub.add_parser("bench", help="measure producer and simulator throughput (results in outputs/bench/)")
+    bench.add_argument("--only", choices=("producer", "simulator"), help="run one part of the benchmark")
+    bench.add_argument("--simulator-hours", type=int, default=30,
+                       help="simulated hours of the simulator's memory run (an endless live-scale fleet)")
     bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")
     bench.add_argument("--seed-pattern-events", type=int, default=2_000,
                        help="events for the slow seed pattern (flush after every message)")

@@ -104,6 +104,11 @@ class Params:
         default="M1/M6:1,M40:1,A5/A45:1", metadata=_doc("route mix, name:weight, from the corridor's routes")
     )
     departure_spacing_seconds: float = field(default=180.0, metadata=_doc("seconds between two departures"))
+    departure_rate_per_hour: float = field(
+        default=0.0,
+        metadata=_doc("after the first `vehicles`, more keep leaving at this mean rate (Poisson) for as long as "
+                      "the run lasts, endless if duration_seconds is 0; 0 keeps the fixed fleet of `vehicles`"),
+    )
     tick_seconds: float = field(default=5.0, metadata=_doc("simulated seconds between two telemetry fixes"))
     duration_seconds: float = field(
         default=0.0, metadata=_doc("simulated seconds to run (sensors report to the end); 0: until all arrive")
@@ -240,7 +245,7 @@ def _check_values(p: Params) -> None:
     for name in ("tick_seconds", "stream_trigger_seconds"):
         if not 0 < getattr(p, name) < float("inf"):
             raise ParamsError(f"parameter '{name}' must be positive, got {getattr(p, name)}")
-    for name in ("departure_spacing_seconds", "duration_seconds", "incident_rate", "speedup"):
+    for name in ("departure_spacing_seconds", "departure_rate_per_hour", "duration_seconds", "incident_rate", "speedup"):
         if not 0 <= getattr(p, name) < float("inf"):
             raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")
     from smartcity.contracts import SCHEMA_VERSIONS

@@ -785,7 +785,8 @@ def judge(cfg: Params, model: EdgeTimes, seed: int, vehicles: int, live_incident
 
     if seed == cfg.seed:
         raise ValueError(f"suggestions learnt from seed {seed} cannot be judged on the same seed's run")
-    judged = replace(cfg, seed=seed, vehicles=vehicles, duration_seconds=0.0, speedup=0.0, route_judge_seed=0)
+    judged = replace(cfg, seed=seed, vehicles=vehicles, duration_seconds=0.0, departure_rate_per_hour=0.0, speedup=0.0,
+                     route_judge_seed=0)  # a fixed fleet that arrives: a live profile's open-ended one never would
     variants = ["history"] + (["history + live incidents"] if live_incidents else [])
     progress = tqdm(total=1 + len(variants), desc="judging", unit="run")
     baseline = simulate.FleetSimulation(judged)

@@ -174,6 +174,10 @@ def test_the_counterfactual_judges_on_another_seed_and_measures_minutes_saved(le
     # a vehicle the suggestion keeps on its own route drives exactly the same trip
     same = trips[trips["suggested"] == trips["fleet route"]]
     assert (same["saved min"] == 0).all()
+    # learnt from a live profile's open-ended fleet, the judged run is still the fixed fleet asked for
+    live = routes.judge(replace(cfg, departure_rate_per_hour=60.0), model, seed=cfg.seed + 100, vehicles=2,
+                        live_incidents=False)
+    assert len(live.trips) == 2
 
 
 def test_with_routes_names_new_paths_by_their_roads() -> None:

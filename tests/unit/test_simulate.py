@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
 import jsonschema
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smartcity import config, contracts, geo, simulate
@@ -26,7 +28,10 @@ def fleets(draw: st.DrawFn) -> Params:
     hour = draw(st.integers(0, 23))
     day = draw(st.integers(1, 28))
     routes = draw(st.lists(st.sampled_from(NETWORK.route_names), min_size=1, max_size=3, unique=True))
+    open_ended = draw(st.booleans())  # more vehicles keep leaving, for an hour
     return config.from_mapping({
+        "departure_rate_per_hour": 10.0 if open_ended else 0.0,
+        "duration_seconds": 3600.0 if open_ended else 0.0,
         "seed": draw(st.integers(0, 10**6)),
         "vehicles": draw(st.integers(1, 3)),
         "routes": ",".join(f"{r}:{draw(st.integers(1, 3))}" for r in routes),
@@ -74,6 +79,8 @@ def test_positions_stay_within_gps_noise_of_the_route(cfg: Params) -> None:
     sim = simulate.FleetSimulation(cfg)
     routes = {v.device: v.route for v in sim.vehicles}
     for event in sim.events():
+        if event.topic == "vehicle_data":  # vehicles that left after the planned ones, too
+            assert routes.setdefault(event.key, NETWORK.route(event.value["route"])).name == event.value["route"]
         if event.topic in ("vehicle_data", "gps_data"):
             point = (event.value["latitude"], event.value["longitude"])
             sigma = max(simulate.GPS_SIGMA_M.values())
@@ -96,7 +103,25 @@ def test_each_device_reports_forward_in_time(cfg: Params) -> None:
         last[key], previous = stamp, stamp
 
 
+# Issue 6: vehicle-002 at 00:28:05 on the A41 Finchley Road, a fix moved 74.6 m while the odometer
+# advanced 20 m. It had driven 26 m (the odometer rounds to 10 m) and its two fixes were 28 m and 22 m
+# off the road in opposite directions: the simulator drew every fix's error afresh, so on a slow
+# urban road (σ 7 m) two fixes could jump apart by several times the distance driven.
+SEED_568_A41 = config.from_mapping({
+    "seed": 568, "base_date": "2026-03-01T00:00:00+00:00", "vehicles": 2, "routes": "M1/M6:1",
+    "departure_spacing_seconds": 0.0, "tick_seconds": 5.0, "incident_rate": 0.0,
+})
+# An open-ended fleet's last departures are cut off by the end of the run on their first straight stretch.
+SEED_27_LEFT_AT_THE_END = config.from_mapping({
+    "seed": 27, "base_date": "2026-03-01T00:00:00+00:00", "vehicles": 1, "routes": "M1/M6:1",
+    "departure_spacing_seconds": 0.0, "departure_rate_per_hour": 10.0, "tick_seconds": 2.0,
+    "duration_seconds": 3600.0, "incident_rate": 0.0,
+})
+
+
 @SETTINGS
+@example(SEED_568_A41)
+@example(SEED_27_LEFT_AT_THE_END)
 @given(fleets())
 def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
     fixes = defaultdict(list)
@@ -110,7 +135,12 @@ def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
             moved = geo.haversine_km((a["latitude"], a["longitude"]), (b["latitude"], b["longitude"]))
             driven = b["odometer"] - a["odometer"]
             assert driven >= 0 and b["fuelLevel"] <= a["fuelLevel"]
-            assert moved <= driven + 0.05, (a, b)  # a fix cannot get further than the road driven, but for noise
+            # A fix cannot get further than the road driven, but for the change of the GPS error between
+            # the two fixes and the odometer's 10 m rounding. A receiver's error drifts (correlated over
+            # GPS_CORRELATION_S): between fixes a tick apart it changes by σ·√(2(1-ρ)) per axis, ρ =
+            # exp(-tick/τ), at most 7 m x 0.75 = 5.3 m at a 10 s tick on urban roads (a little more where
+            # the road class, and so σ, changes). 50 m is beyond 7 standard deviations of that.
+            assert moved <= driven + 0.05, (a, b)
             if driven >= 0.1:  # slower steps are mostly GPS noise
                 moved_sum, driven_sum = moved_sum + moved, driven_sum + driven
             if moved > 0.1:
@@ -120,7 +150,8 @@ def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
         assert total == 0 or agree / total >= 0.9, "direction is the bearing of the motion"
         # corners make the fixes' chords a little shorter than the road; noise a little longer
         assert abs(moved_sum - driven_sum) <= 0.03 * driven_sum + 0.1
-        assert len({round(f["direction"]) for f in track}) > 3, "the bearing changes along the road"
+        if track[-1]["odometer"] - track[0]["odometer"] > 5:  # beyond the first straight stretch
+            assert len({round(f["direction"]) for f in track}) > 3, "the bearing changes along the road"
 
 
 def free_flow(route: str, **extra: object) -> Params:
@@ -244,6 +275,7 @@ def test_duration_bounds_the_run() -> None:
         ({"routes": "M1/M6:0"}, "parameter 'routes' must give at least one route a positive weight"),
         ({"vehicles": -2}, "parameter 'vehicles' must be at least 1"),
         ({"duration_seconds": -1.0}, "parameter 'duration_seconds' must be zero or positive"),
+        ({"departure_rate_per_hour": -3.0}, "parameter 'departure_rate_per_hour' must be zero or positive"),
         ({"base_date": "2026-13-01T00:00:00+00:00"}, "parameter 'base_date' is not an ISO 8601 date-time"),
         ({"producer_backend": "rdkafka"}, "parameter 'producer_backend' must be one of"),
     ],
@@ -251,3 +283,118 @@ def test_duration_bounds_the_run() -> None:
 def test_impossible_fleet_params_name_the_parameter(values: dict[str, object], message: str) -> None:
     with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
         config.from_mapping(values)
+
+
+def test_ids_are_uuid5_of_seed_topic_device_and_sequence() -> None:
+    cfg = Params(vehicles=2, duration_seconds=2 * 3600, incident_rate=1.0)
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for event in run(cfg):
+        ids[(event.topic, event.key)].add(event.value["id"])
+    assert {topic for topic, _ in ids} == set(TOPICS)
+    for (topic, device), seen in ids.items():
+        expected = {str(uuid.uuid5(simulate._NAMESPACE, f"{cfg.seed}/{topic}/{device}/{n}")) for n in range(len(seen))}
+        assert seen == expected, (topic, device)
+
+
+@pytest.mark.parametrize("count", [1, 5, 200])  # one by one, and a big fleet's tick in arrays
+def test_uuid5_texts_are_the_uuid_modules(count: int) -> None:
+    names = [f"42/vehicle_data/vehicle-{n:03d}/{n * 7}".encode() for n in range(count)]
+    digests = [hashlib.sha1(simulate._NAMESPACE.bytes + name).digest() for name in names]
+    assert simulate.uuid5_texts(digests) == [str(uuid.uuid5(simulate._NAMESPACE, name.decode())) for name in names]
+
+
+def test_gps_fixes_scatter_about_the_road_by_its_class_sigma() -> None:
+    # across the road, a fix's error is one axis of the receiver's: its spread is the class's sigma
+    sim = simulate.FleetSimulation(free_flow("M1/M6", tick_seconds=10.0))
+    route = sim.vehicles[0].route
+    across: dict[str, list[float]] = defaultdict(list)
+    for event in sim.events():
+        if event.topic == "vehicle_data":
+            edge = NETWORK.edges[event.value["edgeId"]]
+            across[edge.road_class].append(route.distance_m((event.value["latitude"], event.value["longitude"])))
+    for road_class, distances in across.items():
+        if len(distances) >= 200:  # an hour of motorway is ~60 independent errors (they drift over a minute)
+            rms = math.sqrt(sum(d * d for d in distances) / len(distances))
+            assert 0.6 <= rms / simulate.GPS_SIGMA_M[road_class] <= 1.5, (road_class, rms, len(distances))
+    assert len(across["motorway"]) >= 200
+
+
+def test_a_plan_drives_one_vehicle_per_entry_in_its_order() -> None:
+    cfg = free_flow("M1/M6", tick_seconds=10.0)
+    start = cfg.start_time
+    plan = [(start + timedelta(minutes=10), "M40"), (start, "A5/A45"), (start + timedelta(minutes=5), "M40")]
+    sim = simulate.FleetSimulation(cfg, plan=plan)
+    fleet = sim.fleet()
+    assert fleet.index.tolist() == ["vehicle-001", "vehicle-002", "vehicle-003"]
+    assert fleet["route"].tolist() == ["M40", "A5/A45", "M40"]
+    assert fleet["departs"].tolist() == ["11:10", "11:00", "11:05"]
+    # everything but departure and route is drawn from the seed as for any fleet
+    drawn = simulate.FleetSimulation(config.from_mapping({**cfg.as_dict(), "vehicles": 3})).vehicles
+    assert [(v.profile, v.year, v.driver) for v in sim.vehicles] == [(v.profile, v.year, v.driver) for v in drawn]
+    made = simulate.trips(sim.events())
+    assert made["route"].tolist() == ["M40", "A5/A45", "M40"]
+    assert made["departed"].tolist() == ["11:10", "11:00", "11:05"]
+    assert all(made["km"] > 170)
+    with pytest.raises(KeyError, match="unknown route 'M99'"):
+        simulate.FleetSimulation(cfg, plan=[(start, "M99")])
+    with pytest.raises(ValueError, match="plan entry 0: the departure must be a datetime with a UTC offset"):
+        simulate.FleetSimulation(cfg, plan=[(datetime(2026, 1, 6, 11), "M40")])
+    with pytest.raises(ValueError, match="plan entry 1: departs at .*, before the run starts"):
+        simulate.FleetSimulation(cfg, plan=[(start, "M40"), (start - timedelta(seconds=1), "M40")])
+    with pytest.raises(ValueError, match="at least one vehicle"):
+        simulate.FleetSimulation(cfg, plan=[])
+    # the fleet's own departures and routes as a plan replay the same events (what a counterfactual relies on)
+    spaced = config.from_mapping({**cfg.as_dict(), "vehicles": 3, "routes": "M1/M6:1,M40:1", "duration_seconds": 900.0})
+    own = [(spaced.start_time + timedelta(seconds=spaced.departure_spacing_seconds) * n, route)
+           for n, route in enumerate(simulate.assign_routes(config.route_weights(spaced.routes), 3))]
+    assert list(simulate.FleetSimulation(spaced, plan=own).events()) == list(simulate.FleetSimulation(spaced).events())
+
+
+def test_an_open_ended_fleet_keeps_leaving_at_its_rate_and_arriving() -> None:
+    cfg = config.from_mapping({"vehicles": 1, "departure_rate_per_hour": 30.0, "duration_seconds": 5 * 3600.0,
+                               "tick_seconds": 10.0, "incident_rate": 0.0, "base_date": "2026-01-06T10:00:00+00:00"})
+    made = simulate.trips(run(cfg))
+    assert 110 <= len(made) <= 195, "1 + 30/h for 5 h, a Poisson count"
+    assert made.index[:3].tolist() == ["vehicle-001", "vehicle-002", "vehicle-003"]
+    early = made[made["departed"] < "12:00"]  # left in the first two hours: arrived before the end
+    assert len(early) >= 40 and all((early["km"] > 170) & (early["minutes"] >= 120))
+    # the first vehicles are the fixed fleet's, and a vehicle's trip does not depend on the others on the road
+    alone = config.from_mapping({**cfg.as_dict(), "departure_rate_per_hour": 0.0, "duration_seconds": 0.0})
+    assert simulate.FleetSimulation(cfg).vehicles == simulate.FleetSimulation(alone).vehicles
+
+    def first_trip(params: Params) -> list[dict]:
+        return [e.value for e in run(params) if e.key == "vehicle-001"]
+
+    assert first_trip(cfg) == first_trip(alone)
+
+
+def test_an_endless_run_is_lazy_keeps_reporting_and_drops_who_arrived() -> None:
+    cfg = config.from_mapping({"vehicles": 1, "departure_rate_per_hour": 30.0, "tick_seconds": 30.0,
+                               "incident_rate": 0.5})
+    sim = simulate.FleetSimulation(cfg)
+    stop_at = simulate.iso(cfg.start_time + timedelta(hours=12))
+    counts: Counter[str] = Counter()
+    late_incidents: set[str] = set()
+    on_road = []
+    events = sim.events()
+    for event in events:
+        stamp = event.value["timestamp"]
+        if stamp >= stop_at:
+            break
+        counts[event.topic] += 1
+        if event.topic == "emergency_data" and stamp > simulate.iso(cfg.start_time + timedelta(hours=6)):
+            late_incidents.add(event.value["incidentId"])
+        if event.topic == "weather_data" and event.key == "weather-london":
+            on_road.append(sim.state.on_road)
+    assert next(events).value["timestamp"] >= stop_at, "still going: the caller stops an endless run"
+    assert counts["weather_data"] == 12 * 6 * 12 and counts["traffic_data"] > 0  # every 10 minutes, 12 stations
+    assert len(late_incidents) >= 5, "incidents keep coming"  # ~16 expected in those 6 h (0.5 per 100 km·h)
+    # departures ~30/h for 12 h; on the road only those of the last 2-3 h (~90): who arrived was dropped
+    state = sim.state
+    assert 300 <= state.departed <= 430 and state.arrived == state.departed - state.on_road
+    assert max(on_road[6 * 4:]) <= 150 and state.on_road <= 150
+
+
+def test_an_endless_run_is_not_a_list() -> None:
+    with pytest.raises(ValueError, match="endless"):
+        simulate.simulate_journey(Params(departure_rate_per_hour=10.0))
