@@ -242,7 +242,13 @@ def published_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any
 
 
 # -- the stream's contract check (a Spark Java UDF, lib/smartcity/jvm/ContractCheck.java) -------------
-def check_spec(max_bytes: int, nesting_limit: int) -> str:
+#: Messages larger than this are quarantined unparsed (contract messages are about 300 bytes).
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Deeper JSON is refused unparsed as "nested too deep" (contract messages are flat objects).
+NESTING_LIMIT = 1000
+
+
+def check_spec(max_bytes: int = MAX_MESSAGE_BYTES, nesting_limit: int = NESTING_LIMIT) -> str:
     """Every topic's contract as the JSON the stream's Java check reads: Python stays the one source."""
     def field(f: Field) -> dict[str, Any]:
         pattern = TIMESTAMP_PATTERN if f.type == "timestamp" else f.pattern

@@ -7,7 +7,8 @@ Athena over the S3 prefix. So the writer makes the folder itself exactly-once (t
 ``docs/decisions/0001-lake-commits.md`` says why this rather than a table format):
 
 * the stream writes each micro-batch under a staging folder outside the lake
-  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder;
+  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder: Spark leaves JSON lines
+  there, which :func:`convert_staged` turns into Parquet files;
 * a manifest (``<batch>.manifest.json``) then fixes which staged file becomes which lake file,
   under a deterministic name (``part-<batch>-<n>-<writer>.parquet``), and the files are moved
   into the table folders; a single rename per file, so no reader ever sees half a file;
@@ -21,7 +22,9 @@ file twice and never a file of a failed batch.
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -32,10 +35,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from smartcity import contracts
@@ -46,6 +52,10 @@ QUARANTINE = "_quarantine"
 PARTITION = {**{t: "event_date" for t in TOPICS}, QUARANTINE: "topic"}
 #: How many batch markers the commit log keeps (Spark only ever replays its latest batch).
 KEEP_MARKERS = 200
+#: Where the stream's Spark job leaves a batch's JSON lines, inside the batch's staging folder.
+RAW_STAGING = "_raw"
+#: Written once those lines are complete, with the batch's metrics.
+STAGED_MARK = "_staged.json"
 
 
 class LakeError(RuntimeError):
@@ -152,6 +162,58 @@ def reset(cfg: Params) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+# -- from the stream's JSON lines to Parquet ----------------------------------------------------------
+def convert_staged(staging: Path) -> dict[str, int]:
+    """Turn a batch's staged JSON lines into one Parquet file per table and partition, in the lake's schema.
+
+    Spark leaves ``_raw/_table=<table>/_pkey=<value>/part-*.txt``; Arrow's JSON reader parses the
+    topics' lines straight into the latest contract's schema (a v1 event simply lacks the v2
+    columns), and the quarantine's base64 fields go back to bytes. Returns rows per table.
+    """
+    raw = staging / RAW_STAGING
+    rows: dict[str, int] = {}
+    for table_dir in sorted(raw.glob("_table=*")) if raw.is_dir() else []:
+        table = unquote(table_dir.name.split("=", 1)[1])
+        for part_dir in sorted(table_dir.glob("_pkey=*")):
+            value = unquote(part_dir.name.split("=", 1)[1])
+            data = b"".join(p.read_bytes() for p in sorted(part_dir.glob("part-*")))
+            if not data.strip():
+                continue
+            frame = _quarantine_rows(data) if table == QUARANTINE else _event_rows(data, table)
+            dest = staging / table / f"{PARTITION[table]}={value}" / "part.parquet"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(frame, dest)
+            rows[table] = rows.get(table, 0) + frame.num_rows
+    shutil.rmtree(raw, ignore_errors=True)
+    return rows
+
+
+def _file_schema(table: str) -> pa.Schema:
+    """A table's columns as stored in its files: the partition column lives in the folder name."""
+    schema = table_schema(table)
+    return schema.remove(schema.get_field_index(PARTITION[table]))
+
+
+def _event_rows(data: bytes, table: str) -> pa.Table:
+    schema = _file_schema(table)
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    return pj.read_json(io.BytesIO(data), parse_options=options).select(schema.names).cast(schema)
+
+
+def _quarantine_rows(data: bytes) -> pa.Table:
+    """Quarantined messages: Python reads these few lines (any length), bytes come back from base64."""
+    def unpack(text: str | None) -> bytes | None:
+        return None if text is None else base64.b64decode(text)
+
+    records = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+    for r in records:
+        r["key"], r["value"] = unpack(r["key"]), unpack(r["value"])
+        r["kafka_timestamp"] = pd.Timestamp(r["kafka_timestamp"]) if r["kafka_timestamp"] else None
+        r["headers"] = None if r["headers"] is None else [
+            {"key": h["key"], "value": unpack(h["value"])} for h in r["headers"]]
+    return pa.Table.from_pylist(records, schema=_file_schema(QUARANTINE))
+
+
 # -- one writer at a time ---------------------------------------------------------------------------
 _held: dict[Path, int] = {}
 
@@ -232,6 +294,28 @@ class CommitLog:
     def has_manifest(self, batch: int) -> bool:
         return self.manifest_path(batch).exists()
 
+    def staged_path(self, batch: int) -> Path:
+        return self.staging(batch) / STAGED_MARK
+
+    def is_staged(self, batch: int) -> bool:
+        """The stream's Spark job finished writing the batch's lines (and its metrics are kept)."""
+        return self.staged_path(batch).exists()
+
+    def mark_staged(self, batch: int, metrics: Mapping[str, Any]) -> None:
+        """Record that a batch's lines are complete: from here on it is finished, never staged again."""
+        _write_json_atomically(self.staged_path(batch), dict(metrics))
+
+    def finish(self, batch: int) -> dict[str, Any]:
+        """Everything after Spark: lines to Parquet, the manifest, the move into the lake. Idempotent."""
+        if self.is_done(batch):
+            return json.loads(self.done_path(batch).read_text())
+        if not self.has_manifest(batch):
+            metrics = json.loads(self.staged_path(batch).read_text())
+            started = time.time()
+            convert_staged(self.staging(batch))
+            self.plan(batch, {**metrics, "arrow_seconds": round(time.time() - started, 3)})
+        return self.publish(batch)
+
     def start(self, batch: int) -> Path:
         """A clean staging folder for a batch (what a crashed attempt left there is discarded)."""
         staging = self.staging(batch)
@@ -244,7 +328,8 @@ class CommitLog:
         staging = self.staging(batch)
         moves = []
         rows: dict[str, int] = {}
-        for table_dir in sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []:
+        for table_dir in sorted(p for p in staging.iterdir() if p.is_dir() and p.name != RAW_STAGING
+                                ) if staging.is_dir() else []:  # the tables the conversion wrote
             table = table_dir.name
             for part, files in partitions(data_files(table_dir)).items():
                 for n, src in enumerate(files):
@@ -277,15 +362,21 @@ class CommitLog:
         return manifest
 
     def recover(self) -> list[int]:
-        """After a crash: roll planned batches forward, delete unplanned staging, prune old markers."""
-        rolled = []
-        for manifest in sorted(self.root.glob("*.manifest.json")):
-            batch = int(manifest.name.split(".")[0])
-            self.publish(batch)
-            rolled.append(batch)
+        """After a crash: finish every batch Spark completed, in order; delete the rest; prune old markers.
+
+        A batch with a manifest, or whose lines Spark finished writing, may already be committed
+        in Spark's own log, so it will not come again: it is rolled forward. Anything else was cut
+        off mid-write and Spark replays it.
+        """
+        planned = {int(m.name.split(".")[0]) for m in self.root.glob("*.manifest.json")}
         staging_root = self.root / "_staging"
-        if staging_root.is_dir():
-            for leftover in staging_root.iterdir():
+        folders = {int(p.name): p for p in staging_root.iterdir() if p.name.isdigit()} if staging_root.is_dir() else {}
+        complete = {b for b in folders if self.is_staged(b)}
+        rolled = sorted(planned | complete)
+        for batch in rolled:
+            self.finish(batch)
+        for batch, leftover in folders.items():
+            if batch not in complete | planned:
                 shutil.rmtree(leftover, ignore_errors=True)
         markers = sorted(self.root.glob("*.done.json"))
         for old in markers[:-KEEP_MARKERS]:

@@ -47,6 +47,11 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.sql.adaptive.enabled": "true",
+        # the stream stages each micro-batch with a small file write: commit task files in place
+        # (algorithm 2), no _SUCCESS file (the lake's commit log has its own marker), no .crc files
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     }
 
 
@@ -71,10 +76,15 @@ CONTRACT_CHECK = "smartcity_contract_violation"
 
 
 def register_functions(spark: SparkSession) -> None:
-    """The lab's Java UDF (lib/smartcity/jvm/ContractCheck.java) under its SQL name."""
-    from pyspark.sql.types import StringType
+    """The lab's Java UDF (lib/smartcity/jvm/ContractCheck.java) under its SQL name, holding the contracts.
 
-    spark.udf.registerJavaFunction(CONTRACT_CHECK, "smartcity.ContractCheck", StringType())
+    It returns (table, partition value, line) for each message. Registered as non-deterministic so
+    that Spark calls it once per message even where three columns read its result.
+    """
+    from smartcity import contracts
+
+    function = spark._jvm.smartcity.ContractCheck.function(contracts.check_spec())
+    spark._jsparkSession.udf().register(CONTRACT_CHECK, function)
 
 
 @contextmanager

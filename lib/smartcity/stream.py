@@ -1,50 +1,50 @@
 """Spark Structured Streaming from the five Kafka topics to the Parquet lake, exactly once for every reader.
 
-One streaming query reads all five topics. Each micro-batch is parsed once (one JSON parse per
-message, with one schema that covers every topic), checked against its topic's contract, cached,
-and written to a staging folder: the valid events of each topic as a table partitioned by event
-date, every other message to the quarantine, kept whole (bytes, key, headers, Kafka coordinates)
-with the reason. The lake's commit protocol (:class:`smartcity.lake.CommitLog`) then publishes the
-batch into the table folders, so a glob of a folder is exactly-once after any crash and restart.
+One streaming query reads all five topics. In each micro-batch, one pass of the lab's Java check
+(:mod:`smartcity.jvm`, ContractCheck.java) over each message's bytes decides where it goes: a
+message that keeps its topic's contract goes to its topic's table under its event date, as one
+normalized JSON line; any other message goes to the quarantine, kept whole (bytes, key, headers,
+Kafka coordinates) with the first rule it breaks. Spark writes the lines as text to a staging
+folder (one job, no cache, no second parse); Arrow turns them into one Parquet file per table and
+partition (:func:`smartcity.lake.convert_staged`); the lake's commit protocol
+(:class:`smartcity.lake.CommitLog`) publishes them, so a glob of a table's folder is exactly-once
+after any crash and restart.
 
-Bad input never stops the stream: anything a producer can send ends up either in its table,
-valid, or in the quarantine with the first rule it breaks. In batch runs the query uses the
-``availableNow`` trigger (read what the topics hold, write it, stop); live runs use a processing
-time trigger and run until stopped.
+Bad input never stops the stream. In batch runs the query uses the ``availableNow`` trigger (read
+what the topics hold, write it, stop); live runs use a processing-time trigger and run until stopped.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from smartcity import contracts, lake, report
+from smartcity import lake, report
 from smartcity.config import TOPICS, Params
-from smartcity.contracts import fields_of
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
-#: Messages larger than this are quarantined unparsed (contract messages are about 300 bytes).
-MAX_MESSAGE_BYTES = 64 * 1024
-#: Deeper JSON is refused unparsed as "nested too deep" (contract messages are flat objects).
-NESTING_LIMIT = 1000
-PREVIEW_CHARS = 512
 QUERY_NAME = "lake"
+#: A task reading a partition it has drained waits this long for more; Kafka's default 500 ms
+#: made every micro-batch over 15 partitions take seconds.
+FETCH_MAX_WAIT_MS = 50
+#: Bigger polls and fetches: half the consumer's CPU per message and a fifth of the broker's (measured).
+CONSUMER_OPTIONS = {
+    "kafka.fetch.max.wait.ms": str(FETCH_MAX_WAIT_MS),
+    "kafka.max.poll.records": "10000",
+    "kafka.max.partition.fetch.bytes": str(8 << 20),
+    "kafka.fetch.max.bytes": str(64 << 20),
+}
 #: Quantiles of the Kafka timestamps recorded per batch: freshness percentiles come from them.
 QUANTILES = tuple(q / 20 for q in range(21))
-CONTROL_CHARS = "[\\x00-\\x1f\\x7f]"
-#: Parser options: no NaN/Infinity tokens (not JSON), timestamps only as ISO 8601 with an offset.
-JSON_OPTIONS = {
-    "allowNonNumericNumbers": "false",
-    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS]XXX",
-    "enableDateTimeParsingFallback": "false",
-}
 
 
 class StreamError(RuntimeError):
@@ -55,7 +55,7 @@ def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS)
     """The raw Kafka stream of the topics: bytes, key, headers and Kafka coordinates."""
     from pyspark.sql import functions as F
 
-    raw = (
+    reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
         .option("subscribe", ",".join(topics))
@@ -63,9 +63,10 @@ def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS)
         .option("failOnDataLoss", "true")
         .option("includeHeaders", "true")
         .option("maxOffsetsPerTrigger", cfg.stream_max_batch_events)
-        .load()
     )
-    return raw.select(
+    for key, value in CONSUMER_OPTIONS.items():
+        reader = reader.option(key, value)
+    return reader.load().select(
         F.col("topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
@@ -76,165 +77,229 @@ def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS)
     )
 
 
-def violation_reason(topic: Column, value: Column, key: Column) -> Column:
-    """Why a message cannot go to its table (the first rule it breaks), or NULL when it is valid.
+@dataclass(frozen=True)
+class Routing:
+    """The columns that route a batch and the metrics observed on it, built once for every batch.
 
-    One pass of the lab's Java check over the raw bytes (:mod:`smartcity.jvm`, ContractCheck.java),
-    with the contracts handed over as JSON generated from :mod:`smartcity.contracts`.
+    (Building them costs py4j round trips; a micro-batch every second should not pay that again.)
     """
-    from pyspark.sql import functions as F
 
-    from smartcity.spark import CONTRACT_CHECK
+    route: Column
+    columns: tuple[Column, ...]
+    metrics: tuple[Column, ...]
 
-    spec = contracts.check_spec(MAX_MESSAGE_BYTES, NESTING_LIMIT)
-    return F.call_function(CONTRACT_CHECK, value, key, topic, F.lit(spec))
+    @classmethod
+    def build(cls) -> Routing:
+        from pyspark.sql import functions as F
 
+        from smartcity.spark import CONTRACT_CHECK
 
-def parse_messages(raw: DataFrame) -> DataFrame:
-    """Raw messages with the reason each is invalid (if it is) and, for valid ones, the parsed event."""
-    from pyspark.sql import functions as F
+        route = F.call_function(CONTRACT_CHECK, F.col("value"), F.col("key"), F.col("topic"),
+                                F.col("kafka_partition"), F.col("kafka_offset"), F.unix_micros(F.col("kafka_timestamp")))
+        quarantined = F.col("route.table") == lake.QUARANTINE
+        # only a quarantined message's line gets its Kafka headers (Spark's JSON of them: bytes in base64)
+        line = F.when(quarantined, F.concat(F.col("route.line"), F.lit(',"headers":'),
+                                            F.coalesce(F.to_json(F.col("headers")), F.lit("null")), F.lit("}")))
+        columns = (F.col("kafka_timestamp"), F.col("route.table").alias("_table"), F.col("route.pkey").alias("_pkey"),
+                   line.otherwise(F.col("route.line")).alias("line"))
+        metrics = (
+            F.count(F.lit(1)).alias("messages"),
+            F.count(F.when(F.col("_table") == lake.QUARANTINE, 1)).alias("quarantined"),
+            F.percentile_approx(F.unix_micros(F.col("kafka_timestamp")), list(QUANTILES), 10_000).alias("produced_us"),
+        )
+        return cls(route.alias("route"), columns, metrics)
 
-    reason = violation_reason(F.col("topic"), F.col("value"), F.col("key"))
-    parsed = F.from_json(F.col("value").cast("string"), contracts.spark_schema(), JSON_OPTIONS)
-    return (
-        raw.withColumn("reason", reason)
-        .withColumn("event", F.when(F.col("reason").isNull(), parsed))
-    )
-
-
-def valid_events(parsed: DataFrame, topic: str) -> DataFrame:
-    """Lake rows of one topic: the contract fields (latest version), event date and Kafka lineage."""
-    from pyspark.sql import functions as F
-
-    return parsed.where((F.col("topic") == topic) & F.col("reason").isNull()).select(
-        *[F.col("event")[f.name].alias(f.name) for f in fields_of(topic)],
-        F.to_date(F.col("event")["timestamp"]).alias("event_date"),
-        F.col("kafka_partition"),
-        F.col("kafka_offset"),
-        F.col("kafka_timestamp"),
-    )
+    def apply(self, raw: DataFrame) -> DataFrame:
+        """Each message's table (a topic or ``_quarantine``), partition value and JSON line, in one pass."""
+        return raw.select("kafka_timestamp", "headers", self.route).select(*self.columns)
 
 
-def quarantined(parsed: DataFrame) -> DataFrame:
-    """Messages that break their contract, kept whole, with the reason and a printable preview."""
-    from pyspark.sql import functions as F
+def route_messages(raw: DataFrame) -> DataFrame:
+    """Each message's table (a topic or ``_quarantine``), partition value and JSON line, in one pass."""
+    return Routing.build().apply(raw)
 
-    printable = F.regexp_replace(F.make_valid_utf8(F.col("value").cast("string")), CONTROL_CHARS, "\ufffd")
-    return parsed.where(F.col("reason").isNotNull()).select(
-        F.col("reason"),
-        F.substring(printable, 1, PREVIEW_CHARS).alias("preview"),
-        F.col("key"),
-        F.col("value"),
-        F.col("headers"),
-        F.col("kafka_partition"),
-        F.col("kafka_offset"),
-        F.col("kafka_timestamp"),
-        F.col("topic"),
-    )
+
+class Publisher:
+    """Finishes staged batches in order on a thread of its own, so Spark reads the next batch meanwhile.
+
+    Finishing (lines to Parquet, manifest, moves) happens after Spark has committed the batch, which
+    is safe because the staged lines are complete and durable: a crash leaves them for
+    :meth:`smartcity.lake.CommitLog.recover`. At most ``backlog`` batches wait; Spark waits beyond that.
+    """
+
+    def __init__(self, log: lake.CommitLog, on_batch: Callable[[dict[str, Any]], None] | None = None,
+                 backlog: int = 2) -> None:
+        self.log = log
+        self.on_batch = on_batch
+        self.pending: queue.Queue[int | None] = queue.Queue(maxsize=backlog)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="lake-publisher", daemon=True)
+        self.thread.start()
+
+    def submit(self, batch_id: int) -> None:
+        self.check()
+        self.pending.put(batch_id)
+
+    def idle(self) -> bool:
+        return self.pending.unfinished_tasks == 0
+
+    def flush(self) -> None:
+        """Wait until every submitted batch is in the lake; raise what went wrong, if anything did."""
+        self.pending.join()
+        self.check()
+
+    def close(self) -> None:
+        self.pending.put(None)
+        self.thread.join()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise lake.LakeError(f"publishing a batch failed: {self.error}") from self.error
+
+    def _run(self) -> None:
+        while True:
+            batch_id = self.pending.get()
+            try:
+                if batch_id is None:
+                    return
+                if self.error is None:
+                    done = self.log.finish(batch_id)
+                    if self.on_batch is not None:
+                        self.on_batch(done)
+            except BaseException as exc:  # noqa: BLE001 - kept, and raised in the stream's thread
+                self.error = exc
+            finally:
+                self.pending.task_done()
 
 
 class LakeWriter:
-    """The stream's ``foreachBatch``: parse once, stage every table, publish through the commit log.
+    """The stream's ``foreachBatch``: route every message once and stage the lines; the publisher does the rest.
 
     Spark replays a batch whose commit it did not record; the commit log makes that harmless: a
-    batch already in the lake is skipped, a planned one is rolled forward, anything else is staged
-    again from scratch.
+    batch already in the lake is skipped, a staged or planned one is finished, anything else is
+    staged again from scratch.
     """
 
-    def __init__(self, cfg: Params, topics: Sequence[str] = TOPICS,
-                 on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, cfg: Params, on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.cfg = cfg
-        self.topics = tuple(topics)
         self.log = lake.commit_log(cfg)
-        self.on_batch = on_batch
+        self.routing = Routing.build()
+        self.publisher = Publisher(self.log, on_batch)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if self.log.is_done(batch_id):
             return
-        if not self.log.has_manifest(batch_id):
+        if not (self.log.has_manifest(batch_id) or self.log.is_staged(batch_id)):
             self._stage(batch, batch_id)
-        done = self.log.publish(batch_id)
-        if self.on_batch is not None:
-            self.on_batch(done)
+        self.publisher.submit(batch_id)
 
     def _stage(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark import StorageLevel
         from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
         started = time.time()
         staging = self.log.start(batch_id)
         observed = Observation(f"batch-{batch_id}")
-        parsed = parse_messages(batch).observe(
-            observed,
-            F.count(F.lit(1)).alias("messages"),
-            F.count(F.col("reason")).alias("quarantined"),
-            F.percentile_approx(F.unix_micros(F.col("kafka_timestamp")), list(QUANTILES), 10_000).alias("produced_us"),
-            *[F.count(F.when((F.col("topic") == t) & F.col("reason").isNull(), 1)).alias(t) for t in self.topics],
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            parsed.count()  # one pass: parse and cache; the observed metrics arrive with it
-            metrics = observed.get
-            writes = [(t, valid_events(parsed, t), "event_date") for t in self.topics if metrics[t]]
-            if metrics["quarantined"]:
-                writes.append((lake.QUARANTINE, quarantined(parsed), "topic"))
-            parsed_at = time.time()
-            with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
-                for future in [pool.submit(self._write, df, staging / name, key) for name, df, key in writes]:
-                    future.result()
-        finally:
-            parsed.unpersist()
-        stamps = metrics["produced_us"] or []
-        self.log.plan(batch_id, {
+        routed = self.routing.apply(batch).observe(observed, *self.routing.metrics)
+        planned_at = time.time()
+        routed.select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(
+            str(staging / lake.RAW_STAGING))
+        metrics = observed.get
+        self.log.mark_staged(batch_id, {
             "messages": metrics["messages"], "quarantined": metrics["quarantined"],
-            "produced_quantiles": [s / 1e6 for s in stamps], "started_at": started,
-            "parse_seconds": parsed_at - started, "write_seconds": time.time() - parsed_at,
+            "produced_quantiles": [s / 1e6 for s in metrics["produced_us"] or []], "started_at": started,
+            "plan_seconds": round(planned_at - started, 3), "spark_seconds": round(time.time() - planned_at, 3),
         })
 
-    @staticmethod
-    def _write(frame: DataFrame, path: object, partition: str) -> None:
-        frame.coalesce(1).write.mode("error").partitionBy(partition).parquet(str(path))
+
+@dataclass
+class LakeStream:
+    """The running lake query and its publisher: stop it (or leave the ``with`` block) to end both."""
+
+    query: StreamingQuery
+    writer: LakeWriter
+
+    def published(self) -> bool:
+        """Every batch Spark has finished is in the lake."""
+        return self.writer.publisher.idle()
+
+    def failure(self) -> str | None:
+        """Why the query or the publisher stopped working, if one of them did."""
+        error = self.query.exception()
+        if error is not None:
+            return describe(error)
+        return None if self.writer.publisher.error is None else str(self.writer.publisher.error)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Until the query ends by itself (availableNow) and its batches are published; False on timeout."""
+        try:
+            if not self.query.awaitTermination(timeout_s):
+                return False
+        except Exception as exc:  # StreamingQueryException: say it while the JVM can still describe it
+            raise StreamError(f"streaming query '{QUERY_NAME}' failed: {describe(exc)}") from None
+        self.writer.publisher.flush()
+        return True
+
+    def stop(self) -> None:
+        """Stop reading, then let the publisher finish what Spark handed over."""
+        try:
+            if self.query.isActive:
+                self.query.stop()
+        finally:
+            try:
+                self.writer.publisher.flush()
+            finally:
+                self.writer.publisher.close()
+
+    def __enter__(self) -> LakeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def describe(exc: BaseException) -> str:
+    """A Spark error's message without its JVM stack trace (which stays in data/<profile>/logs/spark.log)."""
+    return str(exc).split("\n\nJVM stacktrace:")[0].strip()
 
 
 def start_stream(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS, *, available_now: bool = True,
-                 on_batch: Callable[[dict[str, Any]], None] | None = None) -> StreamingQuery:
-    """Start the one lake query (after recovering what a crash left); the caller must stop it."""
-    writer = LakeWriter(cfg, topics, on_batch)
-    writer.log.recover()
-    stream = (
-        read_kafka(spark, cfg, topics)
-        .writeStream.queryName(QUERY_NAME)
-        .option("checkpointLocation", str(cfg.checkpoint_path / QUERY_NAME))
-        .foreachBatch(writer)
-    )
-    if available_now:
-        stream = stream.trigger(availableNow=True)
-    else:
-        stream = stream.trigger(processingTime=f"{cfg.stream_trigger_seconds} seconds")
-    return stream.start()
+                 on_batch: Callable[[dict[str, Any]], None] | None = None) -> LakeStream:
+    """Start the one lake query (after recovering what a crash left); stop the returned stream."""
+    from smartcity import kafka
 
-
-def stop_stream(query: StreamingQuery | None) -> None:
-    if query is not None and query.isActive:
-        query.stop()
+    kafka.ensure_topics(cfg.kafka_bootstrap, topics, partitions=cfg.kafka_partitions)  # a stream may start first
+    writer = LakeWriter(cfg, on_batch)
+    try:
+        writer.log.recover()
+        stream = (
+            read_kafka(spark, cfg, topics)
+            .writeStream.queryName(QUERY_NAME)
+            .option("checkpointLocation", str(cfg.checkpoint_path / QUERY_NAME))
+            .foreachBatch(writer)
+        )
+        if available_now:
+            stream = stream.trigger(availableNow=True)
+        else:
+            stream = stream.trigger(processingTime=f"{cfg.stream_trigger_seconds} seconds")
+        return LakeStream(stream.start(), writer)
+    except BaseException:
+        writer.publisher.close()
+        raise
 
 
 def serve(spark: SparkSession, cfg: Params, *, duration_s: float = 0.0,
           on_batch: Callable[[dict[str, Any]], None] | None = None,
           should_stop: Callable[[], bool] = lambda: False) -> None:
     """Run the stream continuously until the duration is up, ``should_stop`` says so, or Ctrl-C."""
-    with lake.writer_lock(cfg):
-        query = start_stream(spark, cfg, available_now=False, on_batch=on_batch)
+    with lake.writer_lock(cfg), start_stream(spark, cfg, available_now=False, on_batch=on_batch) as running:
         deadline = time.monotonic() + duration_s if duration_s else float("inf")
-        try:
-            while not should_stop() and time.monotonic() < deadline:
-                if query.awaitTermination(0.5):
-                    break
-            error = query.exception()
-            if error is not None:
-                raise StreamError(f"streaming query '{QUERY_NAME}' failed: {error}")
-        finally:
-            stop_stream(query)
+        while not should_stop() and time.monotonic() < deadline:
+            if running.wait(0.5):
+                break
+            problem = running.failure()
+            if problem:
+                raise StreamError(f"streaming query '{QUERY_NAME}' failed: {problem}")
 
 
 def preview(spark: SparkSession, cfg: Params, table: str, rows: int = 5) -> pd.DataFrame:
@@ -252,21 +317,27 @@ def run_bounded(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS
     tables = [*topics, lake.QUARANTINE]
     with lake.writer_lock(cfg):
         before = lake_counts(cfg, tables)
-        query = start_stream(spark, cfg, topics, available_now=True)
-        try:
-            try:
-                finished = query.awaitTermination(cfg.stream_timeout_seconds)
-            except Exception as exc:  # StreamingQueryException carries the JVM error
-                raise StreamError(f"streaming query '{QUERY_NAME}' failed: {exc}") from exc
-            if not finished:
+        with start_stream(spark, cfg, topics, available_now=True) as running:
+            if not running.wait(cfg.stream_timeout_seconds):
                 raise StreamError(
                     f"streaming query '{QUERY_NAME}' did not finish within stream_timeout_seconds="
                     f"{cfg.stream_timeout_seconds}"
                 )
-        finally:
-            stop_stream(query)
         after = lake_counts(cfg, tables)
     report.record_counts(cfg, "lake", after)
     rows = [{"table": t, "rows before": before[t], "rows written": after[t] - before[t], "rows in lake": after[t]}
             for t in tables]
+    return pd.DataFrame(rows).set_index("table")
+
+
+def stream_stage(spark: SparkSession, cfg: Params) -> pd.DataFrame:
+    """02_stream's step, by mode: batch drains the topics (:func:`run_bounded`); live attaches to the
+    background run 01_simulate started, waits for it to end (a bounded one) and tabulates its counts."""
+    from smartcity import live
+
+    if cfg.mode != "live":
+        return run_bounded(spark, cfg)
+    summary = live.wait_background(cfg)
+    produced, in_lake = summary.get("produced", {}), summary.get("in_lake", lake_counts(cfg, [*TOPICS, lake.QUARANTINE]))
+    rows = [{"table": t, "produced": produced.get(t), "rows in lake": in_lake.get(t, 0)} for t in [*TOPICS, lake.QUARANTINE]]
     return pd.DataFrame(rows).set_index("table")

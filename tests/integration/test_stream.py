@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from smartcity import config, kafka, lake, simulate, stream
+from smartcity import config, contracts, kafka, lake, simulate, stream
 from smartcity.config import TOPICS, Params
 from smartcity.producer import produce
 
@@ -73,7 +73,7 @@ BAD_INPUT: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("deep nesting", b"vehicle-001", DEEP, "nested too deep (more than 1000 levels)"),
     ("shallow nesting", b"vehicle-001", _json(extra={"a": {"b": {"c": [1, [2, [3]]]}}}), "unknown field 'extra'"),
     ("oversize message", b"vehicle-001", _json(padding="x" * 70_000),
-     f"oversize message: more than {stream.MAX_MESSAGE_BYTES} bytes"),
+     f"oversize message: more than {contracts.MAX_MESSAGE_BYTES} bytes"),
     ("null key", None, _json(), "no key: events are keyed by their deviceId"),
     ("key is another device", b"vehicle-002", _json(), "the Kafka key is not the deviceId"),
     ("empty message", b"vehicle-001", b"", "empty message"),

@@ -8,8 +8,6 @@ import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.charset.StandardCharsets;
-import java.time.OffsetDateTime;
-import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -17,10 +15,24 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.regex.Pattern;
-import org.apache.spark.sql.api.java.UDF4;
+import java.time.Instant;
+import java.util.Base64;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.api.java.UDF6;
+import org.apache.spark.sql.expressions.UserDefinedFunction;
+import org.apache.spark.sql.functions;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
 
 /**
- * Why a Kafka message cannot go to its lake table, or null when it keeps its topic's contract.
+ * Where a Kafka message goes in the lake, and the line that carries it there.
+ *
+ * <p>Returns (table, partition value, line): for a message that keeps its topic's contract, its
+ * topic, its event date and the event as one normalized JSON line (contract fields, then the Kafka
+ * lineage); for any other message, {@code _quarantine}, its topic and a JSON line that keeps it
+ * whole (bytes and key in base64, Kafka coordinates) with the reason. The stream writes the lines
+ * as text, which the lab turns into Parquet with Arrow: no second JSON parse in Spark.
  *
  * <p>One streaming pass of Jackson over the raw bytes checks everything the contract says (the
  * contract arrives as JSON generated from lib/smartcity/contracts.py, so Python stays the one
@@ -33,18 +45,38 @@ import org.apache.spark.sql.api.java.UDF4;
  * <p>Written as a Spark Java UDF because the same checks as Spark SQL expressions cost about ten
  * times the JSON parse itself (a generated method too large for the JIT).
  */
-public final class ContractCheck implements UDF4<byte[], byte[], String, String, String> {
-  private static final long serialVersionUID = 1L;
-  private static volatile Contracts cached;
+public final class ContractCheck implements UDF6<byte[], byte[], String, Integer, Long, Long, Row> {
+  private static final long serialVersionUID = 2L;
+  public static final String QUARANTINE = "_quarantine";
+  private final String spec;
+  private transient Contracts contracts;
+
+  /** The contracts arrive once, with the function, as JSON generated from contracts.py. */
+  public ContractCheck(String spec) {
+    this.spec = spec;
+  }
+
+  /**
+   * The function to register: returns (table, pkey, line), and is marked non-deterministic so
+   * Spark calls it once per message even where several columns read its result. (Built here so
+   * that Java, not py4j, picks the typed {@code udf} overload.)
+   */
+  public static UserDefinedFunction function(String spec) {
+    StructType route = DataTypes.createStructType(new org.apache.spark.sql.types.StructField[] {
+        DataTypes.createStructField("table", DataTypes.StringType, false),
+        DataTypes.createStructField("pkey", DataTypes.StringType, false),
+        DataTypes.createStructField("line", DataTypes.StringType, false)});
+    return functions.udf(new ContractCheck(spec), route).asNondeterministic();
+  }
 
   @Override
-  public String call(byte[] value, byte[] key, String topic, String spec) {
-    Contracts contracts = cached;
-    if (contracts == null || !contracts.source.equals(spec)) {
-      contracts = new Contracts(spec);
-      cached = contracts;
+  public Row call(byte[] value, byte[] key, String topic, Integer partition, Long offset, Long kafkaMicros) {
+    Contracts c = contracts;
+    if (c == null) {
+      c = new Contracts(spec);
+      contracts = c;
     }
-    return contracts.check(value, key, topic);
+    return c.route(value, key, topic, partition, offset, kafkaMicros);
   }
 
   /** The contracts of every topic and version, parsed once per executor JVM. */
@@ -82,7 +114,32 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
       }
     }
 
-    String check(byte[] value, byte[] key, String topicName) {
+    Row route(byte[] value, byte[] key, String topicName, Integer partition, Long offset, Long kafkaMicros) {
+      Topic topic = topics.get(topicName);
+      Message m = new Message(topic);
+      String reason = check(m, value, key, topicName);
+      StringBuilder line = new StringBuilder(value == null ? 64 : value.length + 160).append('{');
+      if (reason == null) {
+        m.appendFields(line);
+        appendLineage(line.append(','), partition, offset, kafkaMicros);
+        return RowFactory.create(topicName, isoMicros(m.eventMicros).substring(0, 10), line.append('}').toString());
+      }
+      line.append("\"reason\":");
+      appendString(line, reason);
+      line.append(",\"preview\":");
+      appendString(line, preview(value));
+      line.append(",\"key\":");
+      appendString(line, key == null ? null : Base64.getEncoder().encodeToString(key));
+      line.append(",\"value\":");
+      appendString(line, value == null ? null : Base64.getEncoder().encodeToString(value));
+      appendLineage(line.append(','), partition, offset, kafkaMicros);
+      line.append(",\"topic\":");
+      appendString(line, topicName);
+      // left open: the stream appends the Kafka headers (Spark's own to_json of them) and the brace
+      return RowFactory.create(QUARANTINE, topicName, line.toString());
+    }
+
+    String check(Message m, byte[] value, byte[] key, String topicName) {
       if (value == null || value.length == 0) {
         return "empty message";
       }
@@ -92,8 +149,6 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
       if (!validUtf8(value)) {
         return "not UTF-8";
       }
-      Topic topic = topics.get(topicName);
-      Message m = new Message(topic);
       String broken = m.scan(json, value, nestingLimit);
       if (broken != null) {
         return broken;
@@ -104,7 +159,7 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
       if (key == null) {
         return "no key: events are keyed by their deviceId";
       }
-      if (topic == null) {
+      if (m.topic == null) {
         return "no contract for topic " + topicName;
       }
       return m.verdict(this, key);
@@ -140,6 +195,7 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
     final String allowedText;
     final Pattern pattern;
     final String patternName;
+    final boolean uuid;
 
     Field(JsonNode f, int index) {
       this.index = index;
@@ -159,15 +215,18 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
       allowedText = f.get("enum_text").asText();
       pattern = f.hasNonNull("pattern") ? Pattern.compile(f.get("pattern").asText()) : null;
       patternName = f.hasNonNull("pattern_name") ? f.get("pattern_name").asText() : null;
+      uuid = "a UUID".equals(patternName);
     }
   }
 
   /** What one pass over a message found: values by field, and the first problems in document order. */
   static final class Message {
     final Topic topic;
-    final Object[] values; // String, Double, Integer or WRONG; null when absent
+    final Object[] values; // String, Double, Long (ints, timestamps in microseconds) or WRONG; null when absent
+    final String[] texts; // numbers as they were written
     final boolean[] present;
     boolean duplicate;
+    long eventMicros;
     String firstUnknown;
     String firstNotString;
     static final Object WRONG = new Object();
@@ -176,12 +235,13 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
       this.topic = topic;
       int n = topic == null ? 0 : topic.fields.size();
       values = new Object[n];
+      texts = new String[n];
       present = new boolean[n];
     }
 
     /** Parse the whole message; returns a structural reason or null. */
     String scan(JsonFactory json, byte[] value, int nestingLimit) {
-      Set<String> seen = new HashSet<>();
+      Set<String> unknown = null;
       try (JsonParser p = json.createParser(value)) {
         JsonToken first = p.nextToken();
         if (first != JsonToken.START_OBJECT) {
@@ -190,18 +250,20 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
         JsonToken t;
         while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
           String name = p.currentName();
-          if (!seen.add(name)) {
-            duplicate = true;
-          }
           JsonToken v = p.nextToken();
           Field f = topic == null ? null : topic.byName.get(name);
           if (f == null) {
+            if (unknown == null) {
+              unknown = new HashSet<>();
+            }
+            duplicate |= !unknown.add(name);
             if (firstUnknown == null) {
               firstUnknown = name;
             }
             p.skipChildren();
             continue;
           }
+          duplicate |= present[f.index];
           present[f.index] = true;
           values[f.index] = read(p, v, f);
         }
@@ -234,6 +296,7 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
           return WRONG;
         case "double":
           if (v == JsonToken.VALUE_NUMBER_INT || v == JsonToken.VALUE_NUMBER_FLOAT) {
+            texts[f.index] = p.getText();  // written back as sent: no formatting of doubles
             return p.getDoubleValue();
           }
           p.skipChildren();
@@ -291,6 +354,31 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
       return null;
     }
 
+    /** The contract fields the message has, normalized, in contract order: {@code "name":value,...}. */
+    void appendFields(StringBuilder out) {
+      boolean first = true;
+      for (Field f : topic.fields) {
+        Object v = values[f.index];
+        if (v == null) {
+          continue;
+        }
+        if (!first) {
+          out.append(',');
+        }
+        first = false;
+        out.append('"').append(f.name).append("\":");
+        if (f.type.equals("timestamp")) {
+          appendString(out, isoMicros((Long) v));
+        } else if (v instanceof String) {
+          appendString(out, (String) v);
+        } else if (v instanceof Double) {
+          out.append(texts[f.index]);
+        } else {
+          out.append((long) (Long) v);
+        }
+      }
+    }
+
     private int indexOf(String name) {
       return topic.byName.get(name).index;
     }
@@ -309,24 +397,23 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
           return "field '" + f.name + "' is empty";
         }
         if (f.type.equals("timestamp")) {
-          long at;
-          try {
-            if (f.pattern != null && !f.pattern.matcher(s).matches()) {
-              throw new DateTimeParseException("not ISO 8601 with an offset", s, 0);
-            }
-            at = micros(s);
-          } catch (DateTimeParseException | ArithmeticException e) {
+          long at = parseIso(s);
+          if (at == NOT_A_TIME) {
             return "field '" + f.name + "' has the wrong type or format";
           }
           if (at < c.windowLow || at >= c.windowHigh) {
             return "field '" + f.name + "' outside " + c.windowText;
+          }
+          values[f.index] = at;  // kept as epoch microseconds, written back normalized
+          if (f.name.equals("timestamp")) {
+            eventMicros = at;
           }
           return null;
         }
         if (f.allowed != null && !f.allowed.contains(s)) {
           return "field '" + f.name + "' not one of " + f.allowedText;
         }
-        if (f.pattern != null && !f.pattern.matcher(s).matches()) {
+        if (f.pattern != null && !(f.uuid ? isUuid(s) : f.pattern.matcher(s).matches())) {
           return "field '" + f.name + "' is not " + f.patternName;
         }
         return null;
@@ -345,9 +432,199 @@ public final class ContractCheck implements UDF4<byte[], byte[], String, String,
     }
   }
 
+  static void appendLineage(StringBuilder out, Integer partition, Long offset, Long kafkaMicros) {
+    out.append("\"kafka_partition\":").append(partition).append(",\"kafka_offset\":").append(offset)
+        .append(",\"kafka_timestamp\":");
+    appendString(out, kafkaMicros == null ? null : isoMicros(kafkaMicros));
+  }
+
+  static final long NOT_A_TIME = Long.MIN_VALUE;
+
+  /**
+   * Epoch microseconds of {@code yyyy-MM-ddTHH:mm:ss[.f{1,9}](Z|+hh:mm|-hh:mm)}, or NOT_A_TIME. Written
+   * out by hand: the regular expression and java.time took most of the check's time.
+   */
+  static long parseIso(String s) {
+    int n = s.length();
+    if (n < 20 || s.charAt(4) != '-' || s.charAt(7) != '-' || s.charAt(10) != 'T' || s.charAt(13) != ':'
+        || s.charAt(16) != ':') {
+      return NOT_A_TIME;
+    }
+    int year = digits(s, 0, 4);
+    int month = digits(s, 5, 2);
+    int day = digits(s, 8, 2);
+    int hour = digits(s, 11, 2);
+    int minute = digits(s, 14, 2);
+    int second = digits(s, 17, 2);
+    if (year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour < 0 || hour > 23
+        || minute < 0 || minute > 59 || second < 0 || second > 59) {
+      return NOT_A_TIME;
+    }
+    int i = 19;
+    long fraction = 0;
+    if (s.charAt(i) == '.') {
+      int start = ++i;
+      while (i < n && s.charAt(i) >= '0' && s.charAt(i) <= '9') {
+        if (i - start < 6) {
+          fraction = fraction * 10 + (s.charAt(i) - '0');
+        }
+        i++;
+      }
+      int count = i - start;
+      if (count < 1 || count > 9) {
+        return NOT_A_TIME;
+      }
+      for (int k = count; k < 6; k++) {
+        fraction *= 10;
+      }
+    }
+    int offsetSeconds;
+    if (i == n - 1 && s.charAt(i) == 'Z') {
+      offsetSeconds = 0;
+    } else if (i == n - 6 && (s.charAt(i) == '+' || s.charAt(i) == '-') && s.charAt(i + 3) == ':') {
+      int oh = digits(s, i + 1, 2);
+      int om = digits(s, i + 4, 2);
+      if (oh < 0 || oh > 18 || om < 0 || om > 59) {
+        return NOT_A_TIME;
+      }
+      offsetSeconds = (s.charAt(i) == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+    } else {
+      return NOT_A_TIME;
+    }
+    long seconds = epochDay(year, month, day) * 86_400L + hour * 3600L + minute * 60L + second - offsetSeconds;
+    return seconds * 1_000_000L + fraction;
+  }
+
+  private static int digits(String s, int from, int count) {
+    int v = 0;
+    for (int k = from; k < from + count; k++) {
+      char c = s.charAt(k);
+      if (c < '0' || c > '9') {
+        return -1;
+      }
+      v = v * 10 + (c - '0');
+    }
+    return v;
+  }
+
+  private static int daysIn(int year, int month) {
+    boolean leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 ? (leap ? 29 : 28) : (month == 4 || month == 6 || month == 9 || month == 11) ? 30 : 31;
+  }
+
+  /** Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+  static long epochDay(int year, int month, int day) {
+    long y = month <= 2 ? year - 1 : year;
+    long era = Math.floorDiv(y, 400);
+    long yoe = y - era * 400;
+    long doy = (153L * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146_097 + doe - 719_468;
+  }
+
+  /** {@code yyyy-MM-ddTHH:mm:ss.SSSSSSZ} of epoch microseconds (years 0-9999; java.time beyond). */
+  static String isoMicros(long micros) {
+    long seconds = Math.floorDiv(micros, 1_000_000L);
+    long fraction = Math.floorMod(micros, 1_000_000L);
+    long days = Math.floorDiv(seconds, 86_400L);
+    long secondOfDay = Math.floorMod(seconds, 86_400L);
+    long z = days + 719_468;
+    long era = Math.floorDiv(z, 146_097);
+    long doe = z - era * 146_097;
+    long yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long mp = (5 * doy + 2) / 153;
+    long day = doy - (153 * mp + 2) / 5 + 1;
+    long month = mp < 10 ? mp + 3 : mp - 9;
+    long year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+    if (year < 0 || year > 9999) {
+      return Instant.ofEpochSecond(seconds, fraction * 1000L).toString();
+    }
+    char[] c = "0000-00-00T00:00:00.000000Z".toCharArray();
+    put(c, 0, year, 4);
+    put(c, 5, month, 2);
+    put(c, 8, day, 2);
+    put(c, 11, secondOfDay / 3600, 2);
+    put(c, 14, secondOfDay / 60 % 60, 2);
+    put(c, 17, secondOfDay % 60, 2);
+    put(c, 20, fraction, 6);
+    return new String(c);
+  }
+
+  private static void put(char[] c, int at, long value, int width) {
+    for (int k = at + width - 1; k >= at; k--) {
+      c[k] = (char) ('0' + value % 10);
+      value /= 10;
+    }
+  }
+
+  /** The canonical 8-4-4-4-12 hex form, checked by hand (the id of every event). */
+  static boolean isUuid(String s) {
+    if (s.length() != 36) {
+      return false;
+    }
+    for (int i = 0; i < 36; i++) {
+      char c = s.charAt(i);
+      boolean dash = i == 8 || i == 13 || i == 18 || i == 23;
+      if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** A JSON string (or null), escaped so that the line stays one line whatever the text holds. */
+  static void appendString(StringBuilder out, String s) {
+    if (s == null) {
+      out.append("null");
+      return;
+    }
+    out.append('"');
+    int plain = 0;
+    while (plain < s.length()) {
+      char ch = s.charAt(plain);
+      if (ch == '"' || ch == '\\' || ch < 0x20 || ch == 0x7f || ch == 0x2028 || ch == 0x2029) {
+        break;
+      }
+      plain++;
+    }
+    out.append(s, 0, plain);  // the usual case: nothing to escape
+    for (int i = plain; i < s.length(); i++) {
+      char ch = s.charAt(i);
+      if (ch == '"' || ch == '\\') {
+        out.append('\\').append(ch);
+      } else if (ch < 0x20 || ch == 0x7f || ch == 0x2028 || ch == 0x2029) {
+        out.append(String.format("\\u%04x", (int) ch));
+      } else {
+        out.append(ch);
+      }
+    }
+    out.append('"');
+  }
+
+  /** The message as printable text for people: invalid UTF-8 and control characters as U+FFFD, cut at 512. */
+  static String preview(byte[] value) {
+    if (value == null) {
+      return null;
+    }
+    String text = new String(value, StandardCharsets.UTF_8);
+    StringBuilder out = new StringBuilder(Math.min(text.length(), 512));
+    for (int i = 0; i < text.length() && out.length() < 512; i++) {
+      char ch = text.charAt(i);
+      if (Character.isHighSurrogate(ch) && out.length() == 511) {
+        break;
+      }
+      out.append(ch < 0x20 || ch == 0x7f ? '\ufffd' : ch);
+    }
+    return out.toString();
+  }
+
   static long micros(String iso) {
-    java.time.Instant at = OffsetDateTime.parse(iso).toInstant();
-    return Math.addExact(Math.multiplyExact(at.getEpochSecond(), 1_000_000L), at.getNano() / 1000);
+    long at = parseIso(iso);
+    if (at == NOT_A_TIME) {
+      throw new IllegalArgumentException("not an ISO 8601 timestamp: " + iso);
+    }
+    return at;
   }
 
   static boolean hasControl(String s) {
