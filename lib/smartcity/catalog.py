@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from smartcity import lake, report
-from smartcity.config import Params, display_path
+from smartcity.config import TOPICS, Params, display_path
 
 DATABASE = "smartcity"
 
@@ -88,7 +88,7 @@ def crawl(cfg: Params) -> pd.DataFrame:
     try:
         con.execute(_DDL)
         con.execute("BEGIN TRANSACTION")
-        opened = {catalog_name(folder): _register(con, cfg, folder) for folder in lake.tables(cfg)}
+        opened = {catalog_name(folder): _register(con, cfg, folder) for folder in (*TOPICS, lake.QUARANTINE)}
         con.execute("COMMIT")
         report.record_counts(cfg, "catalog", _view_counts(con))
         summary = con.execute(
@@ -115,13 +115,13 @@ def _register(con: duckdb.DuckDBPyConnection, cfg: Params, folder: str) -> int:
                         [[name, rel, *_file_entry(files[rel])] for rel in new])
     for meta in ("tables", "columns", "partitions"):
         con.execute(f"DELETE FROM metadata.{meta} WHERE table_name = ?", [name])
-    if not files:
-        con.execute(f'DROP VIEW IF EXISTS {DATABASE}."{name}"')
-        return 0
-    schema = _merged_schema(con, name, files)
-    keys = list(lake.partition_of(next(iter(files.values()))))
+    if files:
+        schema = _merged_schema(con, name, files)
+        keys = list(lake.partition_of(next(iter(files.values()))))
+    else:  # no event of this kind yet: the table exists all the same, empty, in its contract's schema
+        schema, keys = lake.table_schema(folder), [lake.PARTITION[folder]]
     con.execute(
-        "INSERT INTO metadata.tables SELECT ?, ?, 'parquet', ?, count(*), sum(row_count) FROM metadata.files "
+        "INSERT INTO metadata.tables SELECT ?, ?, 'parquet', ?, count(*), coalesce(sum(row_count), 0) FROM metadata.files "
         "WHERE table_name = ?", [name, display_path(root), ",".join(keys), name],
     )
     columns = [(c.name, glue_type(c.type), False) for c in schema if c.name not in keys]
@@ -134,12 +134,23 @@ def _register(con: duckdb.DuckDBPyConnection, cfg: Params, folder: str) -> int:
         "INSERT INTO metadata.partitions SELECT table_name, partition_value, count(*), sum(row_count) "
         "FROM metadata.files WHERE table_name = ? GROUP BY ALL", [name],
     )
-    glob = table_glob(root).replace("'", "''")
-    con.execute(
-        f'CREATE OR REPLACE VIEW {DATABASE}."{name}" AS SELECT * FROM read_parquet(\'{glob}\', '
-        "hive_partitioning = true, union_by_name = true)"
-    )
+    con.execute(f'CREATE OR REPLACE VIEW {DATABASE}."{name}" AS {_view_query(root) if files else _empty_query(con, schema)}')
     return len(new)
+
+
+def _view_query(root: Path) -> str:
+    glob = table_glob(root).replace("'", "''")
+    return f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+
+
+def _empty_query(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
+    """A query with the schema's columns, in DuckDB's types, and no rows."""
+    con.register("_empty_table", schema.empty_table())
+    try:
+        columns = con.execute("DESCRIBE SELECT * FROM _empty_table").fetchall()
+    finally:
+        con.unregister("_empty_table")
+    return "SELECT " + ", ".join(f'CAST(NULL AS {kind}) AS "{col}"' for col, kind, *_ in columns) + " WHERE false"
 
 
 def _file_entry(path: Path) -> tuple[str, int, str]:

@@ -24,6 +24,12 @@ class Chart:
     png: bytes
     sentence: str
 
+    def __repr__(self) -> str:  # what a notebook shows as text (and nbval compares): the sentence
+        return f"{self.title}: {self.sentence}"
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
 
 def _figure(width: float, height: float):  # noqa: ANN202 - matplotlib's Figure, imported lazily
     import matplotlib
@@ -181,3 +187,37 @@ def minutes_saved(trips: pd.DataFrame, column: str = "saved min") -> Chart:
                 f"(from {saved.min():.1f} to {saved.max():.1f}); {int((saved > 0.5).sum())} of {len(saved)} vehicles "
                 "arrived sooner.")
     return Chart("Minutes saved by following the suggestion", _png(fig), sentence)
+
+
+def live_run(status: pd.DataFrame, goal_p95_s: float = 3.0) -> Chart:
+    """A live run second by second: events/s produced and written, Kafka lag, freshness p50/p95."""
+    fig = _figure(9, 6.5)
+    axes = fig.subplots(3, 1, sharex=True)
+    t = status["elapsed_s"]
+    axes[0].plot(t, status["produced_per_s"], label="produced", color=ROUTE_COLOURS[0])
+    axes[0].plot(t, status["written_per_s"], label="written to the lake", color=ROUTE_COLOURS[1])
+    axes[0].set_ylabel("events/s")
+    axes[0].legend(loc="upper right", frameon=False)
+    axes[1].plot(t, status["lag"], color=ROUTE_COLOURS[3])
+    axes[1].set_ylabel("Kafka lag (events)")
+    axes[2].plot(t, status["freshness_p50_s"], label="p50", color=ROUTE_COLOURS[2])
+    axes[2].plot(t, status["freshness_p95_s"], label="p95", color=ROUTE_COLOURS[4])
+    axes[2].axhline(goal_p95_s, color="#999999", linestyle="--", linewidth=1, label=f"goal p95 {goal_p95_s:g} s")
+    axes[2].set_ylabel("freshness (s)")
+    axes[2].set_xlabel("seconds since the live run began")
+    axes[2].legend(loc="upper right", frameon=False)
+    draining = status.loc[status["phase"] == "draining", "elapsed_s"]
+    for ax in axes:
+        if len(draining):
+            ax.axvspan(draining.iloc[0], draining.iloc[-1], color="#eeeeee", zorder=0)
+    producing = status[status["phase"] == "producing"]
+    fresh = status["freshness_p95_s"].dropna()
+    sentence = (
+        f"Over {t.iloc[-1]:.0f} s the fleet produced {producing['produced_per_s'].mean():,.0f} events/s on average "
+        f"and the stream wrote {producing['written_per_s'].mean():,.0f}/s; the Kafka lag peaked at "
+        f"{int(status['lag'].max()):,} events and ended at {int(status['lag'].iloc[-1]):,}; "
+        + (f"the freshness p95 (produced to readable in the lake) stayed between {fresh.min():.1f} and "
+           f"{fresh.max():.1f} s" if len(fresh) else "no batch was published")
+        + (" (grey: producer stopped, stream draining)." if len(draining) else ".")
+    )
+    return Chart("The live run", _png(fig), sentence)

@@ -85,7 +85,18 @@ def _live(args: argparse.Namespace) -> int:
     except ParamsError as exc:
         print(f"smartcity live: {exc}", file=sys.stderr)
         return 2
-    summary = live.run_live(cfg, args.duration, console=not args.quiet)
+    if args.stop:
+        stopped = live.stop_background(cfg)
+        print(f"smartcity live: {'stopped the' if stopped else 'no'} background live run of profile {cfg.profile!r}")
+        return 0
+    try:
+        summary = live.run_live(cfg, args.duration, console=not args.quiet)
+    except BaseException as exc:
+        live.record_exit(cfg, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
+    live.record_exit(cfg, None)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -98,6 +109,10 @@ def _bench(args: argparse.Namespace) -> int:
         print(bench.render_markdown(results))
     if args.only in (None, "simulator"):
         print(bench.render_simulator_markdown(bench.run_simulator_bench(hours=args.simulator_hours)))
+    if args.only in (None, "stream"):
+        print(bench.render_stream_markdown(bench.run_stream_bench()))
+    if args.only in (None, "freshness"):
+        print(bench.render_freshness_markdown(bench.run_freshness_bench(rate=args.freshness_rate)))
     return 0
 
 
@@ -160,9 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--duration", type=float, metavar="SECONDS",
                       help="seconds the fleet drives before the stream drains (default: live_seconds; 0: until Ctrl-C)")
     live.add_argument("--quiet", action="store_true", help="no status table (the JSON Lines are written anyway)")
+    live.add_argument("--stop", action="store_true",
+                      help="stop this profile's background live run (started by 01_simulate): drain, then stop")
     live.set_defaults(func=_live)
     bench = sub.add_parser("bench", help="measure producer and simulator throughput (results in outputs/bench/)")
-    bench.add_argument("--only", choices=("producer", "simulator"), help="run one part of the benchmark")
+    bench.add_argument("--only", choices=("producer", "simulator", "stream", "freshness"),
+                       help="run one part of the benchmark")
+    bench.add_argument("--freshness-rate", type=float, default=10_000.0, metavar="EVENTS_PER_S",
+                       help="events/s of the live run whose freshness is measured (default 10,000)")
     bench.add_argument("--simulator-hours", type=int, default=30,
                        help="simulated hours of the simulator's memory run (an endless live-scale fleet)")
     bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")

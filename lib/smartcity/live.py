@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,6 @@ FRESHNESS_WINDOW_S = 5.0
 def live_dir(cfg: Params) -> Path:
     """Where the live run's figures go: outputs/<profile>/live/."""
     return cfg.output_path / "live"
-
-
-def state_path(cfg: Params) -> Path:
-    return cfg.data_path / "live" / "state.json"
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -198,95 +195,142 @@ class _Console:
         sys.stdout.flush()
 
 
+class _Fleet:
+    """The producer thread: the fleet's events, paced, until told to stop (then it flushes and ends)."""
+
+    def __init__(self, cfg: Params, bootstrap: str, events: Iterable[Event]) -> None:
+        self.stop_event = threading.Event()
+        self.counts = ProduceReport()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="live-producer", daemon=True,
+                                       args=(cfg, bootstrap, until(self.stop_event, events)))
+
+    def _run(self, cfg: Params, bootstrap: str, events: Iterable[Event]) -> None:
+        try:
+            produce(bootstrap, events, backend=cfg.producer_backend, speedup=cfg.speedup, progress=False,
+                    report=self.counts)
+        except (ProduceError, EngineError) as exc:
+            self.error = exc
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout_s)
+
+
+class _Logs:
+    """The run's JSON Lines: one line per status sample, one per published batch."""
+
+    def __init__(self, out: Path) -> None:
+        for name in (STATUS_FILE, BATCHES_FILE):
+            (out / name).unlink(missing_ok=True)
+        self.status = open(out / STATUS_FILE, "a")  # noqa: SIM115 - closed by close()
+        self.batches = open(out / BATCHES_FILE, "a")  # noqa: SIM115 - closed by close()
+
+    def write(self, handle: Any, row: dict[str, Any]) -> None:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+
+    def close(self) -> None:
+        self.status.close()
+        self.batches.close()
+
+
 def run_live(cfg: Params, seconds: float | None = None, *, console: bool = True,
              events: Iterable[Event] | None = None) -> dict[str, Any]:
     """Broker, stream and fleet together until ``seconds`` (default ``live_seconds``; 0: until stopped).
 
     Ctrl-C or SIGTERM end the run the same way as the duration: producer stopped, stream
-    drained, everything stopped. Returns the summary also written to ``summary.json``.
+    drained, everything stopped (in that order, also on error). Returns the summary also written
+    to ``summary.json``.
     """
     from smartcity.spark import spark_session
 
     seconds = cfg.live_seconds if seconds is None else seconds
     out = live_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    stopping = threading.Event()
-    previous = _on_sigterm(stopping.set)
     board = StatusBoard()
-    produced = ProduceReport()
     view = _Console(console)
-    try:
-        with kafka.ensure_broker(cfg) as broker, lake.writer_lock(cfg):
-            simulate.prepare_run(cfg)
-            for name in (STATUS_FILE, BATCHES_FILE):
-                (out / name).unlink(missing_ok=True)
-            batches_log = open(out / BATCHES_FILE, "a")  # noqa: SIM115 - closed below
-            status_log = open(out / STATUS_FILE, "a")  # noqa: SIM115 - closed below
+    with ExitStack() as stack:
+        broker = stack.enter_context(kafka.ensure_broker(cfg))
+        stack.enter_context(lake.writer_lock(cfg))
+        simulate.prepare_run(cfg)
+        logs = _Logs(out)
+        stack.callback(logs.close)
 
-            def on_batch(done: dict[str, Any]) -> None:
-                board.add_batch(done)
-                batches_log.write(json.dumps(_batch_line(done)) + "\n")
-                batches_log.flush()
+        def on_batch(done: dict[str, Any]) -> None:
+            board.add_batch(done)
+            logs.write(logs.batches, _batch_line(done))
 
-            with spark_session(cfg) as spark:
-                query = stream.start_stream(spark, cfg, available_now=False, on_batch=on_batch)
-                fleet = events if events is not None else simulate.FleetSimulation(cfg).events()
-                producer_error: list[BaseException] = []
-                producer = threading.Thread(
-                    target=_produce, name="live-producer", daemon=True,
-                    args=(broker.bootstrap, until(stopping, fleet), cfg, produced, producer_error))
-                admin = kafka.admin_client(broker.bootstrap)
-                starts = kafka.partition_offsets(admin, board.topics, earliest=True)
-                try:
-                    producer.start()
-                    deadline = time.monotonic() + seconds if seconds else float("inf")
-                    phase = "producing"
-                    drain_deadline = float("inf")
-                    while True:
-                        time.sleep(max(0.0, 1.0 - (time.time() - board.started) % 1.0))
-                        if query.exception() is not None:
-                            raise stream.StreamError(f"the live stream failed: {query.exception()}")
-                        if phase == "producing" and (stopping.is_set() or time.monotonic() >= deadline
-                                                     or not producer.is_alive()):
-                            stopping.set()
-                            producer.join(cfg.stream_timeout_seconds)
-                            phase, drain_deadline = "draining", time.monotonic() + cfg.stream_timeout_seconds
-                        lag = _lag(admin, query, starts, board.topics)
-                        row = board.sample(produced.acked, lag, phase)
-                        status_log.write(json.dumps(row) + "\n")
-                        status_log.flush()
-                        view.show(row)
-                        if phase == "draining" and sum(lag.values()) == 0:
-                            break
-                        if time.monotonic() > drain_deadline:
-                            raise stream.StreamError(
-                                f"the stream did not drain within stream_timeout_seconds={cfg.stream_timeout_seconds}")
-                finally:
-                    stopping.set()
-                    admin.close()
-                    stream.stop_stream(query)
-                    producer.join(30)
-                    batches_log.close()
-                    status_log.close()
-                if producer_error:
-                    raise producer_error[0]
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    in_lake = stream.lake_counts(cfg, TOPICS)
-    report.record_counts(cfg, "produced", produced.acked)
-    report.record_counts(cfg, "lake", in_lake)
+        spark = stack.enter_context(spark_session(cfg))
+        print("warming the stream up on simulated messages (nothing is written)...", file=sys.stderr, flush=True)
+        print(f"warmed up in {stream.warm_up(spark, cfg):.0f} s", file=sys.stderr, flush=True)
+        running = stack.enter_context(stream.start_stream(spark, cfg, available_now=False, on_batch=on_batch))
+        admin = kafka.admin_client(broker.bootstrap)
+        stack.callback(admin.close)
+        starts = kafka.partition_offsets(admin, board.topics, earliest=True)
+        fleet = _Fleet(cfg, broker.bootstrap, events if events is not None else simulate.FleetSimulation(cfg).events())
+        stack.callback(fleet.stop)
+        stack.enter_context(_stop_on_signals(fleet.stop_event))
+        fleet.start()
+        deadline = time.monotonic() + seconds if seconds else float("inf")
+        phase, drain_deadline = "producing", float("inf")
+        while True:
+            time.sleep(max(0.0, 1.0 - (time.time() - board.started) % 1.0))
+            problem = running.failure()
+            if problem:
+                raise stream.StreamError(f"the live stream failed: {problem}")
+            if phase == "producing" and (fleet.stop_event.is_set() or time.monotonic() >= deadline
+                                         or not fleet.thread.is_alive()):
+                fleet.stop(cfg.stream_timeout_seconds)
+                phase, drain_deadline = "draining", time.monotonic() + cfg.stream_timeout_seconds
+            lag = _lag(admin, running.query, starts, board.topics)
+            row = board.sample(fleet.counts.acked, lag, phase)
+            logs.write(logs.status, row)
+            view.show(row)
+            if phase == "draining" and sum(lag.values()) == 0 and running.published():
+                break
+            if time.monotonic() > drain_deadline:
+                raise stream.StreamError(
+                    f"the stream did not drain within stream_timeout_seconds={cfg.stream_timeout_seconds}")
+        if fleet.error is not None:
+            raise fleet.error
+    in_lake = stream.lake_counts(cfg, [*TOPICS, lake.QUARANTINE])
+    report.record_counts(cfg, "produced", fleet.counts.acked)
+    report.record_counts(cfg, "lake", {t: in_lake[t] for t in TOPICS})
     summary = summarize_run(cfg)
-    summary.update(produced=dict(produced.acked), in_lake=in_lake)
+    summary.update(produced=dict(fleet.counts.acked), in_lake=in_lake)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
-def _produce(bootstrap: str, events: Iterable[Event], cfg: Params, counts: ProduceReport,
-             errors: list[BaseException]) -> None:
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM end a live run as the duration does: stop producing, drain, stop.
+
+    A second Ctrl-C interrupts at once (what Spark handed over is still published). Only the main
+    thread can take signals; elsewhere the caller stops the run through ``stop``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            print("\nstopping: the producer stops, the stream drains (Ctrl-C again to stop at once)", file=sys.stderr)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        produce(bootstrap, events, backend=cfg.producer_backend, speedup=cfg.speedup, progress=False, report=counts)
-    except (ProduceError, EngineError) as exc:
-        errors.append(exc)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _lag(admin: Any, query: Any, starts: dict[tuple[str, int], int], topics: Sequence[str]) -> dict[str, int]:
@@ -305,17 +349,10 @@ def _batch_line(done: dict[str, Any]) -> dict[str, Any]:
     p50, p95 = freshness_percentiles([done])
     return {"batch": done["batch"], "published_at": round(done["published_at"], 3), "rows": done["rows"],
             "messages": metrics.get("messages", 0), "quarantined": metrics.get("quarantined", 0),
-            "parse_seconds": round(metrics.get("parse_seconds", 0.0), 3),
-            "write_seconds": round(metrics.get("write_seconds", 0.0), 3),
+            "spark_seconds": metrics.get("spark_seconds"),
+            "batch_seconds": round(done["published_at"] - metrics["started_at"], 3) if "started_at" in metrics else None,
             "freshness_p50_s": p50, "freshness_p95_s": p95,
             "produced_quantiles": metrics.get("produced_quantiles", [])}
-
-
-def _on_sigterm(handler: Any) -> Any:
-    """SIGTERM ends a live run like Ctrl-C does, cleanly (only possible from the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return signal.getsignal(signal.SIGTERM)
-    return signal.signal(signal.SIGTERM, lambda _signum, _frame: handler())
 
 
 def summarize_run(cfg: Params) -> dict[str, Any]:
@@ -355,3 +392,165 @@ def read_batches(cfg: Params) -> list[dict[str, Any]]:
     path = live_dir(cfg) / BATCHES_FILE
     lines = path.read_text().splitlines() if path.exists() else []
     return [json.loads(line) for line in lines if line.strip()]
+
+
+# -- the live run in the background, for the notebooks -----------------------------------------------
+SUPERVISOR_FILE = "supervisor.json"
+EXIT_FILE = "exit.json"
+LOG_FILE = "live.log"
+
+
+class LiveRunError(RuntimeError):
+    """The background live run failed or could not start; the message carries its log's tail."""
+
+
+def _supervisor(cfg: Params) -> dict[str, Any] | None:
+    path = live_dir(cfg) / SUPERVISOR_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _alive(pid: int) -> bool:
+    """A running `smartcity live` process (a zombie, or a pid reused by another program, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): the signal test is all there is
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state != "Z" and b"smartcity" in cmdline and b"live" in cmdline
+
+
+def _log_tail(cfg: Params, lines: int = 30) -> str:
+    path = live_dir(cfg) / LOG_FILE
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def running_pid(cfg: Params) -> int | None:
+    """The pid of this profile's background live run, if one is running."""
+    info = _supervisor(cfg)
+    return info["pid"] if info and _alive(info["pid"]) else None
+
+
+def start_background(cfg: Params, ready_timeout_s: float = 300.0) -> dict[str, Any]:
+    """Start ``smartcity live`` for this profile as a process of its own (01_simulate in live mode).
+
+    It outlives the notebook that started it: 02_stream attaches to it, and it stops by itself after
+    ``live_seconds`` (or on :func:`stop_background`, ``smartcity live --stop``, Ctrl-C in its terminal).
+    Returns once its first status sample is written, so a failure to start is raised here.
+    """
+    out = live_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    pid = running_pid(cfg)
+    if pid is not None:
+        raise LiveRunError(f"a live run of profile {cfg.profile!r} is already running (pid {pid}); "
+                           f"stop it first: smartcity live --stop --params {display_path(out / 'params.yaml')}")
+    for name in (STATUS_FILE, BATCHES_FILE, EXIT_FILE, "summary.json"):
+        (out / name).unlink(missing_ok=True)
+    params = out / "params.yaml"
+    params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    with open(out / LOG_FILE, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "smartcity", "live", "--params", str(params), "--quiet"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=project_root(),
+            start_new_session=True,  # its own process group: a notebook kernel's restart does not kill it
+        )
+    info = {"pid": proc.pid, "params": display_path(params), "log": display_path(out / LOG_FILE),
+            "status": display_path(out / STATUS_FILE), "started_at": time.time(),
+            "stops": f"after {cfg.live_seconds:g} s, then drains" if cfg.live_seconds else "when stopped"}
+    (out / SUPERVISOR_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    deadline = time.monotonic() + ready_timeout_s
+    while not (out / STATUS_FILE).exists() or not (out / STATUS_FILE).stat().st_size:
+        if proc.poll() is not None:
+            raise LiveRunError(f"the live run exited with code {proc.returncode} before its first status:\n"
+                               f"{_log_tail(cfg)}")
+        if time.monotonic() > deadline:
+            stop_background(cfg)
+            raise LiveRunError(f"the live run wrote no status within {ready_timeout_s:.0f} s:\n{_log_tail(cfg)}")
+        time.sleep(0.5)
+    return info
+
+
+def wait_background(cfg: Params, timeout_s: float | None = None, progress: bool = True) -> dict[str, Any]:
+    """Wait for a bounded background run to finish (02_stream in live mode) and return its summary.
+
+    An open-ended run (``live_seconds`` 0) is not waited for: the summary so far is returned and it
+    keeps running. A failed run raises with its error and log.
+    """
+    from tqdm import tqdm
+
+    info = _supervisor(cfg)
+    if info is None:
+        raise LiveRunError(f"no live run of profile {cfg.profile!r} was started: run 01_simulate with mode: live")
+    if cfg.live_seconds == 0 and _alive(info["pid"]):
+        return summarize_run(cfg)
+    timeout_s = timeout_s if timeout_s is not None else cfg.live_seconds + cfg.stream_timeout_seconds + 120
+    deadline = time.monotonic() + timeout_s
+    total = round(cfg.live_seconds)
+    with tqdm(total=total, unit="s", desc="live run: producing", disable=not progress) as bar:
+        while _alive(info["pid"]):
+            if time.monotonic() > deadline:
+                raise LiveRunError(f"the live run (pid {info['pid']}) did not end within {timeout_s:.0f} s; "
+                                   f"stop it with smartcity live --stop --params {info['params']}")
+            elapsed = min(round(time.time() - info["started_at"]), total)
+            if elapsed > bar.n:
+                bar.update(elapsed - bar.n)
+                if elapsed == total:
+                    bar.set_description("live run: draining")
+            time.sleep(1.0)
+    return finished_summary(cfg)
+
+
+def finished_summary(cfg: Params) -> dict[str, Any]:
+    """The summary of the ended run, or its error."""
+    out = live_dir(cfg)
+    ended = json.loads((out / EXIT_FILE).read_text()) if (out / EXIT_FILE).exists() else None
+    if ended is None or not ended.get("ok"):
+        why = ended.get("error") if ended else "it ended without saying how (killed?)"
+        raise LiveRunError(f"the live run failed: {why}\n{_log_tail(cfg)}")
+    return json.loads((out / "summary.json").read_text())
+
+
+def stop_background(cfg: Params, timeout_s: float | None = None) -> bool:
+    """Stop this profile's background run the way Ctrl-C does (producer stops, stream drains); True if one ran.
+
+    If it has not ended after ``timeout_s`` its whole process group is killed.
+    """
+    info = _supervisor(cfg)
+    if info is None or not _alive(info["pid"]):
+        return False
+    pid = info["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + (timeout_s if timeout_s is not None else cfg.stream_timeout_seconds + 60)
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.5)
+    return True
+
+
+def record_exit(cfg: Params, error: BaseException | None) -> None:
+    """What the CLI leaves for :func:`finished_summary`: ok, or the error that ended the run."""
+    out = live_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    text = None if error is None else (stream.describe(error) or type(error).__name__)
+    (out / EXIT_FILE).write_text(json.dumps({"ok": error is None, "error": text}) + "\n")
+
+
+def plot_run(cfg: Params) -> Any:
+    """02_stream's figure: the live run's throughput, lag and freshness over time (a note in batch mode)."""
+    from IPython.display import Markdown
+
+    from smartcity import charts
+
+    status = read_status(cfg)
+    if cfg.mode != "live" or status.empty:
+        return Markdown("Batch mode drains the topics and stops, so there is no live run to plot; "
+                        "run the notebooks with `params/live.yaml` to see throughput, lag and freshness over time.")
+    return charts.live_run(status)

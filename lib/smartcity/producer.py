@@ -336,3 +336,22 @@ def produce_run(cfg: Params, events: Iterable[Event], *, total: int | None = Non
     result = produce(cfg.kafka_bootstrap, events, backend=cfg.producer_backend, total=total, speedup=cfg.speedup)
     stage_report.record_counts(cfg, "produced", result.acked)
     return result
+
+
+def produce_stage(cfg: Params, events: list[Event]) -> pd.DataFrame:
+    """01_simulate's Kafka step, by mode.
+
+    Batch: this profile's broker (started for the notebook and stopped after it), topics prepared,
+    the whole run produced, and a table of what the broker acknowledged and holds. Live: the
+    background live run is started (broker, stream and the endless fleet in one process that
+    outlives the notebook; ``events`` were only its preview) and the table says where it reports.
+    """
+    from smartcity import kafka, live, simulate
+
+    if cfg.mode == "live":
+        info = live.start_background(cfg)
+        return pd.DataFrame({"live run": {k: info[k] for k in ("params", "log", "status", "stops")}})
+    with kafka.ensure_broker(cfg):
+        simulate.prepare_run(cfg)
+        delivery = produce_run(cfg, events)
+        return delivery.table(held=kafka.topic_counts(cfg.kafka_bootstrap))

@@ -111,6 +111,9 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
     if unknown:
         raise RunError(f"unknown notebook(s) {', '.join(unknown)}; the lab's notebooks are {', '.join(NOTEBOOKS)}")
     notebooks = tuple(n for n in NOTEBOOKS if n in notebooks)
+    if cfg.mode == "live" and not cfg.live_seconds:
+        raise RunError("a run of the notebooks in live mode needs live_seconds > 0 (the fleet drives that long, then "
+                       "the stream drains); live_seconds 0 runs until stopped: use `make live` or the notebooks")
     parameters = yaml.safe_load(Path(params_path).read_text()) if params_path else cfg.as_dict()
     jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
     webassets.setup_all()  # map assets cached (npm once): fail now rather than when 01 saves its map
@@ -127,7 +130,13 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
             progress.set_postfix_str(name)
             try:
                 result.notebooks.append(execute(name, cfg, parameters))
-            except RunError as exc:
+            except BaseException as exc:  # a live run started by 01 must not outlive a failed or interrupted run
+                if cfg.mode == "live":
+                    from smartcity import live
+
+                    live.stop_background(cfg, timeout_s=60)
+                if not isinstance(exc, RunError):
+                    raise
                 executed = cfg.output_path / "notebooks" / f"{name}.ipynb"
                 result.notebooks.append(report.NotebookRun(name, executed, None, 0.0, str(exc).splitlines()[0]))
                 result.index = report.write_index(cfg, result.notebooks, _maps(cfg))

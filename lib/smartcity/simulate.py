@@ -1114,6 +1114,15 @@ def prepare_run(cfg: Params) -> pd.DataFrame:
     return topics
 
 
+def run_events(simulation: FleetSimulation, preview: timedelta = timedelta(hours=1)) -> list[Event]:
+    """The run as a list for the notebook's tables: all of a bounded run; of an endless one (live
+    mode, where the producer takes the events lazily) only the first ``preview`` of simulated time."""
+    if simulation.horizon is not None:
+        return list(simulation.events())
+    end = iso(simulation.cfg.start_time + preview)
+    return list(takewhile(lambda e: e.value["timestamp"] < end, simulation.events()))
+
+
 def summarize(events: list[Event]) -> pd.DataFrame:
     """Events per topic with their devices and time span: what a run is about to produce."""
     rows = []

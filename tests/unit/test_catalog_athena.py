@@ -23,14 +23,14 @@ def crawled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, dict[str,
 def test_crawl_registers_every_table_with_schema_partitions_and_counts(crawled: tuple[Params, dict[str, int]]) -> None:
     cfg, counts = crawled
     tables = catalog.describe(cfg, "tables").set_index("table_name")
-    assert sorted(tables.index) == sorted(TOPICS)
-    assert tables["row_count"].to_dict() == counts
-    assert set(tables["partition_keys"]) == {"event_date"}
+    assert sorted(tables.index) == sorted([*TOPICS, "quarantine"])
+    assert tables["row_count"].to_dict() == {**counts, "quarantine": 0}
+    assert set(tables.loc[list(TOPICS), "partition_keys"]) == {"event_date"}
     columns = catalog.describe(cfg, "columns", table="vehicle_data")
     assert columns["column_name"].tolist()[:4] == ["id", "schemaVersion", "deviceId", "timestamp"]
     assert columns.set_index("column_name").at["event_date", "is_partition"]
     assert columns.set_index("column_name").at["timestamp", "data_type"] == "timestamp"
-    assert catalog.view_counts(cfg) == counts
+    assert catalog.view_counts(cfg) == {**counts, "quarantine": 0}
 
 
 def test_crawling_again_changes_nothing(crawled: tuple[Params, dict[str, int]]) -> None:
@@ -66,3 +66,19 @@ def test_unknown_query_and_missing_catalog_are_clear(tmp_path: Path) -> None:
         athena.athena_sql("nope")
     with pytest.raises(FileNotFoundError, match="run 03_catalog first"):
         athena.run_query(lab_params(tmp_path), "row_counts")
+
+
+def test_a_table_without_events_yet_is_catalogued_empty_in_its_contracts_schema(tmp_path: Path) -> None:
+    """A short live run may have had no incident yet: emergency_data exists all the same, and queries run."""
+    cfg = lab_params(tmp_path)
+    events = [e for e in simulate.simulate_journey(cfg) if e.topic != "emergency_data"]
+    counts = write_lake(cfg, events)
+    summary = catalog.crawl(cfg)
+    assert summary.at["emergency_data", "row_count"] == 0 and summary.at["emergency_data", "files"] == 0
+    columns = catalog.describe(cfg, "columns", table="emergency_data").set_index("column_name")
+    assert {"incidentId", "severity", "event_date"} <= set(columns.index) and columns.at["event_date", "is_partition"]
+    assert catalog.view_counts(cfg) == {**counts, "emergency_data": 0, "quarantine": 0}
+    for name in athena.list_queries():
+        athena.run_query(cfg, name)  # none fails for the missing rows
+    write_lake(cfg, simulate.simulate_journey(cfg))  # the incidents arrive: the next crawl picks them up
+    assert catalog.crawl(cfg).at["emergency_data", "row_count"] > 0

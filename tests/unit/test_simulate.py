@@ -398,3 +398,13 @@ def test_an_endless_run_is_lazy_keeps_reporting_and_drops_who_arrived() -> None:
 def test_an_endless_run_is_not_a_list() -> None:
     with pytest.raises(ValueError, match="endless"):
         simulate.simulate_journey(Params(departure_rate_per_hour=10.0))
+
+
+def test_the_notebooks_list_is_the_whole_bounded_run_or_an_endless_runs_first_hour() -> None:
+    bounded = simulate.FleetSimulation(Params(vehicles=2))
+    assert simulate.run_events(bounded) == list(bounded.events())
+    endless = simulate.FleetSimulation(Params(vehicles=2, departure_rate_per_hour=60.0))
+    preview = simulate.run_events(endless, preview=timedelta(minutes=30))
+    stamps = [e.value["timestamp"] for e in preview]
+    assert stamps == sorted(stamps) and "2026-01-05T08:29:55.000Z" <= stamps[-1] < "2026-01-05T08:30:00.000Z"
+    assert len({e.key for e in preview if e.topic == "vehicle_data"}) > 2, "the open-ended fleet kept leaving"

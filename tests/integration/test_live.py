@@ -1,0 +1,119 @@
+"""`smartcity live`: the fleet produces while the stream runs; Ctrl-C drains, stops everything, loses nothing.
+
+The live run is a process of its own with its own broker (its own data dir and port), as a user
+starts it from a terminal. A terminal's Ctrl-C reaches the whole foreground process group, so the
+test sends SIGINT to the group, not only to the Python process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import psutil
+import pytest
+import yaml
+
+from smartcity import catalog, kafka, lake, live, postgres, redshift, report
+from smartcity.config import TOPICS, Params, project_root
+from tests.conftest import lab_params
+
+pytestmark = pytest.mark.integration
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "-m", "smartcity", *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=project_root(), start_new_session=True)
+
+
+def _family(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _written(cfg: Params) -> int:
+    status = live.read_status(cfg)
+    return 0 if status.empty else int(sum(status[f"{t}.written"].iloc[-1] for t in TOPICS))
+
+
+def _glob_counts(cfg: Params) -> dict[str, int]:
+    """What a reader that shares none of the lab's code sees: DuckDB over each table folder."""
+    counts = {}
+    for topic in TOPICS:
+        pattern = lake.table_path(cfg, topic) / "**" / "*.parquet"
+        counts[topic] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}', union_by_name = true)").fetchall()[0][0]
+    return counts
+
+
+@pytest.fixture(scope="module")
+def live_cfg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, Path]:
+    root = tmp_path_factory.mktemp("live")
+    cfg = lab_params(root, mode="live", vehicles=6, departure_spacing_seconds=10.0, departure_rate_per_hour=900.0,
+                     speedup=120.0, live_seconds=0.0, producer_backend="confluent-kafka",
+                     stream_trigger_seconds=1.0, base_date="2026-01-05T07:00:00+00:00")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    return cfg, params
+
+
+def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_nothing_lost(
+        live_cfg: tuple[Params, Path]) -> None:
+    cfg, params = live_cfg
+    log = params.parent / "live.log"
+    proc = _start(["live", "--params", str(params), "--quiet"], log)
+    family: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while _written(cfg) < 2000:  # the producer and the stream both running
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"nothing written within 240 s:\n{log.read_text()[-3000:]}"
+            family.update({p.pid: p for p in _family(proc)})
+            time.sleep(0.5)
+        time.sleep(5)
+        family.update({p.pid: p for p in _family(proc)})
+        assert len(family) >= 3, "the live process, its broker and its Spark driver"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        assert proc.wait(180) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    gone, alive = psutil.wait_procs(list(family.values()), timeout=20)
+    assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
+    assert not kafka.port_open(*cfg.kafka_host_port), "the broker the live run started is stopped"
+
+    summary = json.loads((live.live_dir(cfg) / "summary.json").read_text())
+    status = live.read_status(cfg)
+    produced = {t: summary["produced"][t] for t in TOPICS}
+    assert sum(produced.values()) > 2000 and all(produced[t] > 0 for t in ("vehicle_data", "gps_data", "weather_data"))
+    assert (status["phase"] == "producing").any() and status["phase"].iloc[-1] == "draining"
+    assert status["lag"].max() >= 0 and status["lag"].iloc[-1] == 0, "the lag returns to 0 once the producer stops"
+    assert (status["written_per_s"] > 0).sum() >= 5, "the lake filled while the fleet was driving"
+    assert {t: summary["in_lake"][t] for t in TOPICS} == produced == _glob_counts(cfg)
+    assert summary["in_lake"][lake.QUARANTINE] == 0
+
+    # a restart of the stream alone: Kafka holds nothing the lake lacks, nothing is written twice
+    restart = _start(["stream", "--params", str(params), "--duration", "15"], log)
+    assert restart.wait(240) == 0, log.read_text()[-3000:]
+    assert _glob_counts(cfg) == produced
+    with kafka.ensure_broker(cfg) as broker:  # started again on its data: the topics hold what was produced
+        ends = kafka.topic_counts(broker.bootstrap)
+    assert {t: ends[t] for t in TOPICS} == produced
+
+    # and the later stages agree: catalog and warehouse take what the live run committed
+    catalog.crawl(cfg)
+    assert {t: n for t, n in catalog.view_counts(cfg).items() if t in TOPICS} == produced
+    with postgres.ensure_warehouse(cfg) as warehouse:  # this lab's own, as the live profile has
+        redshift.load_lake(cfg, warehouse)
+        assert redshift.warehouse_counts(warehouse) == produced
+    _, problems = report.reconcile(cfg)
+    assert problems == [], problems
