@@ -298,6 +298,18 @@ def _bench_cfg(work: Path, **values: Any) -> Params:
                          "producer_backend": "confluent-kafka", **values}, source="smartcity bench")
 
 
+def _measured() -> dict[str, Any]:
+    """When and where a result was measured, and how busy the machine was by then."""
+    load = os.getloadavg()
+    return {"measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+            "load_when_done": f"load average {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} (1, 5, 15 min) when done"}
+
+
+def _machine_line(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    return f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}.\n"
+
+
 def glob_counts(lake_root: Path, topics: tuple[str, ...] = TOPICS) -> dict[str, int]:
     """Rows per table as a reader that shares none of the lab's code sees them: DuckDB over a glob."""
     import duckdb
@@ -369,18 +381,17 @@ def run_stream_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None 
     total = len(events)
     stream_s = statistics.median(r["stream_seconds"] for r in runs)
     batch_s = statistics.median(r["batch_seconds"] for r in runs)
-    load = os.getloadavg()
-    results = {
-        "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+    results = _measured()
+    results.update({
         "conditions": (f"{total:,} events of {vehicles} vehicles in 5 topics of 3 partitions on a local broker; "
                        f"Spark local[*], driver {cfg.spark_driver_memory}, maxOffsetsPerTrigger "
                        f"{cfg.stream_max_batch_events:,}; JVM warmed up first ({warm:.0f} s); {repeats} runs each, "
-                       f"alternating, medians; load average {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} when done"),
+                       f"alternating, medians; {results['load_when_done']}"),
         "events": total, "runs": runs,
         "stream_events_per_s": round(total / stream_s), "batch_ceiling_events_per_s": round(total / batch_s),
         "ratio": round(batch_s / stream_s, 2),
         "goals": {"ratio_at_least_0.5": batch_s / stream_s >= 0.5, "at_least_50000_events_per_s": total / stream_s >= 50_000},
-    }
+    })
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stream.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "stream.md").write_text(render_stream_markdown(results))
@@ -388,12 +399,10 @@ def run_stream_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None 
 
 
 def render_stream_markdown(results: dict[str, Any]) -> str:
-    m = results["machine"]
     rows = "\n".join(f"| {n} | {r['stream_seconds']:.1f} | {r['stream_batches']} | {r['batch_seconds']:.1f} | {r['ratio']:.2f} |"
                      for n, r in enumerate(results["runs"]))
     return (
-        f"# Stream benchmark (d) ({results['measured_at']})\n\n"
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}.\n"
+        f"# Stream benchmark (d) ({results['measured_at']})\n\n" + _machine_line(results) +
         f"Conditions: {results['conditions']}.\n\n"
         "| run | stream s | micro-batches | batch job s | batch s / stream s |\n|---|---|---|---|---|\n"
         f"{rows}\n\n"
@@ -480,21 +489,19 @@ def run_freshness_bench(rate: float = 10_000, seconds: float = 60.0, trigger_s: 
                 "p95_s": round(float(np.percentile(values, 95)), 2), "max_s": round(float(values.max()), 2)} \
             if len(values) else {"events": 0}
 
-    load = os.getloadavg()
-    results = {
-        "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+    results = _measured()
+    results.update({
         "conditions": (f"smartcity live in one process: local broker, Spark local[*] with a {trigger_s:g} s trigger, "
                        f"{vehicles} vehicles at speedup {speedup:g} for {seconds:g} s (confluent-kafka producer); "
                        f"freshness from each event's Kafka timestamp to the moment a glob of its table folder "
-                       f"(polled every 0.1 s) first listed its file; load average {load[0]:.1f}, {load[1]:.1f}, "
-                       f"{load[2]:.1f} when done"),
+                       f"(polled every 0.1 s) first listed its file; {results['load_when_done']}"),
         "target_events_per_s": rate,
         "produced_events_per_s": round(float(producing["produced_per_s"].iloc[1:].mean())),
         "written_events_per_s": round(float(producing["written_per_s"].iloc[1:].mean())),
         "max_lag": int(status["lag"].max()), "batches": summary["batches"],
         "steady": spread(steady), "first_seconds": {"seconds": settle_s, **spread(early)},
         "lab_estimate": {"p50_s": summary["freshness_p50_s"], "p95_s": summary["freshness_p95_s"]},
-    }
+    })
     results["goal_p95_at_most_3_s"] = bool(results["steady"].get("p95_s", float("inf")) <= 3.0)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "freshness.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -503,10 +510,9 @@ def run_freshness_bench(rate: float = 10_000, seconds: float = 60.0, trigger_s: 
 
 
 def render_freshness_markdown(results: dict[str, Any]) -> str:
-    m, s, e = results["machine"], results["steady"], results["first_seconds"]
+    s, e = results["steady"], results["first_seconds"]
     return (
-        f"# Freshness benchmark (e) ({results['measured_at']})\n\n"
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}.\n"
+        f"# Freshness benchmark (e) ({results['measured_at']})\n\n" + _machine_line(results) +
         f"Conditions: {results['conditions']}.\n\n"
         f"Produced {results['produced_events_per_s']:,} events/s (target {results['target_events_per_s']:,.0f}), "
         f"written {results['written_events_per_s']:,} events/s, {results['batches']} micro-batches, "

@@ -119,6 +119,9 @@ class ManagedProcess(StopsOnExit):
             cwd=cwd,
             user=user,
             preexec_fn=_die_with_parent(stop_signal),
+            # a session of its own: a terminal's Ctrl-C reaches the lab, which stops its engines in
+            # order (a live run drains the stream before its broker goes), not the engines directly
+            start_new_session=True,
         )
         with self._lock:
             self._live.add(self)

@@ -162,6 +162,20 @@ def reset(cfg: Params) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+#: At the lake's root, beside the table folders (no reader's glob of a table reaches it).
+GENERATION_FILE = "_lake.json"
+
+
+def generation(cfg: Params) -> str:
+    """This lake's id, a new one after every reset: what a warehouse mirrors, so that it can tell a
+    fresh lake (start afresh, as expected) from files vanishing out of the lake it loaded."""
+    path = cfg.lake_path / GENERATION_FILE
+    if not path.exists():
+        cfg.lake_path.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(path, {"generation": uuid.uuid4().hex})
+    return json.loads(path.read_text())["generation"]
+
+
 # -- from the stream's JSON lines to Parquet ----------------------------------------------------------
 def convert_staged(staging: Path) -> dict[str, int]:
     """Turn a batch's staged JSON lines into one Parquet file per table and partition, in the lake's schema.

@@ -11,8 +11,10 @@ Loading follows Redshift's staging-table recipe, incrementally and all in one tr
   row already loaded), the others are kept in ``smartcity.id_conflicts`` and counted, never dropped
   silently;
 * every table, the quarantine included, is loaded in the same transaction: a failed load leaves
-  the previous state whole. If files the warehouse loaded have left the lake (a reset run), the
-  table is reloaded from the lake, so the warehouse always mirrors it.
+  the previous state whole. A reset lake (a new run) is a new generation (``lake.generation``):
+  the warehouse lets go of the previous generation's rows and loads the new lake from scratch. If
+  files it loaded leave the lake without a reset (deleted by hand), the table is reloaded from the
+  lake (``reloaded`` says so), so the warehouse always mirrors it.
 
 Rows travel as CSV through ``COPY ... FROM STDIN``, never as row-by-row INSERTs. The merge SQL
 uses only what Redshift also has (window functions, NOT EXISTS, MD5), so it carries over.
@@ -44,6 +46,7 @@ COPY_ROWS = 50_000
 QUARANTINE_TABLE = "quarantine"
 
 _BOOKKEEPING = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}._lake (generation TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS {SCHEMA}._loaded_files (
     table_name TEXT NOT NULL, path TEXT NOT NULL, row_count BIGINT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (table_name, path));
@@ -234,6 +237,7 @@ def load_lake(cfg: Params, warehouse: Warehouse, topics: Sequence[str] = TOPICS)
     results = {}
     with warehouse.connect() as conn, conn.transaction():
         ensure_tables(conn, topics)
+        _follow_generation(conn, lake.generation(cfg), tables)
         for table in tqdm(tables, desc="loading", unit="table"):
             results[table] = load_table(conn, cfg, table)
     report.record_counts(cfg, "warehouse", {t: results[t]["rows in warehouse"] for t in topics})
@@ -242,6 +246,18 @@ def load_lake(cfg: Params, warehouse: Warehouse, topics: Sequence[str] = TOPICS)
         print(f"warning: events with the id of another event but a different payload (kept in "
               f"{SCHEMA}.id_conflicts, first version loaded): {conflicts}")
     return pd.DataFrame.from_dict(results, orient="index").rename_axis("table")
+
+
+def _follow_generation(conn: psycopg.Connection, current: str, tables: Sequence[str]) -> None:
+    """A reset lake (a new run) is a new generation: the warehouse lets go of the previous one's rows."""
+    stored = conn.execute(f"SELECT generation FROM {SCHEMA}._lake").fetchone()
+    if stored is not None and stored[0] == current:
+        return
+    for table in tables:
+        conn.execute(f"DELETE FROM {_target(table).table}")
+    for bookkeeping in ("_loaded_files", "id_conflicts", "_lake"):
+        conn.execute(f"DELETE FROM {SCHEMA}.{bookkeeping}")
+    conn.execute(f"INSERT INTO {SCHEMA}._lake (generation) VALUES (%s)", [current])
 
 
 def run_query(warehouse: Warehouse, name: str) -> pd.DataFrame:
