@@ -112,7 +112,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.only in (None, "stream"):
         print(bench.render_stream_markdown(bench.run_stream_bench()))
     if args.only in (None, "freshness"):
-        print(bench.render_freshness_markdown(bench.run_freshness_bench(rate=args.freshness_rate)))
+        print(bench.render_freshness_markdown(bench.run_freshness_bench(
+            rate=args.freshness_rate, seconds=args.freshness_seconds, settle_s=min(60.0, args.freshness_seconds / 3))))
     return 0
 
 
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="run one part of the benchmark")
     bench.add_argument("--freshness-rate", type=float, default=10_000.0, metavar="EVENTS_PER_S",
                        help="events/s of the live run whose freshness is measured (default 10,000)")
+    bench.add_argument("--freshness-seconds", type=float, default=180.0, metavar="SECONDS",
+                       help="how long that live run drives; its first third (at most 60 s) is reported apart")
     bench.add_argument("--simulator-hours", type=int, default=30,
                        help="simulated hours of the simulator's memory run (an endless live-scale fleet)")
     bench.add_argument("--events", type=int, default=200_000, help="events per producer measurement")

@@ -349,9 +349,13 @@ def serve(spark: SparkSession, cfg: Params, *, duration_s: float = 0.0,
 
 
 def preview(spark: SparkSession, cfg: Params, table: str, rows: int = 5) -> pd.DataFrame:
-    """The first rows of a lake table in event-time order, read back by Spark from the table's folder."""
+    """The first rows of a lake table in event-time order, read back by Spark from the table's folder.
+
+    Without the Kafka offset and timestamp: they depend on the broker's history and the wall clock,
+    not on the run, and the stored notebook must show the same rows every time.
+    """
     frame = spark.read.option("mergeSchema", "true").parquet(str(lake.table_path(cfg, table)))
-    return frame.orderBy("timestamp", "deviceId").limit(rows).toPandas()
+    return frame.drop("kafka_offset", "kafka_timestamp").orderBy("timestamp", "deviceId").limit(rows).toPandas()
 
 
 def lake_counts(cfg: Params, tables: Sequence[str]) -> dict[str, int]:
