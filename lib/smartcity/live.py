@@ -376,8 +376,7 @@ def summarize_run(cfg: Params) -> dict[str, Any]:
 # -- JSON Lines, for the notebooks ------------------------------------------------------------------
 def read_status(cfg: Params) -> pd.DataFrame:
     """The per-second samples of the latest live run: one row per second, totals and per-topic columns."""
-    path = live_dir(cfg) / STATUS_FILE
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = _complete_lines(live_dir(cfg) / STATUS_FILE)
     flat = []
     for row in rows:
         item = {k: v for k, v in row.items() if k != "topics"}
@@ -389,9 +388,14 @@ def read_status(cfg: Params) -> pd.DataFrame:
 
 def read_batches(cfg: Params) -> list[dict[str, Any]]:
     """The micro-batches of the latest live run, as the stream's commit log recorded them."""
-    path = live_dir(cfg) / BATCHES_FILE
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line.strip()]
+    return _complete_lines(live_dir(cfg) / BATCHES_FILE)
+
+
+def _complete_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON Lines a running live process has finished writing (a line ends with its newline)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
 
 
 # -- the live run in the background, for the notebooks -----------------------------------------------

@@ -94,3 +94,11 @@ def test_only_a_running_smartcity_live_process_counts_as_alive() -> None:
         other.kill()
         other.wait()
     assert not live._alive(2**22 + 7)
+
+
+def test_a_line_the_live_process_is_still_writing_is_not_read(tmp_path: Path) -> None:
+    cfg = _run_files(tmp_path)
+    path = live.live_dir(cfg) / live.STATUS_FILE
+    whole = path.read_text()
+    path.write_text(whole + whole.splitlines()[0][:40])  # half a line, as a reader may catch it
+    assert len(live.read_status(cfg)) == 4
