@@ -275,6 +275,7 @@ def run_live(cfg: Params, seconds: float | None = None, *, console: bool = True,
         fleet = _Fleet(cfg, broker.bootstrap, events if events is not None else simulate.FleetSimulation(cfg).events())
         stack.callback(fleet.stop)
         stack.enter_context(_stop_on_signals(fleet.stop_event))
+        board.started = time.time()  # the run's clock starts with the fleet, after engines and warm-up
         fleet.start()
         deadline = time.monotonic() + seconds if seconds else float("inf")
         phase, drain_deadline = "producing", float("inf")
