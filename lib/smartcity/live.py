@@ -416,17 +416,17 @@ def _supervisor(cfg: Params) -> dict[str, Any] | None:
 
 def _alive(pid: int) -> bool:
     """A running `smartcity live` process (a zombie, or a pid reused by another program, is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (macOS): the signal test is all there is
+    if not Path("/proc/self").is_dir():  # no /proc (macOS): the signal test is all there is
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # gone
+        return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state != "Z" and b"smartcity" in cmdline and b"live" in cmdline
 

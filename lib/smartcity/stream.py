@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -114,11 +115,6 @@ class Routing:
         return raw.select("kafka_timestamp", "headers", self.route).select(*self.columns)
 
 
-def route_messages(raw: DataFrame) -> DataFrame:
-    """Each message's table (a topic or ``_quarantine``), partition value and JSON line, in one pass."""
-    return Routing.build().apply(raw)
-
-
 class Publisher:
     """Finishes staged batches in order on a thread of its own, so Spark reads the next batch meanwhile.
 
@@ -195,7 +191,6 @@ class LakeWriter:
 
     def _stage(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import Observation
-        from pyspark.sql import functions as F
 
         started = time.time()
         staging = self.log.start(batch_id)
@@ -205,14 +200,18 @@ class LakeWriter:
             batch = batch.coalesce(slots)
         routed = self.routing.apply(batch).observe(observed, *self.routing.metrics)
         planned_at = time.time()
-        routed.select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(
-            str(staging / lake.RAW_STAGING))
+        write_lines(routed, staging / lake.RAW_STAGING)
         metrics = observed.get
         self.log.mark_staged(batch_id, {
             "messages": metrics["messages"], "quarantined": metrics["quarantined"],
             "produced_quantiles": [s / 1e6 for s in metrics["produced_us"] or []], "started_at": started,
             "plan_seconds": round(planned_at - started, 3), "spark_seconds": round(time.time() - planned_at, 3),
         })
+
+
+def write_lines(routed: DataFrame, path: Path) -> None:
+    """Spark's one job per batch: the routed lines as text, a folder per table and partition value."""
+    routed.select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(str(path))
 
 
 @dataclass
@@ -279,6 +278,7 @@ def warm_up(spark: SparkSession, cfg: Params, events: int = 10_000, rounds: int 
     from itertools import islice
 
     import orjson
+    from pyspark.sql import Observation
     from pyspark.sql.types import (ArrayType, BinaryType, IntegerType, LongType, StringType, StructField, StructType,
                                    TimestampType)
 
@@ -299,12 +299,11 @@ def warm_up(spark: SparkSession, cfg: Params, events: int = 10_000, rounds: int 
     frame = spark.createDataFrame(rows, schema).repartition(2).cache()
     routing = Routing.build()
     with tempfile.TemporaryDirectory(prefix="warm-up-", dir=cfg.data_path) as scratch:
-        for n in range(rounds):
-            routed = routing.apply(frame).agg(*routing.metrics)
-            routed.collect()
-            routing.apply(frame).select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(
-                f"{scratch}/{n}")
-            shutil.rmtree(f"{scratch}/{n}", ignore_errors=True)
+        for n in range(rounds):  # exactly what a batch runs: route, observe the metrics, write the lines
+            observed = Observation(f"warm-up-{n}")
+            write_lines(routing.apply(frame).observe(observed, *routing.metrics), Path(scratch) / str(n))
+            observed.get  # noqa: B018 - waits for the metrics, as a batch does
+            shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
     frame.unpersist()
     return time.monotonic() - started
 
@@ -390,6 +389,7 @@ def stream_stage(cfg: Params) -> pd.DataFrame:
     if cfg.mode != "live":
         return run_bounded(get_spark(cfg), cfg)
     summary = live.wait_background(cfg)
-    produced, in_lake = summary.get("produced", {}), summary.get("in_lake", lake_counts(cfg, [*TOPICS, lake.QUARANTINE]))
+    produced = summary.get("produced", {})
+    in_lake = summary["in_lake"] if "in_lake" in summary else lake_counts(cfg, [*TOPICS, lake.QUARANTINE])
     rows = [{"table": t, "produced": produced.get(t), "rows in lake": in_lake.get(t, 0)} for t in [*TOPICS, lake.QUARANTINE]]
     return pd.DataFrame(rows).set_index("table")
