@@ -144,11 +144,39 @@ class Params:
                       "false: an external broker, used but never emptied"),
     )
     kafka_partitions: int = field(default=3, metadata=_doc("partitions per topic when the lab creates it"))
+    kafka_replication: int = field(
+        default=1,
+        metadata=_doc("replicas per topic when the lab creates it; the lab's own brokers (one per kafka_bootstrap "
+                      "address) take it as their default, with min.insync.replicas = min(2, replicas)"),
+    )
+    kafka_cluster_id: str = field(
+        default="",
+        metadata=_doc("cluster id of a broker this profile owns but did not start (docker compose's); "
+                      "empty: the id the lab formatted its own brokers with, in data_dir"),
+    )
     producer_backend: str = field(
         default="kafka-python", metadata=_doc("kafka-python (the default) or confluent-kafka (faster, librdkafka)")
     )
     spark_master: str = field(default="local[*]", metadata=_doc("Spark master URL"))
     spark_driver_memory: str = field(default="1g", metadata=_doc("Spark driver heap"))
+    spark_driver_host: str = field(
+        default="127.0.0.1",
+        metadata=_doc("address the driver listens on and executors call back to (a container's name under compose)"),
+    )
+    spark_workers: int = field(
+        default=0,
+        metadata=_doc("standalone workers the lab starts with its own master when spark_master is "
+                      "spark://127.0.0.1:PORT and nothing answers there; 0: never start a cluster"),
+    )
+    spark_worker_cores: int = field(default=1, metadata=_doc("cores each worker the lab starts offers"))
+    spark_worker_memory: str = field(default="1g", metadata=_doc("memory each worker the lab starts offers"))
+    spark_executor_memory: str = field(default="768m", metadata=_doc("heap of each executor on a standalone cluster"))
+    spark_cores_max: int = field(
+        default=0, metadata=_doc("most cores the lab's application takes from a standalone cluster; 0: all offered")
+    )
+    spark_master_ui_port: int = field(
+        default=8080, metadata=_doc("web UI port of the standalone master (its /json/ lists the workers)")
+    )
     stream_max_batch_events: int = field(
         default=200_000, metadata=_doc("most Kafka messages one micro-batch takes (bounds its memory)")
     )
@@ -199,9 +227,20 @@ class Params:
         return self.data_path / "catalog.duckdb"
 
     @property
+    def kafka_addresses(self) -> list[tuple[str, int]]:
+        """Every (host, port) of kafka_bootstrap, in order: one per broker of the lab's own quorum."""
+        return [_host_port(a) for a in self.kafka_bootstrap.split(",") if a.strip()]
+
+    @property
     def kafka_host_port(self) -> tuple[str, int]:
-        host, _, port = self.kafka_bootstrap.split(",")[0].rpartition(":")
-        return host, int(port)
+        return self.kafka_addresses[0]
+
+    @property
+    def spark_standalone(self) -> tuple[str, int] | None:
+        """(host, port) of a spark:// master, None for local[...] and other masters."""
+        if not self.spark_master.startswith("spark://"):
+            return None
+        return _host_port(self.spark_master.removeprefix("spark://").split(",")[0])
 
     @property
     def start_time(self) -> datetime:
@@ -209,6 +248,11 @@ class Params:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
+    return host, int(port)
 
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -234,8 +278,8 @@ def _check_type(key: str, value: Any) -> Any:
 
 
 def _check_values(p: Params) -> None:
-    for name in ("vehicles", "kafka_partitions", "stream_timeout_seconds", "stream_max_batch_events",
-                 "route_judge_vehicles"):
+    for name in ("vehicles", "kafka_partitions", "kafka_replication", "stream_timeout_seconds",
+                 "stream_max_batch_events", "route_judge_vehicles", "spark_worker_cores"):
         if getattr(p, name) < 1:
             raise ParamsError(f"parameter '{name}' must be at least 1, got {getattr(p, name)}")
     if p.route_judge_seed and p.route_judge_seed == p.seed:
@@ -263,17 +307,37 @@ def _check_values(p: Params) -> None:
             f"parameter 'producer_backend' must be one of {', '.join(PRODUCER_BACKENDS)}, got {p.producer_backend!r}"
         )
     route_weights(p.routes)
-    if not 1 <= p.postgres_port <= 65535:
-        raise ParamsError(f"parameter 'postgres_port' must be a TCP port (1-65535), got {p.postgres_port}")
     try:
         start = datetime.fromisoformat(p.base_date)
     except ValueError:
         raise ParamsError(f"parameter 'base_date' is not an ISO 8601 date-time: {p.base_date!r}") from None
     if start.tzinfo is None:
         raise ParamsError(f"parameter 'base_date' needs a UTC offset, e.g. '+00:00': {p.base_date!r}")
-    host, _, port = p.kafka_bootstrap.split(",")[0].rpartition(":")
-    if not host or not port.isdigit():
-        raise ParamsError(f"parameter 'kafka_bootstrap' must be host:port, got {p.kafka_bootstrap!r}")
+    addresses = p.kafka_bootstrap.split(",")
+    for address in addresses:
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ParamsError(
+                f"parameter 'kafka_bootstrap' must be host:port[,host:port...], got {p.kafka_bootstrap!r} "
+                f"({address.strip()!r} is not host:port)"
+            )
+    if len(set(map(str.strip, addresses))) < len(addresses):
+        raise ParamsError(f"parameter 'kafka_bootstrap' names an address twice: {p.kafka_bootstrap!r}")
+    for name in ("spark_workers", "spark_cores_max"):
+        if getattr(p, name) < 0:
+            raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")
+    if p.spark_master.startswith("spark://"):
+        host, _, port = p.spark_master.removeprefix("spark://").split(",")[0].rpartition(":")
+        if not host or not port.isdigit():
+            raise ParamsError(f"parameter 'spark_master' must be spark://host:port, got {p.spark_master!r}")
+    if p.spark_workers and not p.spark_master.startswith(("spark://127.0.0.1:", "spark://localhost:")):
+        raise ParamsError(
+            f"parameter 'spark_workers' is {p.spark_workers}, but the lab starts a cluster only for a master on "
+            f"127.0.0.1 (spark://127.0.0.1:PORT), and spark_master is {p.spark_master!r}: set spark_workers: 0"
+        )
+    for name in ("postgres_port", "spark_master_ui_port"):
+        if not 1 <= getattr(p, name) <= 65535:
+            raise ParamsError(f"parameter '{name}' must be a TCP port (1-65535), got {getattr(p, name)}")
     if p.postgres_dsn and urlsplit(p.postgres_dsn).password or "password=" in p.postgres_dsn:
         raise ParamsError(
             "parameter 'postgres_dsn' must not carry a password (params files and notebook outputs are "
