@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -104,6 +104,7 @@ class ManagedProcess(StopsOnExit):
         stop_timeout: float = 30.0,
         cwd: Path | None = None,
         user: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.log_path = log_path
@@ -118,6 +119,7 @@ class ManagedProcess(StopsOnExit):
             stderr=subprocess.STDOUT,
             cwd=cwd,
             user=user,
+            env=None if env is None else dict(env),
             preexec_fn=_die_with_parent(stop_signal),
             # a session of its own: a terminal's Ctrl-C reaches the lab, which stops its engines in
             # order (a live run drains the stream before its broker goes), not the engines directly

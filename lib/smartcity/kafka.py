@@ -17,13 +17,19 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from smartcity import jvm
 from smartcity.config import TOPICS, Params, project_root
@@ -48,7 +54,7 @@ def is_kafka(bootstrap: str, timeout_s: float = 3.0) -> bool:
     except (KafkaError, OSError, ValueError):
         return False
     try:
-        admin.describe_cluster()
+        _describe_cluster(admin, timeout_s)
         return True
     except (KafkaError, OSError, ValueError):
         return False
@@ -58,22 +64,48 @@ def is_kafka(bootstrap: str, timeout_s: float = 3.0) -> bool:
 
 @dataclass
 class KafkaBroker(EngineHandle):
-    """The broker at ``bootstrap``; stopping it stops the JVM only if the lab started it.
+    """The broker (or quorum) at ``bootstrap``; stopping it stops the JVMs only if the lab started them.
 
     ``external`` marks a broker the lab does not own (``kafka_embedded: false``): it is used, but
-    its topics are never emptied.
+    its topics are never emptied. ``nodes`` are the quorum members the lab started, by node id
+    (a single broker is node 1 and also ``process``).
     """
 
     bootstrap: str
     process: ManagedProcess | None = None
     external: bool = False
+    nodes: dict[int, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def owned(self) -> bool:
+        return bool(self.nodes) or self.process is not None
+
+    def stop(self) -> None:
+        """Stop every node the lab started, all at once.
+
+        One by one, the last nodes would lose their controller majority and wait out a controlled
+        shutdown that cannot complete; signalled together, they all leave within seconds.
+        """
+        procs = list(self.nodes.values()) or ([self.process] if self.process else [])
+        for proc in procs:
+            if proc.alive():
+                proc.proc.send_signal(proc.stop_signal)
+        for proc in procs:
+            proc.stop()
+
+
+def node_dir(kafka_dir: Path, node_id: int, nodes: int) -> Path:
+    """Where a node keeps its logs and config: kafka/ for a single broker, kafka/node-<id>/ in a quorum."""
+    return kafka_dir if nodes == 1 else kafka_dir / f"node-{node_id}"
 
 
 def data_cluster_id(kafka_dir: Path) -> str | None:
-    """The cluster id this data dir's broker was formatted with, None if it has none yet."""
-    meta = kafka_dir / "logs" / "meta.properties"
-    if not meta.is_file():
+    """The cluster id this data dir's broker (or quorum) was formatted with, None if it has none yet."""
+    metas = [kafka_dir / "logs" / "meta.properties", *sorted(kafka_dir.glob("node-*/logs/meta.properties"))]
+    found = [m for m in metas if m.is_file()]
+    if not found:
         return None
+    meta = found[0]
     for line in meta.read_text().splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() == "cluster.id":
@@ -81,12 +113,28 @@ def data_cluster_id(kafka_dir: Path) -> str | None:
     raise EngineError(f"{meta} has no cluster.id: not a Kafka log directory the lab formatted")
 
 
+def _describe_cluster(admin: KafkaAdminClient, timeout_s: float) -> dict:
+    """DescribeCluster, asked again of another node if the one asked has just died.
+
+    The client sends it to any broker the metadata lists; a quorum node killed a moment ago is
+    listed until its session expires (about 9 s), and refuses the connection.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.describe_cluster()
+        except (KafkaConnectionError, NodeNotReadyError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def broker_identity(bootstrap: str, timeout_s: float = 10.0) -> tuple[str, str]:
     """(cluster id, log dirs) of the broker at bootstrap; the log dirs only when it says (else '?')."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-probe",
                              request_timeout_ms=int(timeout_s * 1000), bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
-        cluster_id = admin.describe_cluster()["cluster_id"]
+        cluster_id = _describe_cluster(admin, timeout_s)["cluster_id"]
         try:
             dirs = sorted({d["log_dir"] for b in admin.describe_log_dirs(topic_partitions={}) for d in b["log_dirs"]})
         except (KafkaError, OSError, KeyError):  # a managed cluster may not tell: the id is what counts
@@ -98,17 +146,23 @@ def broker_identity(bootstrap: str, timeout_s: float = 10.0) -> tuple[str, str]:
     return cluster_id, ", ".join(dirs) or "?"
 
 
-def check_broker_is_ours(cfg: Params) -> None:
+def check_broker_is_ours(cfg: Params, bootstrap: str | None = None) -> None:
     """Refuse a broker at cfg.kafka_bootstrap that is not the one of this profile's data dir.
 
     Two labs (or two profiles) configured with the same address would otherwise write into, and
     reset, each other's topics; the cluster id in the data dir's meta.properties tells them apart.
     """
     kafka_dir = cfg.data_path / "kafka"
-    ours = data_cluster_id(kafka_dir)
-    theirs, their_dirs = broker_identity(cfg.kafka_bootstrap)
+    ours = cfg.kafka_cluster_id or data_cluster_id(kafka_dir)
+    theirs, their_dirs = broker_identity(bootstrap or cfg.kafka_bootstrap)
     if theirs == ours:
         return
+    if cfg.kafka_cluster_id:
+        raise EngineError(
+            f"the Kafka cluster at {cfg.kafka_bootstrap} has id {theirs}, not this profile's kafka_cluster_id "
+            f"{cfg.kafka_cluster_id}: it is another cluster, and the lab does not write to or empty it; fix "
+            "kafka_cluster_id (the CLUSTER_ID of your compose file) or point kafka_bootstrap at this profile's brokers"
+        )
     mine = f"cluster id {ours}" if ours else "no broker formatted yet"
     raise EngineError(
         f"the Kafka broker at {cfg.kafka_bootstrap} is not this profile's: it is cluster {theirs} with its data in "
@@ -119,7 +173,13 @@ def check_broker_is_ours(cfg: Params) -> None:
 
 
 def ensure_broker(cfg: Params) -> KafkaBroker:
-    """The broker at cfg.kafka_bootstrap: this data dir's if running, an external one, or a new embedded one."""
+    """The broker at cfg.kafka_bootstrap: this data dir's if running, an external one, or a new embedded one.
+
+    With several addresses the lab's own brokers are a KRaft quorum, one node per address; nodes of
+    it that are down (say, killed) are started again on their data.
+    """
+    if len(cfg.kafka_addresses) > 1:
+        return _ensure_quorum(cfg)
     host, port = cfg.kafka_host_port
     if port_open(host, port):
         if not is_kafka(cfg.kafka_bootstrap):
@@ -140,12 +200,20 @@ def ensure_broker(cfg: Params) -> KafkaBroker:
     return start_broker(port, cfg.data_path / "kafka", default_partitions=cfg.kafka_partitions)
 
 
-def _server_properties(port: int, controller_port: int, log_dir: Path, partitions: int) -> str:
+#: A quorum node's controller listens on its broker port plus this (static controller.quorum.voters).
+CONTROLLER_PORT_OFFSET = 1000
+
+
+def _server_properties(
+    port: int, controller_port: int, log_dir: Path, partitions: int, *, node_id: int = 1,
+    voters: str | None = None, replication: int = 1,
+) -> str:
+    min_isr = min(2, replication)
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters or f'1@127.0.0.1:{controller_port}'}",
             f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names=CONTROLLER",
@@ -154,12 +222,15 @@ def _server_properties(port: int, controller_port: int, log_dir: Path, partition
             f"log.dirs={log_dir}",
             f"num.partitions={partitions}",
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replication}",
+            f"min.insync.replicas={min_isr}",
+            "unclean.leader.election.enable=false",
+            f"offsets.topic.replication.factor={replication}",
             "offsets.topic.num.partitions=3",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={replication}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replication}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.ms=-1",
             "",
@@ -184,25 +255,110 @@ def format_storage(props: Path, cluster_id: str | None = None) -> str:
 
 
 def start_broker(port: int, data_dir: Path, *, default_partitions: int = 3) -> KafkaBroker:
-    """Format (first time only) and start a KRaft broker+controller on 127.0.0.1:port."""
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    props = data_dir / "server.properties"
-    # The controller listener is internal to this one JVM: any free port will do on each start.
-    props.write_text(_server_properties(port, free_port(), log_dir, default_partitions))
-    if not (log_dir / "meta.properties").exists():
-        format_storage(props)
-    base = _java_command()
-    bootstrap = f"127.0.0.1:{port}"
-    proc = ManagedProcess(
-        f"Kafka broker {bootstrap}",
-        [*base, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "kafka.Kafka", str(props)],
-        log_path=data_dir / "broker.log",
-        cwd=project_root(),
-    )
-    proc.wait_ready(lambda: port_open("127.0.0.1", port, 0.2) and is_kafka(bootstrap, 2.0), timeout=START_TIMEOUT_S)
-    log.info("started Kafka (KRaft) at %s, data in %s", bootstrap, data_dir)
-    return KafkaBroker(bootstrap, proc)
+    """Format (first time only) and start a single KRaft broker+controller on 127.0.0.1:port."""
+    # the controller listener is internal to this one JVM: any free port will do on each start
+    broker = Quorum(data_dir, [port], partitions=default_partitions, replication=1,
+                    controller_ports=[free_port()]).start()
+    broker.process = broker.nodes[1]
+    return broker
+
+
+def _ensure_quorum(cfg: Params) -> KafkaBroker:
+    """This profile's quorum at cfg.kafka_bootstrap: reused if whole, completed if nodes are down, else started."""
+    addresses = cfg.kafka_addresses
+    up = [port_open(host, port) for host, port in addresses]
+    if any(up):
+        answering = ",".join(f"{host}:{port}" for (host, port), is_up in zip(addresses, up, strict=True) if is_up)
+        if not is_kafka(answering):  # asked of the nodes that are up: a dead one would time the probe out
+            raise EngineError(
+                f"something answers at {answering} that is not a Kafka cluster: stop it, or point "
+                "kafka_bootstrap at free ports or at a real cluster"
+            )
+        if not cfg.kafka_embedded:
+            log.info("using the external Kafka cluster at %s", cfg.kafka_bootstrap)
+            return KafkaBroker(cfg.kafka_bootstrap, external=True)
+        check_broker_is_ours(cfg, answering)
+        if all(up):
+            log.info("using this profile's Kafka quorum, already running at %s", cfg.kafka_bootstrap)
+            return KafkaBroker(cfg.kafka_bootstrap)
+    elif not cfg.kafka_embedded:
+        raise EngineError(f"no Kafka broker answers at {cfg.kafka_bootstrap} (and kafka_embedded is false)")
+    if any(host not in LOCAL_HOSTS for host, _ in addresses):
+        raise EngineError(f"Kafka does not answer at every address of {cfg.kafka_bootstrap}; the lab starts "
+                          "brokers only on 127.0.0.1")
+    if cfg.kafka_replication > len(addresses):
+        raise EngineError(f"kafka_replication is {cfg.kafka_replication}, but kafka_bootstrap names only "
+                          f"{len(addresses)} brokers: a topic cannot have more replicas than brokers")
+    quorum = Quorum(cfg.data_path / "kafka", [port for _, port in addresses], partitions=cfg.kafka_partitions,
+                    replication=cfg.kafka_replication, cluster_id=cfg.kafka_cluster_id or None)
+    return quorum.start(only=[i + 1 for i, is_up in enumerate(up) if not is_up])
+
+
+class Quorum:
+    """A KRaft quorum on 127.0.0.1: node i listens on ports[i-1], its controller on that + 1000.
+
+    Every node is broker and controller, formatted once with the same cluster id (static voters, so
+    no ``--standalone``); a node can be killed and started again on its data (the failure tests do).
+    """
+
+    def __init__(self, kafka_dir: Path, ports: list[int], *, partitions: int, replication: int,
+                 cluster_id: str | None = None, controller_ports: list[int] | None = None) -> None:
+        self.kafka_dir = kafka_dir
+        self.ports = ports
+        self.controller_ports = controller_ports or [p + CONTROLLER_PORT_OFFSET for p in ports]
+        self.partitions = partitions
+        self.replication = replication
+        self.cluster_id = cluster_id or data_cluster_id(kafka_dir)
+        self.voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(self.controller_ports, 1))
+        self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports)
+
+    def _props(self, node_id: int) -> Path:
+        home = node_dir(self.kafka_dir, node_id, len(self.ports))
+        (home / "logs").mkdir(parents=True, exist_ok=True)
+        port = self.ports[node_id - 1]
+        props = home / "server.properties"
+        props.write_text(_server_properties(port, self.controller_ports[node_id - 1], home / "logs", self.partitions,
+                                            node_id=node_id, voters=self.voters, replication=self.replication))
+        if not (home / "logs" / "meta.properties").exists():
+            self.cluster_id = format_storage(props, self.cluster_id)
+        return props
+
+    def start_node(self, node_id: int) -> ManagedProcess:
+        """Launch one node (formatting its log dir the first time); readiness is the caller's to wait for."""
+        port = self.ports[node_id - 1]
+        for busy in (port, self.controller_ports[node_id - 1]):
+            if port_open("127.0.0.1", busy, 0.2):
+                raise EngineError(f"port {busy} (Kafka node {node_id}) is in use by another program")
+        props = self._props(node_id)
+        name = f"Kafka broker 127.0.0.1:{port}" if len(self.ports) == 1 else f"Kafka node {node_id} 127.0.0.1:{port}"
+        return ManagedProcess(
+            name,
+            [*_java_command(), "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "kafka.Kafka",
+             str(props)],
+            log_path=props.parent / "broker.log",
+            cwd=project_root(),
+        )
+
+    def start(self, only: list[int] | None = None) -> KafkaBroker:
+        """Start the given nodes (default: all) and wait until each answers and the quorum serves requests."""
+        handle = KafkaBroker(self.bootstrap)
+        try:
+            for node_id in only or range(1, len(self.ports) + 1):
+                handle.nodes[node_id] = self.start_node(node_id)
+            for node_id, proc in handle.nodes.items():
+                address = f"127.0.0.1:{self.ports[node_id - 1]}"
+                proc.wait_ready(lambda a=address: port_open(*_split(a), 0.2) and is_kafka(a, 2.0),
+                                timeout=START_TIMEOUT_S)
+        except BaseException:
+            handle.stop()
+            raise
+        log.info("started Kafka (KRaft) nodes %s at %s, data in %s", sorted(handle.nodes), self.bootstrap, self.kafka_dir)
+        return handle
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:
@@ -214,6 +370,7 @@ def ensure_topics(
     topics: Sequence[str] = TOPICS,
     *,
     partitions: int,
+    replication: int = 1,
     empty: bool = False,
     timeout_s: float = 60.0,
 ) -> pd.DataFrame:
@@ -228,8 +385,10 @@ def ensure_topics(
         missing = [t for t in topics if t not in set(admin.list_topics())]
         if missing:
             try:
-                admin.create_topics({t: {"num_partitions": partitions, "replication_factor": 1} for t in missing},
-                                    timeout_ms=int(timeout_s * 1000))
+                admin.create_topics(
+                    {t: {"num_partitions": partitions, "replication_factor": replication} for t in missing},
+                    timeout_ms=int(timeout_s * 1000),
+                )
             except TopicAlreadyExistsError:
                 pass  # another client created one meanwhile: it exists, which is all we need
         admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
@@ -302,7 +461,8 @@ def prepare_topics(cfg: Params) -> pd.DataFrame:
                 "yourself (e.g. kafka-delete-records.sh), or set reset_run: false"
             )
         check_broker_is_ours(cfg)
-    return ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, empty=cfg.reset_run)
+    return ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, replication=cfg.kafka_replication,
+                         empty=cfg.reset_run)
 
 
 def partition_offsets(admin: KafkaAdminClient, topics: Sequence[str], *, earliest: bool = False

@@ -18,28 +18,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smartcity import jvm
+from smartcity.cluster import SparkCluster, ensure_cluster
 from smartcity.config import Params
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _LOG4J = Path(__file__).with_name("conf") / "log4j2-spark.properties"
+_EXECUTOR_LOG4J = Path(__file__).with_name("conf") / "log4j2-executor.properties"
 LOCAL_IP = "127.0.0.1"
+#: The standalone cluster get_spark started (None when it found one running or uses local[*]).
+_cluster: SparkCluster | None = None
 
 
 def spark_conf(cfg: Params) -> dict[str, str]:
-    """Every setting the lab gives Spark, in one place (tests and docs read it too)."""
+    """Every setting the lab gives Spark, in one place (tests and docs read it too).
+
+    On a standalone cluster the executors are other JVMs, maybe on other hosts: they get their own
+    logging (to stderr, which each worker keeps under its work dir) rather than the driver's log
+    file, and their scratch space is their worker's (SPARK_LOCAL_DIRS), not the driver's
+    (which :func:`get_spark` sets in the driver's environment, not in this conf).
+    """
     log_file = cfg.data_path / "logs" / "spark.log"
-    java_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file}"
-    return {
+    driver_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file}"
+    loopback = cfg.spark_driver_host in ("127.0.0.1", "localhost")
+    conf = {
         "spark.master": cfg.spark_master,
-        "spark.driver.host": LOCAL_IP,
-        "spark.driver.bindAddress": LOCAL_IP,
+        "spark.driver.host": cfg.spark_driver_host,
+        # behind a container's name the driver must listen on the container's interfaces
+        "spark.driver.bindAddress": LOCAL_IP if loopback else "0.0.0.0",
         "spark.app.name": f"smartcity-{cfg.profile}",
         "spark.jars": ",".join(str(j) for j in [*jvm.spark_connector_jars(), jvm.udf_jar()]),
         "spark.driver.memory": cfg.spark_driver_memory,
-        "spark.driver.extraJavaOptions": java_opts,
-        "spark.executor.extraJavaOptions": java_opts,
+        "spark.driver.extraJavaOptions": driver_opts,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
@@ -53,15 +64,32 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     }
+    if cfg.spark_standalone:
+        conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.configurationFile={_EXECUTOR_LOG4J.as_uri()}"
+        conf["spark.executor.memory"] = cfg.spark_executor_memory
+        if cfg.spark_cores_max:
+            conf["spark.cores.max"] = str(cfg.spark_cores_max)
+    else:  # local[*]: the executor is the driver's JVM
+        conf["spark.executor.extraJavaOptions"] = driver_opts
+    return conf
 
 
 def get_spark(cfg: Params) -> SparkSession:
     """Start (or return the running) Spark session for this profile."""
     from pyspark.sql import SparkSession
 
+    global _cluster
     os.environ.setdefault("JAVA_HOME", str(jvm.java_home()))
-    os.environ["SPARK_LOCAL_IP"] = LOCAL_IP  # read by the JVM at start-up, before any conf is applied
+    if cfg.spark_driver_host in ("127.0.0.1", "localhost"):
+        os.environ["SPARK_LOCAL_IP"] = LOCAL_IP  # read by the JVM at start-up, before any conf is applied
     (cfg.data_path / "logs").mkdir(parents=True, exist_ok=True)
+    scratch = cfg.data_path / "spark" / "driver-tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    # the driver's scratch space, as an environment variable: spark.local.dir would also be sent to
+    # executors, which must use their worker's (SPARK_LOCAL_DIRS, set by the lab's workers)
+    os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
+    if _cluster is None or not _cluster.alive():
+        _cluster = ensure_cluster(cfg)
     builder = SparkSession.builder
     for key, value in spark_conf(cfg).items():
         builder = builder.config(key, value)
@@ -119,7 +147,13 @@ def stop_spark(spark: SparkSession, timeout_s: float = 30.0) -> None:
     """
     from pyspark import SparkContext
 
-    spark.stop()
+    global _cluster
+    try:
+        spark.stop()
+    finally:
+        if _cluster is not None:  # a cluster this session started goes with it
+            _cluster.stop()
+            _cluster = None
     gateway = SparkContext._gateway
     if gateway is None:
         return
