@@ -4,16 +4,22 @@ folder, so tests never touch the lab's own data/ or the default ports a user may
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import orjson
 import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
 from smartcity import config
+from smartcity.config import TOPICS
+from smartcity.contracts import Event
 from smartcity.engines import free_port
 
 
@@ -93,6 +99,85 @@ def read_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 300.0)
         consumer.close()
 
 
+ID_BASE = 0x6F1F3A52_9A51_4C41_9D0E_000000000000  # event n has id UUID(ID_BASE + n)
+
+
+def numbered_events(count: int, devices: int = 601) -> list[Event]:
+    """Events shaped like the fleet's (about 250 bytes of JSON, keyed by device), event n with id UUID(ID_BASE + n).
+
+    601 devices, not a multiple of the 5 topics: every device reports on each.
+    """
+    made = []
+    for n in range(count):
+        device = f"vehicle-{n % devices:04d}"
+        made.append(Event(TOPICS[n % len(TOPICS)], device, {
+            "id": str(uuid.UUID(int=ID_BASE + n)), "schemaVersion": 1,
+            "deviceId": device, "timestamp": f"2026-01-05T08:{n // 60_000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z",
+            "latitude": 51.5 + n % 997 / 1000, "longitude": -0.12 - n % 991 / 1000, "speed": float(n % 130),
+            "direction": float(n % 360), "route": "M1/M6", "road": "M1",
+        }))
+    return made
+
+
+def unique_delivery(bootstrap: str, events: Sequence[Event]) -> None:
+    """Assert the topics hold each of ``events`` exactly once, each device's in the order sent (a plain consumer reads)."""
+    seen: Counter[str] = Counter()
+    order: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for record in read_topics(bootstrap, TOPICS):  # each partition in offset order
+        value = orjson.loads(record.value)
+        seen[value["id"]] += 1
+        order[(record.topic, value["deviceId"])].append(uuid.UUID(value["id"]).int - ID_BASE)
+    produced = {e.value["id"] for e in events}
+    missing = produced - set(seen)
+    doubled = {event_id: n for event_id, n in seen.items() if n > 1}
+    assert (len(missing), len(doubled)) == (0, 0), f"{len(missing)} missing, {len(doubled)} duplicated"
+    assert sum(seen.values()) == len(events) and set(seen) == produced
+    shuffled = [key for key, sent in order.items() if sent != sorted(sent)]
+    assert shuffled == [], f"{len(shuffled)} devices' events out of order"
+
+
+def produce_through(bootstrap: str, events: Sequence[Event], backend: str,
+                    disrupt: Callable[[Callable[[], None]], None]) -> None:
+    """Produce ``events`` in a thread and call ``disrupt`` once a third is sent; every event must be acked.
+
+    A second third goes while ``disrupt`` runs; the last waits until it calls the ``release``
+    it is given (say, once a broker is down), so some events are always sent into the disruption.
+    """
+    from smartcity.producer import ProduceReport, produce
+
+    third = len(events) // 3
+    first_third_sent, released = threading.Event(), threading.Event()
+
+    def feed() -> Iterator[Event]:
+        yield from events[:third]
+        first_third_sent.set()
+        yield from events[third:2 * third]
+        released.wait()
+        yield from events[2 * third:]
+
+    outcome: dict[str, ProduceReport | BaseException] = {}
+
+    def run() -> None:
+        try:
+            outcome["report"] = produce(bootstrap, feed(), backend=backend, delivery_timeout_s=600, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - the main thread reports it
+            outcome["error"] = exc
+
+    producer = threading.Thread(target=run, name=f"producer-{backend}")
+    producer.start()
+    try:
+        assert first_third_sent.wait(600), "the producer never got going"
+        disrupt(released.set)
+        producer.join(900)
+    finally:
+        released.set()  # never leave the producer waiting
+    assert not producer.is_alive(), "the producer did not finish after the disruption"
+    assert "error" not in outcome, f"the producer failed: {outcome.get('error')}"
+    report = outcome["report"]
+    assert isinstance(report, ProduceReport)
+    assert sum(report.acked.values()) == len(events) and not report.failed and report.not_sent == 0
+
+
 @pytest.fixture(scope="session")
 def lab_cfg(tmp_path_factory: pytest.TempPathFactory) -> config.Params:
     return lab_params(tmp_path_factory.mktemp("lab"))
@@ -123,7 +208,9 @@ def warehouse(lab_cfg: config.Params) -> Iterator[object]:
         yield running
 
 
-ENGINE_MARKERS = ("kafka.Kafka", "bin/postgres", "org.apache.spark.deploy.SparkSubmit")
+ENGINE_MARKERS = ("kafka.Kafka", "bin/postgres", "org.apache.spark.deploy.SparkSubmit",
+                  "org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker",
+                  "org.apache.spark.executor.CoarseGrainedExecutorBackend")
 
 
 def running_engines() -> dict[int, str]:

@@ -1,0 +1,189 @@
+"""The cluster profile's engines under failure: a 3-broker KRaft quorum and a Spark standalone cluster.
+
+kill -9 of one broker while the fleet produces: the idempotent producer (acks=all) carries on with
+the two others (min.insync.replicas=2), nothing is lost or doubled, and the node, started again on
+its data, catches up and rejoins every partition's in-sync replicas.
+
+kill -9 of one Spark worker while the live stream runs: its executor goes with it, Spark runs the
+lost tasks on the other worker's executor, the query carries on, and after the drain the lake
+holds every produced event exactly once, as DuckDB reads it from a glob of the lake's folders.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import nbformat
+import psutil
+import pytest
+import yaml
+from kafka import KafkaAdminClient
+
+from smartcity import cluster, config, kafka, lake, live, runner
+from smartcity.config import NOTEBOOKS, TOPICS, Params, project_root
+from smartcity.engines import free_port, port_open
+from tests.conftest import lab_params, numbered_events, produce_through, unique_delivery
+
+pytestmark = pytest.mark.integration
+
+
+def quorum_ports(count: int) -> list[int]:
+    """Free ports whose controller ports (port + 1000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + kafka.CONTROLLER_PORT_OFFSET < 65536 and not port_open("127.0.0.1", port + kafka.CONTROLLER_PORT_OFFSET):
+            ports.append(port)
+    return ports
+
+
+def cfg_ports(cfg: Params) -> list[int]:
+    return [port for _, port in cfg.kafka_addresses]
+
+
+def in_sync(bootstrap: str) -> dict[tuple[str, int], list[int]]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-test-isr")
+    try:
+        return {(d["name"], p["partition_index"]): sorted(p["isr_nodes"])
+                for d in admin.describe_topics(list(TOPICS)) for p in d["partitions"]}
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]]:
+    """The cluster profile's engines, started once by the tests: 3 Kafka nodes, a master and 2 workers."""
+    root = tmp_path_factory.mktemp("cluster")
+    ports = quorum_ports(3)
+    cfg = lab_params(root, profile="cluster", kafka_replication=3, producer_backend="confluent-kafka",
+                     kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in ports),
+                     spark_master=f"spark://127.0.0.1:{free_port()}", spark_master_ui_port=free_port(), spark_workers=2)
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    with kafka.ensure_broker(cfg) as quorum, cluster.ensure_cluster(cfg) as spark_cluster:
+        assert sorted(quorum.nodes) == [1, 2, 3] and spark_cluster.owned
+        yield cfg, params, quorum, spark_cluster
+
+
+def test_the_six_notebooks_run_unchanged_on_the_cluster_and_reconcile(
+        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    cfg, params, _, spark_cluster = cluster_run
+    result = runner.run(params)  # finds the quorum and the master running, and uses them
+    assert result.problems == [], result.problems
+    for name in NOTEBOOKS:
+        book = nbformat.read(cfg.output_path / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert all(o.output_type != "error" for c in book.cells if c.cell_type == "code" for o in c.outputs), name
+    state = spark_cluster.state() or {}
+    apps = [a for a in state.get("completedapps", []) if a["name"] == f"smartcity-{cfg.profile}"]
+    assert apps and all(a["cores"] == 2 for a in apps), "the stream ran on both workers' executors"
+
+
+def test_the_quorum_replicates_every_topic_three_times_and_needs_two_in_sync(
+        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    cfg, _, quorum, _ = cluster_run
+    kafka.prepare_topics(cfg)
+    assert set(map(tuple, in_sync(quorum.bootstrap).values())) == {(1, 2, 3)}
+    props = (cfg.data_path / "kafka" / "node-2" / "server.properties").read_text().splitlines()
+    for line in ("default.replication.factor=3", "min.insync.replicas=2", "unclean.leader.election.enable=false",
+                 f"controller.quorum.voters={','.join(f'{i}@127.0.0.1:{p + 1000}' for i, p in enumerate(cfg_ports(cfg), 1))}"):
+        assert line in props
+    again = kafka.ensure_broker(cfg)  # the whole quorum answers: used as it is, not started twice
+    assert not again.owned
+    assert kafka.is_kafka(f"127.0.0.1:{cfg_ports(cfg)[2]}")  # every address is a broker, not only the first
+
+
+def test_kill_minus_nine_of_a_broker_while_producing_loses_nothing_and_the_node_rejoins(
+        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    cfg, _, quorum, _ = cluster_run
+    events = numbered_events(150_000)
+    kafka.ensure_topics(quorum.bootstrap, partitions=3, replication=3, empty=True)
+    victim = quorum.nodes[2]
+    restarted: list[kafka.KafkaBroker] = []
+
+    def kill_and_restart(release: Callable[[], None]) -> None:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.proc.wait(30)
+        release()  # the last third is sent while node 2 is gone
+        time.sleep(5)
+        restarted.append(kafka.ensure_broker(cfg))  # starts the missing node again, on its data
+
+    try:
+        produce_through(quorum.bootstrap, events, "confluent-kafka", kill_and_restart)
+        unique_delivery(quorum.bootstrap, events)
+        assert [sorted(b.nodes) for b in restarted] == [[2]]
+        deadline = time.monotonic() + 180
+        while set(map(tuple, in_sync(quorum.bootstrap).values())) != {(1, 2, 3)}:
+            assert time.monotonic() < deadline, f"node 2 did not rejoin the ISR: {in_sync(quorum.bootstrap)}"
+            time.sleep(1)
+    finally:
+        for handle in restarted:
+            quorum.nodes.update(handle.nodes)  # the module's quorum stops it with the others
+
+
+def _glob(cfg: Params, table: str) -> str:
+    return str(lake.table_path(cfg, table) / "**" / "*.parquet")
+
+
+def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doubles_nothing(
+        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    base, _, _, spark_cluster = cluster_run
+    root = base.data_path.parent
+    cfg = config.from_mapping({**base.as_dict(), "mode": "live", "vehicles": 6, "departure_spacing_seconds": 10.0,
+                               "departure_rate_per_hour": 60.0, "speedup": 60.0, "incident_rate": 2.0,
+                               "base_date": "2026-01-05T07:00:00+00:00"})
+    params = root / "live.yaml"
+    params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    log = root / "live.log"
+    with open(log, "a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "smartcity", "live", "--params", str(params), "--quiet"],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=project_root(), start_new_session=True)
+
+    def written() -> int:
+        status = live.read_status(cfg)
+        return 0 if status.empty else int(sum(status[f"{t}.written"].iloc[-1] for t in TOPICS))
+
+    def wait_written(at_least: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while written() < at_least:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the lake did not reach {at_least} events:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+
+    try:
+        wait_written(2000, 300)
+        executors = [p for w in spark_cluster.workers for p in psutil.Process(w.pid).children(recursive=True)
+                     if "CoarseGrainedExecutorBackend" in " ".join(p.cmdline())]
+        assert len(executors) == 2, "the live stream has an executor on each worker"
+        victim = psutil.Process(spark_cluster.workers[0].pid)
+        lost_executors = [e for e in executors if e.ppid() == victim.pid]
+        victim.kill()  # SIGKILL
+        psutil.wait_procs([victim, *lost_executors], timeout=60)
+        assert not any(e.is_running() for e in lost_executors), "the killed worker's executor outlived it"
+        deadline = time.monotonic() + 120
+        while len(cluster.alive_workers(cluster.master_state("127.0.0.1", cfg.spark_master_ui_port))) != 1:
+            assert time.monotonic() < deadline, "the master did not notice the lost worker"
+            time.sleep(1)
+        wait_written(written() + 2000, 300)  # the query carries on, on the other worker's executor
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: stop producing, drain, stop
+        assert proc.wait(300) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    summary = live.finished_summary(cfg)
+    for topic in TOPICS:
+        if not glob.glob(_glob(cfg, topic), recursive=True):
+            assert summary["produced"].get(topic, 0) == 0, topic
+            continue
+        total, distinct = duckdb.sql(
+            f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{_glob(cfg, topic)}', union_by_name = true)"
+        ).fetchall()[0]
+        assert (total, distinct) == (summary["produced"][topic],) * 2, topic
