@@ -36,7 +36,7 @@ test: setup ## unit tests, integration tests on real engines, then pytest --nbva
 fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)
 	$(PY) -m pytest tests/unit -o addopts="-p no:cacheprovider" --hypothesis-profile=fuzz
 
-bench: setup ## producer, simulator, stream vs Spark batch ceiling, live freshness at 10k events/s (outputs/bench/)
+bench: setup ## producer, simulator, stream vs batch ceiling, freshness at 10k events/s, 1->2 executors, capacity rates (outputs/bench/)
 	$(PY) -m smartcity bench
 
 notebooks: setup ## re-execute notebooks/ in place: new reference outputs for nbval (review the diff)

@@ -16,6 +16,11 @@ through the broker's offsets), or the benchmark fails instead of reporting a num
 time and per CPU-second of the process, with and without serializing each value with orjson (what
 the producer then does), for a live-scale fleet and for the small local profile; and the resident
 memory of an endless run over many simulated hours, which must stay flat.
+
+The capacity model's rates (``capacity.{json,md}``, then ``rates.json``; ``--only capacity-rates``):
+the event mix and bytes per event, the broker's and the stream's CPU per event, (g) the catalog's
+and (h) the warehouse load's, all as CPU-seconds of each engine's process tree: see
+:func:`run_capacity_bench` and :func:`write_rates`.
 """
 
 from __future__ import annotations
@@ -128,9 +133,7 @@ def run_producer_bench(events: int = 200_000, seed_pattern_events: int = 2_000, 
         "ratios": {"b_over_a": round(b / a, 1), "c_over_a": round(c / a, 1), "c_over_b": round(c / b, 2)},
         "kafka_python_within_2x_of_confluent": c / b <= 2.0,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "producer.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "producer.md").write_text(render_markdown(results))
+    _save(out_dir, "producer", results, render_markdown(results))
     return results
 
 
@@ -262,9 +265,7 @@ def run_simulator_bench(hours: int = 30, repeats: int = 3, out_dir: Path | None 
         "memory": {"case": f"endless run of the live-scale fleet for {hours} simulated hours, RSS of the process",
                    **memory},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "simulator.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "simulator.md").write_text(render_simulator_markdown(results))
+    _save(out_dir, "simulator", results, render_simulator_markdown(results))
     return results
 
 
@@ -298,6 +299,13 @@ def _bench_cfg(work: Path, **values: Any) -> Params:
                          "producer_backend": "confluent-kafka", **values}, source="smartcity bench")
 
 
+def _save(out_dir: Path, name: str, results: dict[str, Any], markdown: str) -> None:
+    """A benchmark's results as ``<name>.json`` (for tools) and ``<name>.md`` (for people)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown)
+
+
 def _measured() -> dict[str, Any]:
     """When and where a result was measured, and how busy the machine was by then."""
     load = os.getloadavg()
@@ -320,6 +328,19 @@ def glob_counts(lake_root: Path, topics: tuple[str, ...] = TOPICS) -> dict[str, 
         counts[topic] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchall()[0][0] \
             if any((lake_root / topic).rglob("*.parquet")) else 0
     return counts
+
+
+def _timed_drain(spark: Any, cfg: Params, produced: dict[str, int], what: str) -> float:
+    """Seconds the stream takes to drain the topics into an empty lake, which must then hold what was produced."""
+    from smartcity import lake, stream
+
+    lake.reset(cfg)
+    started = time.perf_counter()
+    stream.run_bounded(spark, cfg)
+    seconds = time.perf_counter() - started
+    if glob_counts(cfg.lake_path) != produced:
+        raise RuntimeError(f"{what}: the lake does not hold what was produced")
+    return seconds
 
 
 def _batch_ceiling(spark: Any, cfg: Params, out: Path) -> None:
@@ -362,13 +383,8 @@ def run_stream_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None 
                 warm = stream.warm_up(spark, cfg)
                 runs = []
                 for n in range(repeats):
-                    lake.reset(cfg)
-                    started = time.perf_counter()
-                    stream.run_bounded(spark, cfg)
-                    stream_s = time.perf_counter() - started
+                    stream_s = _timed_drain(spark, cfg, produced, f"stream run {n}")
                     batches = len(lake.commit_log(cfg).batches())
-                    if glob_counts(cfg.lake_path) != produced:
-                        raise RuntimeError(f"stream run {n}: the lake does not hold what was produced")
                     started = time.perf_counter()
                     _batch_ceiling(spark, cfg, work / "ceiling")
                     batch_s = time.perf_counter() - started
@@ -392,9 +408,7 @@ def run_stream_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None 
         "ratio": round(batch_s / stream_s, 2),
         "goals": {"ratio_at_least_0.5": batch_s / stream_s >= 0.5, "at_least_50000_events_per_s": total / stream_s >= 50_000},
     })
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "stream.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "stream.md").write_text(render_stream_markdown(results))
+    _save(out_dir, "stream", results, render_stream_markdown(results))
     return results
 
 
@@ -503,9 +517,7 @@ def run_freshness_bench(rate: float = 10_000, seconds: float = 60.0, trigger_s: 
         "lab_estimate": {"p50_s": summary["freshness_p50_s"], "p95_s": summary["freshness_p95_s"]},
     })
     results["goal_p95_at_most_3_s"] = bool(results["steady"].get("p95_s", float("inf")) <= 3.0)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "freshness.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "freshness.md").write_text(render_freshness_markdown(results))
+    _save(out_dir, "freshness", results, render_freshness_markdown(results))
     return results
 
 
@@ -522,4 +534,512 @@ def render_freshness_markdown(results: dict[str, Any]) -> str:
         f"| in the first {e['seconds']:g} s | {e['events']:,} | {e.get('p50_s')} | {e.get('p95_s')} | {e.get('max_s')} |\n\n"
         f"Goal p95 ≤ 3 s (steady): {'met' if results['goal_p95_at_most_3_s'] else 'NOT met'}. The lab's own estimate "
         f"from the batches' timestamp quantiles: p50 {results['lab_estimate']['p50_s']} s, p95 {results['lab_estimate']['p95_s']} s.\n"
+    )
+
+
+# -- the capacity model's rates: event mix and bytes, stream CPU, (g) catalog, (h) warehouse ------------
+#: Where the rates the capacity model reads are collected (``smartcity capacity`` prefers it when newer).
+RATES_FILE = "rates.json"
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU-seconds (user + system) a process and its descendants have used so far, reaped children included.
+
+    Per-process ``cpu_times`` are cumulative, so the difference of two readings is what the tree
+    spent in between, whatever else the machine was doing: robust to contention, unlike wall time.
+    A descendant that exits in between moves its time into its parent's ``children_*`` fields.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class _CpuMeter:
+    """CPU-seconds of this process (all its threads) and of named process trees, over a ``with`` block."""
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self.result: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        return {"self": time.process_time(), **{name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}}
+
+    def __enter__(self) -> _CpuMeter:
+        self._wall, self._start = time.perf_counter(), self._read()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._read()
+        self.result = {f"{name}_cpu_s": round(end[name] - self._start[name], 3) for name in end}
+        self.result["wall_s"] = round(time.perf_counter() - self._wall, 3)
+
+
+def event_mix(events: list[Event], tick_seconds: float) -> dict[str, Any]:
+    """How many events of each topic a vehicle makes, measured on a simulated run, and their sizes on the wire.
+
+    Telemetry and GPS come once per vehicle per fix; a camera event once per vehicle passing a
+    camera, so per vehicle-second driven whatever the fix interval; weather and incident reports
+    come from the corridor's stations and roads, not from the vehicles: per simulated hour.
+    """
+    counts = {t: sum(1 for e in events if e.topic == t) for t in TOPICS}
+    fixes = counts["vehicle_data"]  # one telemetry event per vehicle per fix
+    stamps = [simulate.parse_iso(e.value["timestamp"]) for e in (events[0], events[-1])]
+    hours = (stamps[1] - stamps[0]).total_seconds() / 3600
+    header = len("schemaVersion") + 1
+    json_bytes = {t: round(sum(len(e.key) + len(orjson.dumps(e.value)) + header for e in events if e.topic == t)
+                           / max(1, counts[t]), 1) for t in TOPICS}
+    return {
+        "events": len(events), "events_per_topic": counts, "vehicle_fixes": fixes, "tick_seconds": tick_seconds,
+        "simulated_hours": round(hours, 3),
+        "per_vehicle_fix": {t: round(counts[t] / fixes, 4) for t in ("vehicle_data", "gps_data")},
+        "traffic_data_per_vehicle_second": round(counts["traffic_data"] / (fixes * tick_seconds), 6),
+        "background_per_hour": {t: round(counts[t] / hours, 2) for t in ("weather_data", "emergency_data")},
+        "events_per_vehicle_fix_all_topics": round(len(events) / fixes, 4),
+        "kafka_json_bytes_per_event": json_bytes,
+    }
+
+
+def _kafka_log_bytes(kafka_dir: Path) -> dict[str, int]:
+    """Bytes of the broker's log segments per topic (the records as stored: compressed batches, headers)."""
+    sizes = {t: 0 for t in TOPICS}
+    for segment in kafka_dir.rglob("*.log"):
+        topic = segment.parent.name.rpartition("-")[0]
+        if topic in sizes:
+            sizes[topic] += segment.stat().st_size
+    return sizes
+
+
+def lake_bytes(lake_root: Path) -> dict[str, Any]:
+    """Parquet files, bytes and bytes per event of each table of a lake (rows counted by DuckDB)."""
+    rows = glob_counts(lake_root)
+    out = {}
+    for topic in TOPICS:
+        files = list((lake_root / topic).rglob("*.parquet"))
+        size = sum(f.stat().st_size for f in files)
+        out[topic] = {"files": len(files), "bytes": size, "rows": rows[topic],
+                      "bytes_per_event": round(size / rows[topic], 1) if rows[topic] else None}
+    return out
+
+
+def run_catalog_bench(cfg: Params, repeats: int = 5) -> dict[str, Any]:
+    """(g): the crawler over the lake of ``cfg``, from an empty catalog, then once more with nothing new.
+
+    The crawler runs in this process (DuckDB, Arrow): its CPU is this process's. A first crawl opens
+    every file's footer; a re-crawl opens none but still re-registers each table and counts its view.
+    Both ``repeats`` times (a fresh catalog file each time), medians: a crawl takes a fraction of a second.
+    """
+    import statistics
+
+    from smartcity import catalog
+
+    firsts, agains = [], []
+    for _ in range(repeats):
+        cfg.catalog_path.unlink(missing_ok=True)
+        with _CpuMeter() as first:
+            summary = catalog.crawl(cfg)
+        with _CpuMeter() as again:
+            catalog.crawl(cfg)
+        firsts.append(first.result)
+        agains.append(again.result)
+    events = int(summary.loc[[catalog.catalog_name(t) for t in TOPICS], "row_count"].sum())
+    files = int(summary["files read"].sum())
+    cpu = statistics.median(r["self_cpu_s"] for r in firsts)
+    fixed = statistics.median(r["self_cpu_s"] for r in agains)
+    # what opening one new file adds: the first crawl less a crawl of the same lake with nothing new
+    return {"events": events, "files": files, "repeats": repeats, "first_crawl_cpu_s": [r["self_cpu_s"] for r in firsts],
+            "first_crawl_wall_s": [r["wall_s"] for r in firsts],
+            "recrawl_nothing_new_cpu_s": [r["self_cpu_s"] for r in agains],
+            "events_per_cpu_s": round(events / max(cpu, 1e-9)), "files_per_cpu_s": round(files / max(cpu, 1e-9), 1),
+            "cpu_s_per_new_file": round(max(cpu - fixed, 0.0) / max(files, 1), 5)}
+
+
+def run_warehouse_bench(cfg: Params, warehouse: Any) -> dict[str, Any]:
+    """(h): ``redshift.load_lake`` of the whole lake of ``cfg`` into an empty warehouse schema.
+
+    CPU counts both sides: this process (reads Parquet, writes CSV for COPY) and the PostgreSQL
+    server's processes (the backend doing COPY and the merge, and its background writers). Every
+    event of the lake must be in the warehouse afterwards or nothing is reported.
+    """
+    from smartcity import redshift
+
+    with warehouse.connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {redshift.SCHEMA} CASCADE")
+    in_lake = glob_counts(cfg.lake_path)
+    time.sleep(1.0)  # the DROP's backend has exited and been reaped
+    server_before = tree_cpu_seconds(warehouse.process.pid)
+    with _CpuMeter() as meter:
+        redshift.load_lake(cfg, warehouse)
+    # the backend that served the load exits when its connection closes; once the postmaster has reaped
+    # it, its CPU is in the postmaster's children times: read the server's tree a moment later
+    time.sleep(1.0)
+    result = {**meter.result, "server_cpu_s": round(tree_cpu_seconds(warehouse.process.pid) - server_before, 3)}
+    loaded = redshift.warehouse_counts(warehouse)
+    if loaded != in_lake:
+        raise RuntimeError(f"the warehouse holds {loaded}, the lake {in_lake}")
+    events = sum(in_lake.values())
+    cpu = result["self_cpu_s"] + result["server_cpu_s"]
+    return {"events": events, **result,
+            "events_per_cpu_s": round(events / max(cpu, 1e-9)),
+            "client_events_per_cpu_s": round(events / max(result["self_cpu_s"], 1e-9)),
+            "server_events_per_cpu_s": round(events / max(result["server_cpu_s"], 1e-9)),
+            "events_per_s_wall": round(events / max(result["wall_s"], 1e-9))}
+
+
+def _stream_run(spark: Any, cfg: Params, produced: dict[str, int], jvm_pid: int, broker_pid: int) -> dict[str, Any]:
+    """One bounded drain of the topics into an empty lake; CPU of the Spark JVM, of this process
+    (the driver's Python: foreachBatch callbacks and the publisher turning staged lines into
+    Parquet) and of the broker serving the reads."""
+    from smartcity import lake, stream
+
+    lake.reset(cfg)
+    with _CpuMeter(jvm=jvm_pid, broker=broker_pid) as meter:
+        stream.run_bounded(spark, cfg)
+    if glob_counts(cfg.lake_path) != produced:
+        raise RuntimeError("a stream run left a lake that does not hold what was produced")
+    r = meter.result
+    events = sum(produced.values())
+    stream_cpu = r["jvm_cpu_s"] + r["self_cpu_s"]
+    return {**r, "batches": len(lake.commit_log(cfg).batches()), "max_batch_events": cfg.stream_max_batch_events,
+            "events_per_cpu_s": round(events / stream_cpu), "jvm_events_per_cpu_s": round(events / r["jvm_cpu_s"]),
+            "driver_python_events_per_cpu_s": round(events / max(r["self_cpu_s"], 1e-9)),
+            "events_per_s_wall": round(events / r["wall_s"]),
+            "broker_fetch_events_per_cpu_s": round(events / max(r["broker_cpu_s"], 1e-9))}
+
+
+def run_capacity_bench(vehicles: int = 80, repeats: int = 3, small_batch_events: int = 10_000, small_repeats: int = 2,
+                       out_dir: Path | None = None) -> dict[str, Any]:
+    """The rates the capacity model needs that no other part measures, in one isolated lab (temp dir, free ports).
+
+    1. event mix and JSON size per topic, from the simulated run of ``vehicles`` (the stream bench's fleet);
+    2. the broker's CPU per event produced (a first produce warms its JVM up, then the topics are
+       emptied and the same events produced again, measured) and its log bytes per event;
+    3. the stream's CPU per event: after one uncounted drain (JIT), ``repeats`` bounded drains with the
+       default 200,000-event batches (Spark JVM + driver Python, medians), then ``small_repeats`` with
+       ``small_batch_events`` per batch (the size a 1 s trigger takes at 10,000 events/s): the
+       difference is the CPU of a micro-batch; their lake gives Parquet bytes per event as a live run
+       writes them;
+    4. (g) the catalog and (h) the warehouse over each of the two lakes.
+
+    Writes ``capacity.{json,md}`` and then ``rates.json`` (see :func:`write_rates`).
+    """
+    import dataclasses
+    import statistics
+
+    from smartcity import postgres
+    from smartcity.spark import spark_session
+
+    out_dir = out_dir or project_root() / BENCH_DIR
+    work = Path(tempfile.mkdtemp(prefix="smartcity-bench-"))
+    try:
+        cfg = _bench_cfg(work, vehicles=vehicles, departure_spacing_seconds=20.0, stream_max_batch_events=200_000)
+        events = simulate.simulate_journey(cfg)
+        mix = event_mix(events, cfg.tick_seconds)
+        produced = mix["events_per_topic"]
+        with kafka.ensure_broker(cfg) as broker:
+            broker_pid = (broker.process or next(iter(broker.nodes.values()))).pid
+            simulate.prepare_run(cfg)
+            produce(cfg.kafka_bootstrap, events, backend="confluent-kafka", progress=False)  # warms the broker up
+            log_bytes = _kafka_log_bytes(cfg.data_path / "kafka")  # one copy of every event, as the broker keeps it
+            kafka_log = {t: round(log_bytes[t] / produced[t], 1) if produced[t] else None for t in TOPICS}
+            kafka.truncate_topics(cfg.kafka_bootstrap)
+            time.sleep(5.0)
+            with _CpuMeter(broker=broker_pid) as idle:
+                time.sleep(10.0)
+            with _CpuMeter(broker=broker_pid) as ingest:
+                produce(cfg.kafka_bootstrap, events, backend="confluent-kafka", progress=False)
+            if kafka.topic_counts(cfg.kafka_bootstrap) != produced:
+                raise RuntimeError("the topics do not hold what was produced")
+            with postgres.ensure_warehouse(cfg) as warehouse, spark_session(cfg) as spark:
+                jvm_pid = spark.sparkContext._gateway.proc.pid
+                from smartcity import stream
+
+                warm = stream.warm_up(spark, cfg)
+                # the session's first drain still compiles the stream's code (about twice the CPU of the
+                # later ones in a trial run): measured and kept, but not counted in the steady rates
+                first_drain = _stream_run(spark, cfg, produced, jvm_pid, broker_pid)
+                runs = [_stream_run(spark, cfg, produced, jvm_pid, broker_pid) for _ in range(repeats)]
+                large = {"lake": lake_bytes(cfg.lake_path), "catalog": run_catalog_bench(cfg),
+                         "warehouse": run_warehouse_bench(cfg, warehouse)}
+                small_cfg = dataclasses.replace(cfg, stream_max_batch_events=small_batch_events)
+                small_runs = [_stream_run(spark, small_cfg, produced, jvm_pid, broker_pid) for _ in range(small_repeats)]
+                small = {"lake": lake_bytes(cfg.lake_path), "catalog": run_catalog_bench(cfg),
+                         "warehouse": run_warehouse_bench(cfg, warehouse)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    total = len(events)
+    ingest_r, idle_r = ingest.result, idle.result
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    def cpu(run: dict[str, Any]) -> float:
+        return run["jvm_cpu_s"] + run["self_cpu_s"]
+
+    # the same events in more, smaller batches: what each further micro-batch costs, whatever it holds
+    small_cpu = statistics.median(cpu(r) for r in small_runs)
+    small_batches = statistics.median(r["batches"] for r in small_runs)
+    per_batch = (small_cpu - statistics.median(cpu(r) for r in runs)) / (small_batches - median("batches"))
+
+    results = _measured()
+    results.update({
+        "conditions": (f"{total:,} events of {vehicles} vehicles (departures 20 s apart, whole journeys) in 5 topics "
+                       f"of 3 partitions on one local KRaft broker (replication 1), produced with confluent-kafka "
+                       f"(lz4); Spark local[*] on this machine's {os.cpu_count()} cores, driver "
+                       f"{cfg.spark_driver_memory}, JVM warmed up first ({warm:.0f} s); {repeats} drains with "
+                       f"maxOffsetsPerTrigger {cfg.stream_max_batch_events:,} (medians, after one uncounted "
+                       f"drain) and {small_repeats} with {small_batch_events:,}; embedded PostgreSQL "
+                       f"(fsync {'on' if cfg.postgres_fsync else 'off'}); "
+                       f"CPU-seconds from /proc (psutil) of each engine's process tree and of this process; "
+                       f"unpinned, other work on the machine counts in wall time only; {results['load_when_done']}"),
+        "events": total, "event_mix": mix,
+        "kafka": {"ingest": {**ingest_r, "events_per_cpu_s": round(total / max(ingest_r["broker_cpu_s"], 1e-9)),
+                             "producer_events_per_cpu_s": round(total / max(ingest_r["self_cpu_s"], 1e-9))},
+                  "idle_broker_cores": round(idle_r["broker_cpu_s"] / idle_r["wall_s"], 4),
+                  "log_bytes_per_event": kafka_log},
+        "stream": {"first_drain_not_counted": first_drain, "runs": runs,
+                   "events_per_cpu_s": round(median("events_per_cpu_s")),
+                   "jvm_events_per_cpu_s": round(median("jvm_events_per_cpu_s")),
+                   "driver_python_events_per_cpu_s": round(median("driver_python_events_per_cpu_s")),
+                   "events_per_s_wall": round(median("events_per_s_wall")),
+                   "broker_fetch_events_per_cpu_s": round(median("broker_fetch_events_per_cpu_s")),
+                   "cpu_s_per_batch": round(per_batch, 4),
+                   "small_batches": {"max_batch_events": small_batch_events, "batches": small_batches,
+                                     "median_cpu_s": round(small_cpu, 3), "runs": small_runs}},
+        "large_batch_lake": large, "small_batch_lake": small,
+    })
+    _save(out_dir, "capacity", results, render_capacity_markdown(results))
+    write_rates(out_dir)
+    return results
+
+
+def render_capacity_markdown(results: dict[str, Any]) -> str:
+    s, k, mix = results["stream"], results["kafka"], results["event_mix"]
+    rows = "\n".join(
+        f"| {n} | {r['max_batch_events']:,} | {r['batches']} | {r['wall_s']:.1f} | {r['jvm_cpu_s']:.1f} | "
+        f"{r['self_cpu_s']:.1f} | {r['events_per_cpu_s']:,} | {r['events_per_s_wall']:,} |"
+        for n, r in enumerate([s["first_drain_not_counted"], *s["runs"], *s["small_batches"]["runs"]]))
+    lakes = "\n".join(
+        f"| {name} | {t} | {lake['lake'][t]['files']} | {lake['lake'][t]['bytes_per_event']} | "
+        f"{mix['kafka_json_bytes_per_event'][t]} | {k['log_bytes_per_event'][t]} |"
+        for name, lake in (("200,000/batch", results["large_batch_lake"]), ("small batches", results["small_batch_lake"]))
+        for t in TOPICS)
+    stages = "\n".join(
+        f"| {stage} | {name} | {lake[stage]['events']:,} | {lake[stage]['files'] if stage == 'catalog' else ''} | "
+        f"{lake[stage]['events_per_cpu_s']:,} |"
+        for name, lake in (("200,000/batch", results["large_batch_lake"]), ("small batches", results["small_batch_lake"]))
+        for stage in ("catalog", "warehouse"))
+    return (
+        f"# Capacity rates ({results['measured_at']})\n\n" + _machine_line(results) +
+        f"Conditions: {results['conditions']}.\n\n"
+        f"Event mix: per vehicle fix {mix['per_vehicle_fix']}; traffic camera events per vehicle-second "
+        f"{mix['traffic_data_per_vehicle_second']}; background per simulated hour {mix['background_per_hour']}; "
+        f"all topics {mix['events_per_vehicle_fix_all_topics']} events per vehicle fix at {mix['tick_seconds']:g} s.\n\n"
+        "Run 0 is the session's first drain, not counted (JIT).\n\n"
+        "| run | events/batch | batches | wall s | Spark JVM CPU s | driver Python CPU s | events per CPU-s | events/s wall |\n"
+        "|---|---|---|---|---|---|---|---|\n" + rows + "\n\n"
+        f"Broker: {k['ingest']['events_per_cpu_s']:,} events per CPU-second produced into it, "
+        f"{s['broker_fetch_events_per_cpu_s']:,} read from it by the stream; idle {k['idle_broker_cores']} cores. "
+        f"Stream CPU per further micro-batch: {s['cpu_s_per_batch']} s.\n\n"
+        "| lake | table | files | Parquet bytes/event | Kafka JSON bytes/event | Kafka log bytes/event |\n"
+        "|---|---|---|---|---|---|\n" + lakes + "\n\n"
+        "| stage | lake | events | files | events per CPU-s |\n|---|---|---|---|---|\n" + stages + "\n"
+    )
+
+
+def _best_case(cases: list[dict[str, Any]], starts: str) -> dict[str, Any]:
+    found = [c for c in cases if c["case"].startswith(starts)]
+    if not found:
+        raise KeyError(f"no case starting with {starts!r}")
+    return found[0]
+
+
+def write_rates(bench_dir: Path | None = None) -> dict[str, Any]:
+    """Collect the per-core rates of ``simulator.json``, ``producer.json`` and ``capacity.json`` into ``rates.json``.
+
+    Each figure keeps where it came from (file, case, measured_at, conditions) and the machine. The
+    1 -> 2 executor scaling of the stream comes from ``scaling.json`` (``--only scaling``, on a
+    standalone cluster); without it ``stream_scaling_1_to_2`` is null.
+    """
+    import statistics
+
+    bench_dir = bench_dir or project_root() / BENCH_DIR
+    loaded = {}
+    for name, how in (("simulator", "smartcity bench --only simulator"), ("producer", "smartcity bench --only producer"),
+                      ("capacity", "smartcity bench --only capacity-rates")):
+        path = bench_dir / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `{how}` first")
+        loaded[name] = json.loads(path.read_text())
+    sim, prod, cap = loaded["simulator"], loaded["producer"], loaded["capacity"]
+
+    def source(name: str, part: str) -> dict[str, Any]:
+        data = loaded[name]
+        return {"source": f"{BENCH_DIR / (name + '.json')}: {part}", "measured_at": data["measured_at"],
+                "conditions": data["conditions"]}
+
+    live = _best_case(sim["cases"], "live-scale")["generate_and_serialize"]
+    drains = cap["stream"]["runs"]
+    drain_cpu = statistics.median(r["jvm_cpu_s"] + r["self_cpu_s"] for r in drains)
+    drain_batches = statistics.median(r["batches"] for r in drains)
+    net_of_batches = round(cap["events"] / (drain_cpu - drain_batches * cap["stream"]["cpu_s_per_batch"]))
+    # the largest rate the stream has reached on this machine: these drains, or the stream bench (d) if it did more
+    fastest = {"value": max(r["events_per_s_wall"] for r in cap["stream"]["runs"]), **source(
+        "capacity", "stream.runs: the largest wall-clock rate of these drains (local[*])")}
+    stream_bench = bench_dir / "stream.json"
+    if stream_bench.is_file():
+        d = json.loads(stream_bench.read_text())
+        if d["stream_events_per_s"] > fastest["value"]:
+            loaded["stream"] = d
+            fastest = {"value": d["stream_events_per_s"], **source(
+                "stream", "stream_events_per_s: the stream bench (d), median of its drains (local[*])")}
+    confluent = _best_case(prod["cases"], "(c)")
+    s, k, mix = cap["stream"], cap["kafka"], cap["event_mix"]
+    small, large = cap["small_batch_lake"], cap["large_batch_lake"]
+    rates = {
+        "measured_at": max(sim["measured_at"], prod["measured_at"], cap["measured_at"]),
+        "machine": cap["machine"],
+        "rates": {
+            "simulator_events_per_cpu_s": {"value": live["events_per_cpu_s"], **source(
+                "simulator", "live-scale fleet, generate_and_serialize (events and their orjson values), one core")},
+            "producer_events_per_cpu_s": {"value": confluent["events_per_cpu_s"], **source(
+                "producer", "case (c) confluent-kafka, producer process pinned to one core")},
+            "stream_events_per_cpu_s": {"value": s["events_per_cpu_s"], **source(
+                "capacity", "stream.events_per_cpu_s: Spark JVM + driver Python CPU, median of the 200,000-event-batch drains")},
+            "stream_events_per_cpu_s_net_of_batches": {"value": net_of_batches, **source(
+                "capacity", "events / (median CPU of the 200,000-event drains - their batches x stream.cpu_s_per_batch): "
+                            "the stream's CPU per event with its per-micro-batch CPU taken out")},
+            "stream_jvm_events_per_cpu_s": {"value": s["jvm_events_per_cpu_s"], **source(
+                "capacity", "stream.jvm_events_per_cpu_s: the Spark JVM alone (work that executors share)")},
+            "stream_driver_events_per_cpu_s": {"value": s["driver_python_events_per_cpu_s"], **source(
+                "capacity", "stream.driver_python_events_per_cpu_s: the driver's Python (publisher: lines to Parquet)")},
+            "stream_cpu_s_per_batch": {"value": s["cpu_s_per_batch"], **source(
+                "capacity", "stream.cpu_s_per_batch: (CPU of the small-batch drain - median CPU of the 200,000-event "
+                            "drains) / (difference in batches), same events")},
+            "stream_events_per_s_wall_max": fastest,
+            "broker_ingest_events_per_cpu_s": {"value": k["ingest"]["events_per_cpu_s"], **source(
+                "capacity", "kafka.ingest: broker JVM CPU while the producer sent every event (replication 1)")},
+            "broker_fetch_events_per_cpu_s": {"value": s["broker_fetch_events_per_cpu_s"], **source(
+                "capacity", "stream.broker_fetch_events_per_cpu_s: broker JVM CPU while the stream read them")},
+            "catalog_cpu_s_per_new_file": {"value": small["catalog"]["cpu_s_per_new_file"], **source(
+                "capacity", "small_batch_lake.catalog: (first crawl - re-crawl with nothing new) / files opened")},
+            "catalog_files_per_cpu_s": {"value": small["catalog"]["files_per_cpu_s"], **source(
+                "capacity", "small_batch_lake.catalog: first crawl, footers of every file")},
+            "catalog_events_per_cpu_s": {"value": small["catalog"]["events_per_cpu_s"], **source(
+                "capacity", "small_batch_lake.catalog: first crawl (depends on events per file)")},
+            "warehouse_events_per_cpu_s": {"value": small["warehouse"]["events_per_cpu_s"], **source(
+                "capacity", "small_batch_lake.warehouse: load_lake, client + PostgreSQL server CPU")},
+        },
+        "event_mix": {
+            "per_vehicle_fix": mix["per_vehicle_fix"],
+            "traffic_data_per_vehicle_second": mix["traffic_data_per_vehicle_second"],
+            "background_per_hour": mix["background_per_hour"],
+            "events_per_vehicle_fix_all_topics": mix["events_per_vehicle_fix_all_topics"],
+            "tick_seconds": mix["tick_seconds"],
+            **source("capacity", f"event_mix: {mix['events']:,} simulated events, {mix['vehicle_fixes']:,} vehicle fixes"),
+        },
+        "bytes_per_event": {
+            "kafka_json": mix["kafka_json_bytes_per_event"],
+            "kafka_log": k["log_bytes_per_event"],
+            "parquet": {t: small["lake"][t]["bytes_per_event"] for t in TOPICS},
+            "parquet_large_batches": {t: large["lake"][t]["bytes_per_event"] for t in TOPICS},
+            **source("capacity", "kafka_json: key + orjson value + header; kafka_log: broker log segments (lz4 batches); "
+                                 f"parquet: the lake of the {s['small_batches']['max_batch_events']:,}-event batches "
+                                 "(what a 1 s trigger takes at 10,000 events/s); parquet_large_batches: 200,000-event batches"),
+        },
+        **_scaling_rate(bench_dir),
+    }
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    (bench_dir / RATES_FILE).write_text(json.dumps(rates, indent=2) + "\n")
+    return rates
+
+
+# -- the stream from 1 to 2 executors on the cluster profile's engines -------------------------------
+def _scaling_rate(bench_dir: Path) -> dict[str, Any]:
+    """``stream_scaling_1_to_2`` and where it came from, for ``rates.json``; null when not measured."""
+    path = bench_dir / "scaling.json"
+    if not path.is_file():
+        return {"stream_scaling_1_to_2": None,
+                "stream_scaling_note": "not measured: run `smartcity bench --only scaling` (a standalone cluster)"}
+    data = json.loads(path.read_text())
+    rates = ", ".join(f"{c['executors']} executor(s) {c['events_per_s']:,} events/s" for c in data["cases"])
+    return {"stream_scaling_1_to_2": data["stream_scaling_1_to_2"],
+            "stream_scaling_note": f"{BENCH_DIR / 'scaling.json'} ({data['measured_at']}): {rates}; {data['conditions']}"}
+
+
+def run_scaling_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None = None) -> dict[str, Any]:
+    """The stream's drain rate with 1 and then 2 executors of a standalone cluster (2 workers of 1 core).
+
+    The same events in the same topics; each case is its own application (``spark.cores.max`` 1,
+    then 2), warmed up, then drains the topics ``repeats`` times from scratch, every drain checked
+    against the produced counts by a DuckDB glob. The ratio of the medians is what the capacity
+    model calls ``stream_scaling_1_to_2``. On a 2-core machine the executors share the cores with
+    the driver, the broker and the publisher, so this is the floor of what more cores give.
+    """
+    import statistics
+
+    from smartcity import cluster, stream
+    from smartcity.spark import spark_session
+
+    out_dir = out_dir or project_root() / BENCH_DIR
+    work = Path(tempfile.mkdtemp(prefix="smartcity-bench-"))
+    cases: dict[int, dict[str, Any]] = {}
+    try:
+        base = _bench_cfg(work, vehicles=vehicles, departure_spacing_seconds=20.0, stream_max_batch_events=200_000,
+                          spark_master=f"spark://127.0.0.1:{free_port()}", spark_master_ui_port=free_port(),
+                          spark_workers=2, spark_worker_cores=1)
+        events = simulate.simulate_journey(base)
+        produced = {t: sum(1 for e in events if e.topic == t) for t in TOPICS}
+        with kafka.ensure_broker(base), cluster.ensure_cluster(base):
+            simulate.prepare_run(base)
+            produce(base.kafka_bootstrap, events, backend="confluent-kafka", progress=False)
+            for executors in (1, 2):
+                cfg = from_mapping({**base.as_dict(), "spark_cores_max": executors}, source="smartcity bench")
+                with spark_session(cfg) as spark:
+                    warm = stream.warm_up(spark, cfg)
+                    seconds = []
+                    for n in range(repeats):
+                        seconds.append(round(_timed_drain(spark, cfg, produced, f"{executors} executor(s), drain {n}"), 2))
+                    # what the master granted (the driver is in the tracker's list too)
+                    granted = len(spark.sparkContext._jsc.sc().statusTracker().getExecutorInfos()) - 1
+                if granted != executors:
+                    raise RuntimeError(f"asked for {executors} executor(s), the master granted {granted}")
+                cases[executors] = {"executors": executors, "warm_up_s": round(warm, 1),
+                                    "drain_seconds": seconds,
+                                    "events_per_s": round(len(events) / statistics.median(seconds))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = _measured()
+    results.update({
+        "conditions": (f"{len(events):,} events of {vehicles} vehicles in 5 topics of 3 partitions on one local broker; "
+                       "a Spark standalone master and 2 workers of 1 core and 1 GiB each on this machine, executors "
+                       f"of {base.spark_executor_memory}, driver {base.spark_driver_memory}, spark.cores.max 1 then 2; "
+                       f"maxOffsetsPerTrigger {base.stream_max_batch_events:,}; {repeats} drains each, medians; "
+                       f"{results['load_when_done']}"),
+        "events": len(events), "cases": [cases[1], cases[2]],
+        "stream_scaling_1_to_2": round(cases[2]["events_per_s"] / cases[1]["events_per_s"], 2),
+    })
+    _save(out_dir, "scaling", results, render_scaling_markdown(results))
+    return results
+
+
+def render_scaling_markdown(results: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {c['executors']} | {c['warm_up_s']:.0f} | {', '.join(f'{s:.1f}' for s in c['drain_seconds'])} | "
+                     f"{c['events_per_s']:,} |" for c in results["cases"])
+    return (
+        f"# Stream scaling, 1 -> 2 executors ({results['measured_at']})\n\n" + _machine_line(results) +
+        f"Conditions: {results['conditions']}.\n\n"
+        "| executors (1 core each) | warm-up s | drains (s) | events/s (median) |\n|---|---|---|---|\n" + rows + "\n\n"
+        f"2 executors / 1 executor: **{results['stream_scaling_1_to_2']:.2f}**.\n"
     )

@@ -1,4 +1,4 @@
-"""Command line: ``smartcity run | simulate | bench | setup | params`` (also ``python -m smartcity``)."""
+"""Command line: ``smartcity run | simulate | bench | capacity | setup | params`` (also ``python -m smartcity``)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,26 @@ def _bench(args: argparse.Namespace) -> int:
     if args.only in (None, "freshness"):
         print(bench.render_freshness_markdown(bench.run_freshness_bench(
             rate=args.freshness_rate, seconds=args.freshness_seconds, settle_s=min(60.0, args.freshness_seconds / 3))))
+    if args.only in (None, "scaling"):
+        print(bench.render_scaling_markdown(bench.run_scaling_bench()))
+    if args.only in (None, "capacity-rates"):  # needs simulator.json and producer.json: runs after them
+        print(bench.render_capacity_markdown(bench.run_capacity_bench()))
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from smartcity import capacity
+
+    try:
+        rates, source = capacity.load_rates(measured_path=args.rates)
+        if args.vehicles is None:
+            frame = capacity.preset_table(rates, args.fix_seconds)
+        else:
+            frame = capacity.table({f"{args.vehicles:,} vehicles": capacity.estimate(rates, args.vehicles, args.fix_seconds)})
+    except (capacity.RatesError, ValueError) as exc:
+        print(f"smartcity capacity: {exc}", file=sys.stderr)
+        return 2
+    print(capacity.render(rates, source, frame))
     return 0
 
 
@@ -180,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="stop this profile's background live run (started by 01_simulate): drain, then stop")
     live.set_defaults(func=_live)
     bench = sub.add_parser("bench", help="measure producer and simulator throughput (results in outputs/bench/)")
-    bench.add_argument("--only", choices=("producer", "simulator", "stream", "freshness"),
+    bench.add_argument("--only", choices=("producer", "simulator", "stream", "freshness", "scaling", "capacity-rates"),
                        help="run one part of the benchmark")
     bench.add_argument("--freshness-rate", type=float, default=10_000.0, metavar="EVENTS_PER_S",
                        help="events/s of the live run whose freshness is measured (default 10,000)")
@@ -192,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seed-pattern-events", type=int, default=2_000,
                        help="events for the slow seed pattern (flush after every message)")
     bench.set_defaults(func=_bench)
+    cap = sub.add_parser("capacity", help="size Kafka, Spark, lake and warehouse for N vehicles from measured rates")
+    cap.add_argument("--vehicles", type=int, help="vehicles reporting at once (default: the corridor, London and UK)")
+    cap.add_argument("--fix-seconds", type=float, default=5.0, help="seconds between two fixes of a vehicle (default 5)")
+    cap.add_argument("--rates", type=Path, help="a rates.json to use if newer than the committed rates "
+                                                 "(default outputs/bench/rates.json)")
+    cap.set_defaults(func=_capacity)
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every topic (lib/smartcity/<topic>.schema.json)")
     schemas.set_defaults(func=_schemas)
     setup = sub.add_parser("setup", help="check Java, fetch the Kafka and Spark jars (Maven Central) and the map assets (npm)")
