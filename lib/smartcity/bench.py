@@ -99,7 +99,7 @@ def run_producer_bench(events: int = 200_000, seed_pattern_events: int = 2_000, 
     try:
         with kafka.start_broker(free_port(), work / "kafka") as broker:
             producer_core, broker_cores = cores[0], set(cores[1:]) or {cores[0]}
-            os.sched_setaffinity(broker.process.pid, broker_cores)  # type: ignore[union-attr]
+            os.sched_setaffinity(broker.nodes[1].pid, broker_cores)
             os.sched_setaffinity(0, {producer_core})
             try:
                 seed_sample = sample[:seed_pattern_events]
@@ -330,17 +330,19 @@ def glob_counts(lake_root: Path, topics: tuple[str, ...] = TOPICS) -> dict[str, 
     return counts
 
 
-def _timed_drain(spark: Any, cfg: Params, produced: dict[str, int], what: str) -> float:
-    """Seconds the stream takes to drain the topics into an empty lake, which must then hold what was produced."""
+def _drain(spark: Any, cfg: Params, produced: dict[str, int], what: str, **pids: int) -> dict[str, float]:
+    """The stream drains the topics into an empty lake, which must then hold what was produced.
+
+    Returns wall seconds and CPU-seconds of this process and of the named process trees (see _CpuMeter).
+    """
     from smartcity import lake, stream
 
     lake.reset(cfg)
-    started = time.perf_counter()
-    stream.run_bounded(spark, cfg)
-    seconds = time.perf_counter() - started
+    with _CpuMeter(**pids) as meter:
+        stream.run_bounded(spark, cfg)
     if glob_counts(cfg.lake_path) != produced:
         raise RuntimeError(f"{what}: the lake does not hold what was produced")
-    return seconds
+    return meter.result
 
 
 def _batch_ceiling(spark: Any, cfg: Params, out: Path) -> None:
@@ -383,7 +385,7 @@ def run_stream_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None 
                 warm = stream.warm_up(spark, cfg)
                 runs = []
                 for n in range(repeats):
-                    stream_s = _timed_drain(spark, cfg, produced, f"stream run {n}")
+                    stream_s = _drain(spark, cfg, produced, f"stream run {n}")["wall_s"]
                     batches = len(lake.commit_log(cfg).batches())
                     started = time.perf_counter()
                     _batch_ceiling(spark, cfg, work / "ceiling")
@@ -701,14 +703,9 @@ def _stream_run(spark: Any, cfg: Params, produced: dict[str, int], jvm_pid: int,
     """One bounded drain of the topics into an empty lake; CPU of the Spark JVM, of this process
     (the driver's Python: foreachBatch callbacks and the publisher turning staged lines into
     Parquet) and of the broker serving the reads."""
-    from smartcity import lake, stream
+    from smartcity import lake
 
-    lake.reset(cfg)
-    with _CpuMeter(jvm=jvm_pid, broker=broker_pid) as meter:
-        stream.run_bounded(spark, cfg)
-    if glob_counts(cfg.lake_path) != produced:
-        raise RuntimeError("a stream run left a lake that does not hold what was produced")
-    r = meter.result
+    r = _drain(spark, cfg, produced, "a stream run", jvm=jvm_pid, broker=broker_pid)
     events = sum(produced.values())
     stream_cpu = r["jvm_cpu_s"] + r["self_cpu_s"]
     return {**r, "batches": len(lake.commit_log(cfg).batches()), "max_batch_events": cfg.stream_max_batch_events,
@@ -737,7 +734,7 @@ def run_capacity_bench(vehicles: int = 80, repeats: int = 3, small_batch_events:
     import dataclasses
     import statistics
 
-    from smartcity import postgres
+    from smartcity import postgres, stream
     from smartcity.spark import spark_session
 
     out_dir = out_dir or project_root() / BENCH_DIR
@@ -748,7 +745,7 @@ def run_capacity_bench(vehicles: int = 80, repeats: int = 3, small_batch_events:
         mix = event_mix(events, cfg.tick_seconds)
         produced = mix["events_per_topic"]
         with kafka.ensure_broker(cfg) as broker:
-            broker_pid = (broker.process or next(iter(broker.nodes.values()))).pid
+            broker_pid = broker.nodes[1].pid
             simulate.prepare_run(cfg)
             produce(cfg.kafka_bootstrap, events, backend="confluent-kafka", progress=False)  # warms the broker up
             log_bytes = _kafka_log_bytes(cfg.data_path / "kafka")  # one copy of every event, as the broker keeps it
@@ -763,8 +760,6 @@ def run_capacity_bench(vehicles: int = 80, repeats: int = 3, small_batch_events:
                 raise RuntimeError("the topics do not hold what was produced")
             with postgres.ensure_warehouse(cfg) as warehouse, spark_session(cfg) as spark:
                 jvm_pid = spark.sparkContext._gateway.proc.pid
-                from smartcity import stream
-
                 warm = stream.warm_up(spark, cfg)
                 # the session's first drain still compiles the stream's code (about twice the CPU of the
                 # later ones in a trial run): measured and kept, but not counted in the steady rates
@@ -1010,7 +1005,7 @@ def run_scaling_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None
                     warm = stream.warm_up(spark, cfg)
                     seconds = []
                     for n in range(repeats):
-                        seconds.append(round(_timed_drain(spark, cfg, produced, f"{executors} executor(s), drain {n}"), 2))
+                        seconds.append(round(_drain(spark, cfg, produced, f"{executors} executor(s), drain {n}")["wall_s"], 2))
                     # what the master granted (the driver is in the tracker's list too)
                     granted = len(spark.sparkContext._jsc.sc().statusTracker().getExecutorInfos()) - 1
                 if granted != executors:

@@ -21,7 +21,15 @@ from typing import Any
 
 from smartcity import jvm
 from smartcity.config import Params, project_root
-from smartcity.engines import EngineError, EngineHandle, ManagedProcess, free_port, port_open
+from smartcity.engines import (
+    EngineError,
+    EngineHandle,
+    ManagedProcess,
+    free_port,
+    port_open,
+    stop_together,
+    wait_until,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +74,7 @@ class SparkCluster(EngineHandle):
 
     def stop(self) -> None:
         """Workers first (each takes its executors down), then the master."""
-        for worker in self.workers:
-            if worker.alive():
-                worker.proc.send_signal(worker.stop_signal)
-        for worker in self.workers:
-            worker.stop()
+        stop_together(self.workers)
         super().stop()
 
 
@@ -110,10 +114,14 @@ def start_worker(cfg: Params, number: int, master_url: str) -> ManagedProcess:
 
 
 def wait_for_workers(cluster: SparkCluster, count: int, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Until the master lists ``count`` workers ALIVE (its own word, not an open port)."""
-    procs = ([cluster.process] if cluster.process else []) + cluster.workers
-    for proc in procs:
-        proc.wait_ready(lambda: len(alive_workers(cluster.state())) >= count, timeout=timeout_s)
+    """Until the master lists ``count`` workers ALIVE (its own word, not an open port); fails if one of them dies."""
+    procs = [p for p in (cluster.process, *cluster.workers) if p is not None]
+    try:
+        wait_until(lambda: len(alive_workers(cluster.state())) >= count, timeout=timeout_s,
+                   what=f"the Spark master and {count} workers", alive=lambda: all(p.alive() for p in procs))
+    except EngineError as exc:
+        tails = "\n".join(f"{p.log_path}:\n{p.log_tail(10)}" for p in procs)
+        raise EngineError(f"{exc}; last lines of their logs:\n{tails}") from None
 
 
 def ensure_cluster(cfg: Params) -> SparkCluster | None:

@@ -35,6 +35,8 @@ NOTEBOOKS: tuple[str, ...] = (
 
 PRODUCER_BACKENDS: tuple[str, ...] = ("kafka-python", "confluent-kafka")
 MODES: tuple[str, ...] = ("batch", "live")
+#: Host names of this machine's loopback: where the lab starts engines, and binds its Spark driver.
+LOCAL_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
 
 
 class ParamsError(ValueError):
@@ -229,7 +231,7 @@ class Params:
     @property
     def kafka_addresses(self) -> list[tuple[str, int]]:
         """Every (host, port) of kafka_bootstrap, in order: one per broker of the lab's own quorum."""
-        return [_host_port(a) for a in self.kafka_bootstrap.split(",") if a.strip()]
+        return [hp for a in self.kafka_bootstrap.split(",") if (hp := _host_port(a))]
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:
@@ -250,8 +252,11 @@ class Params:
         return asdict(self)
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of 'host:port'; None when it is not that (validation names the parameter)."""
     host, _, port = address.strip().rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
     return host, int(port)
 
 
@@ -315,8 +320,7 @@ def _check_values(p: Params) -> None:
         raise ParamsError(f"parameter 'base_date' needs a UTC offset, e.g. '+00:00': {p.base_date!r}")
     addresses = p.kafka_bootstrap.split(",")
     for address in addresses:
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if _host_port(address) is None:
             raise ParamsError(
                 f"parameter 'kafka_bootstrap' must be host:port[,host:port...], got {p.kafka_bootstrap!r} "
                 f"({address.strip()!r} is not host:port)"
@@ -326,11 +330,9 @@ def _check_values(p: Params) -> None:
     for name in ("spark_workers", "spark_cores_max"):
         if getattr(p, name) < 0:
             raise ParamsError(f"parameter '{name}' must be zero or positive, got {getattr(p, name)}")
-    if p.spark_master.startswith("spark://"):
-        host, _, port = p.spark_master.removeprefix("spark://").split(",")[0].rpartition(":")
-        if not host or not port.isdigit():
-            raise ParamsError(f"parameter 'spark_master' must be spark://host:port, got {p.spark_master!r}")
-    if p.spark_workers and not p.spark_master.startswith(("spark://127.0.0.1:", "spark://localhost:")):
+    if p.spark_master.startswith("spark://") and p.spark_standalone is None:
+        raise ParamsError(f"parameter 'spark_master' must be spark://host:port, got {p.spark_master!r}")
+    if p.spark_workers and (p.spark_standalone or ("", 0))[0] not in LOCAL_HOSTS:
         raise ParamsError(
             f"parameter 'spark_workers' is {p.spark_workers}, but the lab starts a cluster only for a master on "
             f"127.0.0.1 (spark://127.0.0.1:PORT), and spark_master is {p.spark_master!r}: set spark_workers: 0"

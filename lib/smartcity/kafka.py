@@ -32,12 +32,19 @@ from kafka.errors import (
 )
 
 from smartcity import jvm
-from smartcity.config import TOPICS, Params, project_root
-from smartcity.engines import EngineError, EngineHandle, ManagedProcess, free_port, port_open, run_checked
+from smartcity.config import LOCAL_HOSTS, TOPICS, Params, project_root
+from smartcity.engines import (
+    EngineError,
+    EngineHandle,
+    ManagedProcess,
+    free_port,
+    port_open,
+    run_checked,
+    stop_together,
+)
 
 log = logging.getLogger(__name__)
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 START_TIMEOUT_S = 90.0
 _LOG4J = Path(__file__).with_name("conf") / "log4j2-kafka.properties"
 
@@ -67,18 +74,21 @@ class KafkaBroker(EngineHandle):
     """The broker (or quorum) at ``bootstrap``; stopping it stops the JVMs only if the lab started them.
 
     ``external`` marks a broker the lab does not own (``kafka_embedded: false``): it is used, but
-    its topics are never emptied. ``nodes`` are the quorum members the lab started, by node id
-    (a single broker is node 1 and also ``process``).
+    its topics are never emptied. ``nodes`` are the nodes the lab started, by node id.
     """
 
     bootstrap: str
-    process: ManagedProcess | None = None
     external: bool = False
     nodes: dict[int, ManagedProcess] = field(default_factory=dict)
 
     @property
+    def process(self) -> ManagedProcess | None:  # type: ignore[override]
+        """The JVM of a broker the lab started alone (a quorum has ``nodes``)."""
+        return next(iter(self.nodes.values())) if len(self.nodes) == 1 else None
+
+    @property
     def owned(self) -> bool:
-        return bool(self.nodes) or self.process is not None
+        return bool(self.nodes)
 
     def stop(self) -> None:
         """Stop every node the lab started, all at once.
@@ -86,12 +96,7 @@ class KafkaBroker(EngineHandle):
         One by one, the last nodes would lose their controller majority and wait out a controlled
         shutdown that cannot complete; signalled together, they all leave within seconds.
         """
-        procs = list(self.nodes.values()) or ([self.process] if self.process else [])
-        for proc in procs:
-            if proc.alive():
-                proc.proc.send_signal(proc.stop_signal)
-        for proc in procs:
-            proc.stop()
+        stop_together(list(self.nodes.values()))
 
 
 def node_dir(kafka_dir: Path, node_id: int, nodes: int) -> Path:
@@ -178,26 +183,36 @@ def ensure_broker(cfg: Params) -> KafkaBroker:
     With several addresses the lab's own brokers are a KRaft quorum, one node per address; nodes of
     it that are down (say, killed) are started again on their data.
     """
-    if len(cfg.kafka_addresses) > 1:
-        return _ensure_quorum(cfg)
-    host, port = cfg.kafka_host_port
-    if port_open(host, port):
-        if not is_kafka(cfg.kafka_bootstrap):
+    addresses = cfg.kafka_addresses
+    up = [port_open(host, port) for host, port in addresses]
+    if any(up):
+        answering = ",".join(f"{host}:{port}" for (host, port), is_up in zip(addresses, up, strict=True) if is_up)
+        if not is_kafka(answering):  # asked of the nodes that are up: a dead one would time the probe out
             raise EngineError(
-                f"{host}:{port} is in use by something that is not a Kafka broker: stop it, or point "
-                f"kafka_bootstrap at a free port or at a real broker"
+                f"{answering} is in use by something that is not a Kafka broker: stop it, or point "
+                "kafka_bootstrap at free ports or at real brokers"
             )
         if not cfg.kafka_embedded:
-            log.info("using the external Kafka broker at %s", cfg.kafka_bootstrap)
+            log.info("using the external Kafka broker(s) at %s", cfg.kafka_bootstrap)
             return KafkaBroker(cfg.kafka_bootstrap, external=True)
-        check_broker_is_ours(cfg)
-        log.info("using this profile's Kafka broker, already running at %s", cfg.kafka_bootstrap)
-        return KafkaBroker(cfg.kafka_bootstrap)
-    if not cfg.kafka_embedded:
+        check_broker_is_ours(cfg, answering)
+        if all(up):
+            log.info("using this profile's Kafka broker(s), already running at %s", cfg.kafka_bootstrap)
+            return KafkaBroker(cfg.kafka_bootstrap)
+    elif not cfg.kafka_embedded:
         raise EngineError(f"no Kafka broker answers at {cfg.kafka_bootstrap} (and kafka_embedded is false)")
-    if host not in LOCAL_HOSTS:
-        raise EngineError(f"no Kafka broker answers at {cfg.kafka_bootstrap}; the lab starts one only on 127.0.0.1")
-    return start_broker(port, cfg.data_path / "kafka", default_partitions=cfg.kafka_partitions)
+    if any(host not in LOCAL_HOSTS for host, _ in addresses):
+        raise EngineError(f"no Kafka broker answers at every address of {cfg.kafka_bootstrap}; the lab starts "
+                          "brokers only on 127.0.0.1")
+    if cfg.kafka_replication > len(addresses):
+        raise EngineError(f"kafka_replication is {cfg.kafka_replication}, but kafka_bootstrap names only "
+                          f"{len(addresses)} brokers: a topic cannot have more replicas than brokers")
+    ports = [port for _, port in addresses]
+    # a single broker's controller listener is internal to its JVM: any free port will do on each start
+    quorum = Quorum(cfg.data_path / "kafka", ports, partitions=cfg.kafka_partitions,
+                    replication=cfg.kafka_replication, cluster_id=cfg.kafka_cluster_id or None,
+                    controller_ports=[free_port()] if len(ports) == 1 else None)
+    return quorum.start(only=[i for i, is_up in enumerate(up, 1) if not is_up])
 
 
 #: A quorum node's controller listens on its broker port plus this (static controller.quorum.voters).
@@ -256,42 +271,7 @@ def format_storage(props: Path, cluster_id: str | None = None) -> str:
 
 def start_broker(port: int, data_dir: Path, *, default_partitions: int = 3) -> KafkaBroker:
     """Format (first time only) and start a single KRaft broker+controller on 127.0.0.1:port."""
-    # the controller listener is internal to this one JVM: any free port will do on each start
-    broker = Quorum(data_dir, [port], partitions=default_partitions, replication=1,
-                    controller_ports=[free_port()]).start()
-    broker.process = broker.nodes[1]
-    return broker
-
-
-def _ensure_quorum(cfg: Params) -> KafkaBroker:
-    """This profile's quorum at cfg.kafka_bootstrap: reused if whole, completed if nodes are down, else started."""
-    addresses = cfg.kafka_addresses
-    up = [port_open(host, port) for host, port in addresses]
-    if any(up):
-        answering = ",".join(f"{host}:{port}" for (host, port), is_up in zip(addresses, up, strict=True) if is_up)
-        if not is_kafka(answering):  # asked of the nodes that are up: a dead one would time the probe out
-            raise EngineError(
-                f"something answers at {answering} that is not a Kafka cluster: stop it, or point "
-                "kafka_bootstrap at free ports or at a real cluster"
-            )
-        if not cfg.kafka_embedded:
-            log.info("using the external Kafka cluster at %s", cfg.kafka_bootstrap)
-            return KafkaBroker(cfg.kafka_bootstrap, external=True)
-        check_broker_is_ours(cfg, answering)
-        if all(up):
-            log.info("using this profile's Kafka quorum, already running at %s", cfg.kafka_bootstrap)
-            return KafkaBroker(cfg.kafka_bootstrap)
-    elif not cfg.kafka_embedded:
-        raise EngineError(f"no Kafka broker answers at {cfg.kafka_bootstrap} (and kafka_embedded is false)")
-    if any(host not in LOCAL_HOSTS for host, _ in addresses):
-        raise EngineError(f"Kafka does not answer at every address of {cfg.kafka_bootstrap}; the lab starts "
-                          "brokers only on 127.0.0.1")
-    if cfg.kafka_replication > len(addresses):
-        raise EngineError(f"kafka_replication is {cfg.kafka_replication}, but kafka_bootstrap names only "
-                          f"{len(addresses)} brokers: a topic cannot have more replicas than brokers")
-    quorum = Quorum(cfg.data_path / "kafka", [port for _, port in addresses], partitions=cfg.kafka_partitions,
-                    replication=cfg.kafka_replication, cluster_id=cfg.kafka_cluster_id or None)
-    return quorum.start(only=[i + 1 for i, is_up in enumerate(up) if not is_up])
+    return Quorum(data_dir, [port], partitions=default_partitions, replication=1, controller_ports=[free_port()]).start()
 
 
 class Quorum:
@@ -346,19 +326,14 @@ class Quorum:
             for node_id in only or range(1, len(self.ports) + 1):
                 handle.nodes[node_id] = self.start_node(node_id)
             for node_id, proc in handle.nodes.items():
-                address = f"127.0.0.1:{self.ports[node_id - 1]}"
-                proc.wait_ready(lambda a=address: port_open(*_split(a), 0.2) and is_kafka(a, 2.0),
+                port = self.ports[node_id - 1]
+                proc.wait_ready(lambda p=port: port_open("127.0.0.1", p, 0.2) and is_kafka(f"127.0.0.1:{p}", 2.0),
                                 timeout=START_TIMEOUT_S)
         except BaseException:
             handle.stop()
             raise
         log.info("started Kafka (KRaft) nodes %s at %s, data in %s", sorted(handle.nodes), self.bootstrap, self.kafka_dir)
         return handle
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from smartcity import jvm
 from smartcity.cluster import SparkCluster, ensure_cluster
-from smartcity.config import Params
+from smartcity.config import LOCAL_HOSTS, Params
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -41,7 +41,7 @@ def spark_conf(cfg: Params) -> dict[str, str]:
     """
     log_file = cfg.data_path / "logs" / "spark.log"
     driver_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file}"
-    loopback = cfg.spark_driver_host in ("127.0.0.1", "localhost")
+    loopback = cfg.spark_driver_host in LOCAL_HOSTS
     conf = {
         "spark.master": cfg.spark_master,
         "spark.driver.host": cfg.spark_driver_host,
@@ -80,7 +80,7 @@ def get_spark(cfg: Params) -> SparkSession:
 
     global _cluster
     os.environ.setdefault("JAVA_HOME", str(jvm.java_home()))
-    if cfg.spark_driver_host in ("127.0.0.1", "localhost"):
+    if cfg.spark_driver_host in LOCAL_HOSTS:
         os.environ["SPARK_LOCAL_IP"] = LOCAL_IP  # read by the JVM at start-up, before any conf is applied
     (cfg.data_path / "logs").mkdir(parents=True, exist_ok=True)
     scratch = cfg.data_path / "spark" / "driver-tmp"
