@@ -176,6 +176,13 @@ def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doub
         while len(executors := _executors(spark_cluster)) < 2:
             assert time.monotonic() < deadline, f"the live stream has {len(executors)} executor(s), not one per worker"
             time.sleep(1)
+        for executor, worker in zip(sorted(executors, key=lambda e: e.ppid()),
+                                    sorted(spark_cluster.workers, key=lambda w: w.pid), strict=True):
+            # what is the driver's stays the driver's: executors log by their own config, not into the
+            # driver's file, and their scratch space is their worker's
+            command, env = " ".join(executor.cmdline()), executor.environ()
+            assert "log4j2-executor.properties" in command and "smartcity.spark.log" not in command
+            assert env["SPARK_EXECUTOR_DIRS"].startswith(str(worker.log_path.parent / "tmp")), env["SPARK_EXECUTOR_DIRS"]
         victim = psutil.Process(spark_cluster.workers[0].pid)
         lost_executors = [e for e in executors if e.ppid() == victim.pid]
         assert len(lost_executors) == 1, "the worker to kill runs one of the executors"
