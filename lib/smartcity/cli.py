@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import sys
-
 from pathlib import Path
 
-from smartcity.config import NOTEBOOKS, ParamsError, describe, from_mapping, load_params, project_root
+import yaml
+
+from smartcity.config import NOTEBOOKS, ParamsError, describe, from_mapping, load_params, project_root, resolve_file
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -156,6 +157,18 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
+    if args.action == "resolve":
+        if not args.profile:
+            raise ParamsError("smartcity params resolve needs a profile file, e.g. params/aws.yaml")
+        text = yaml.safe_dump(resolve_file(args.profile), sort_keys=False, allow_unicode=True)
+        header = f"# {args.profile} resolved by `smartcity params resolve`: pass it to papermill with -f; do not edit\n"
+        if args.out and args.out != "-":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(header + text)
+            print(f"wrote {args.out}")
+        else:
+            print(header + text, end="")
+        return 0
     for name, kind, default, doc in describe():
         print(f"{name:24} {kind:6} {default!s:30} {doc}")
     return 0
@@ -222,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     schemas.set_defaults(func=_schemas)
     setup = sub.add_parser("setup", help="check Java, fetch the Kafka and Spark jars (Maven Central) and the map assets (npm)")
     setup.set_defaults(func=_setup)
-    params = sub.add_parser("params", help="list every parameter with its type, default and meaning")
+    params = sub.add_parser("params", help="list every parameter with its type, default and meaning; "
+                                           "`params resolve PROFILE [-o FILE]` merges a profile with what it extends")
+    params.add_argument("action", nargs="?", choices=["resolve"], help="resolve: print or write the flat profile")
+    params.add_argument("profile", nargs="?", help="params file to resolve, e.g. params/aws.yaml")
+    params.add_argument("-o", "--out", type=Path, help="write the resolved profile here (default: stdout)")
     params.set_defaults(func=_params)
     refresh = sub.add_parser("refresh-notebooks", help="re-run notebooks in place: new reference outputs for nbval")
     refresh.add_argument("notebooks", nargs="*", help="names such as 01_simulate (default: all, in order)")
@@ -241,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a clear one-line error beats a traceback for known failures
         from smartcity.engines import EngineError
 
-        if isinstance(exc, EngineError):
+        if isinstance(exc, (EngineError, ParamsError)):
             print(f"smartcity: {exc}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, ParamsError) else 1
         raise

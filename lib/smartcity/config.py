@@ -9,9 +9,12 @@ Every path is resolved from the project root, never from the current directory.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,14 @@ NOTEBOOKS: tuple[str, ...] = (
 
 PRODUCER_BACKENDS: tuple[str, ...] = ("kafka-python", "confluent-kafka")
 MODES: tuple[str, ...] = ("batch", "live")
+#: Where a profile runs, and the engines each stage may use (docs/decisions/0002-aws-profile.md).
+PLATFORMS: tuple[str, ...] = ("local", "compose", "cluster", "aws")
+ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
+    "lake_storage": ("local", "s3"),
+    "catalog": ("duckdb", "glue"),
+    "query_engine": ("duckdb", "athena"),
+    "warehouse": ("postgres", "redshift"),
+}
 #: Host names of this machine's loopback: where the lab starts engines, and binds its Spark driver.
 LOCAL_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
 
@@ -195,6 +206,34 @@ class Params:
     postgres_fsync: bool = field(
         default=True, metadata=_doc("embedded PostgreSQL flushes commits to disk; false is faster and loses them on a crash")
     )
+    platform: str = field(
+        default="local", metadata=_doc("where the profile runs: local, compose, cluster or aws (which engine keys it must state)")
+    )
+    lake_storage: str = field(
+        default="local", metadata=_doc("local: the lake and checkpoints under data_dir; s3: under s3://s3_bucket/s3_prefix")
+    )
+    catalog: str = field(default="duckdb", metadata=_doc("duckdb: the lab's crawler into DuckDB; glue: the AWS Glue Data Catalog"))
+    query_engine: str = field(default="duckdb", metadata=_doc("duckdb: the Athena SQL transpiled to DuckDB; athena: Amazon Athena"))
+    warehouse: str = field(default="postgres", metadata=_doc("postgres: PostgreSQL as Redshift's stand-in; redshift: Redshift Serverless"))
+    aws_region: str = field(default="", metadata=_doc("AWS region of every AWS resource (credentials come from the default chain)"))
+    s3_bucket: str = field(default="", metadata=_doc("lake_storage s3: the bucket of the lake, checkpoints and Athena results"))
+    s3_prefix: str = field(default="smartcity", metadata=_doc("lake_storage s3: the key prefix everything of this profile lives under"))
+    glue_database: str = field(default="smartcity", metadata=_doc("Glue database the catalog registers tables in (the .sql files say smartcity)"))
+    glue_crawler: bool = field(
+        default=False, metadata=_doc("catalog glue: also run a Glue crawler on the lab's tables (billed per DPU-hour)")
+    )
+    athena_workgroup: str = field(default="smartcity", metadata=_doc("Athena workgroup the queries run in (enforces the result location)"))
+    athena_output: str = field(
+        default="", metadata=_doc("Athena result location s3://...; empty: s3://s3_bucket/s3_prefix/athena-results/")
+    )
+    redshift_workgroup: str = field(default="smartcity", metadata=_doc("Redshift Serverless workgroup the warehouse connects to"))
+    redshift_database: str = field(default="dev", metadata=_doc("Redshift database of the warehouse"))
+    redshift_copy_role_arn: str = field(
+        default="", metadata=_doc("IAM role Redshift assumes to COPY from the lake (smartcity aws provision prints it)")
+    )
+    redshift_base_rpu: int = field(
+        default=8, metadata=_doc("base capacity of the Redshift Serverless workgroup provisioning creates (8 is the least)")
+    )
     data_dir: str = field(
         default="data/{profile}", metadata=_doc("Kafka logs, lake, checkpoints, catalog, warehouse files")
     )
@@ -243,6 +282,18 @@ class Params:
         if not self.spark_master.startswith("spark://"):
             return None
         return _host_port(self.spark_master.removeprefix("spark://").split(",")[0])
+
+    @property
+    def s3_root(self) -> str:
+        """s3://bucket/prefix of this profile (no trailing slash); empty unless the lake is on S3."""
+        if self.lake_storage != "s3":
+            return ""
+        return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}".rstrip("/")
+
+    @property
+    def athena_results(self) -> str:
+        """Where Athena writes query results: athena_output, or a prefix beside the lake."""
+        return self.athena_output or (f"{self.s3_root}/athena-results/" if self.s3_root else "")
 
     @property
     def start_time(self) -> datetime:
@@ -345,8 +396,70 @@ def _check_values(p: Params) -> None:
             "parameter 'postgres_dsn' must not carry a password (params files and notebook outputs are "
             "shared): leave it out and set PGPASSWORD or use ~/.pgpass"
         )
+    _check_engines(p)
     if not p.profile or any(c in p.profile for c in "/\\ "):
         raise ParamsError(f"parameter 'profile' must be a plain name, got {p.profile!r}")
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
+#: Names an AWS profile may spell with these, filled in from the caller's account (so aws.yaml works as is).
+ACCOUNT_NAMES: tuple[str, ...] = ("s3_bucket", "redshift_copy_role_arn", "athena_output")
+
+
+def _fill_account(text: str, account: str, region: str) -> str:
+    return text.replace("{account}", account).replace("{region}", region)
+
+
+def fill_account(p: Params, boto3_session: Any = None) -> Params:
+    """Params with '{account}' and '{region}' filled in from the credentials in use (STS GetCallerIdentity).
+
+    A profile can then name its bucket ``smartcity-{account}-{region}`` and its COPY role by the name
+    `smartcity aws provision` gives it, and run in any account unedited. No call if nothing is templated.
+    """
+    if not any("{" in getattr(p, name) for name in ACCOUNT_NAMES):
+        return p
+    import boto3
+
+    session = boto3_session or boto3.Session(region_name=p.aws_region)
+    account = session.client("sts").get_caller_identity()["Account"]
+    return replace(p, **{name: _fill_account(getattr(p, name), account, p.aws_region) for name in ACCOUNT_NAMES})
+
+
+def _check_engines(p: Params) -> None:
+    """The engine selectors name known engines, and AWS engines get what they stand on."""
+    if p.platform not in PLATFORMS:
+        raise ParamsError(f"parameter 'platform' must be one of {', '.join(PLATFORMS)}, got {p.platform!r}")
+    for name, choices in ENGINE_CHOICES.items():
+        if getattr(p, name) not in choices:
+            raise ParamsError(f"parameter '{name}' must be one of {', '.join(choices)}, got {getattr(p, name)!r}")
+    needs = {"catalog": ("glue", "lake_storage", "s3"), "query_engine": ("athena", "catalog", "glue"),
+             "warehouse": ("redshift", "lake_storage", "s3")}
+    for name, (value, other, required) in needs.items():
+        if getattr(p, name) == value and getattr(p, other) != required:
+            raise ParamsError(
+                f"parameter '{name}' is {value}, which reads what {other} {required} provides, but {other} is "
+                f"{getattr(p, other)!r}: set {other}: {required}"
+            )
+    if p.lake_storage == "s3":
+        bucket = _fill_account(p.s3_bucket, "123456789012", p.aws_region)
+        if not _BUCKET.match(bucket) or ".." in bucket:
+            raise ParamsError(f"parameter 's3_bucket' must be an S3 bucket name (3-63 of a-z 0-9 . -), got {p.s3_bucket!r}")
+        if not p.aws_region:
+            raise ParamsError("parameter 'aws_region' is empty, but lake_storage is s3: name the bucket's region")
+        if p.s3_prefix.startswith("/") or "//" in p.s3_prefix:
+            raise ParamsError(f"parameter 's3_prefix' must be a key prefix without leading or double slashes, got {p.s3_prefix!r}")
+    if p.athena_output and not p.athena_output.startswith("s3://"):
+        raise ParamsError(f"parameter 'athena_output' must be an s3:// location, got {p.athena_output!r}")
+    if p.warehouse == "redshift" and not _ROLE_ARN.match(_fill_account(p.redshift_copy_role_arn, "123456789012", "")):
+        raise ParamsError(
+            "parameter 'redshift_copy_role_arn' must be the ARN of the role Redshift COPYs with "
+            f"(arn:aws:iam::<account>:role/<name>; `smartcity aws provision` prints it), got {p.redshift_copy_role_arn!r}"
+        )
+    if not 8 <= p.redshift_base_rpu <= 1024 or p.redshift_base_rpu % 8:
+        raise ParamsError(f"parameter 'redshift_base_rpu' must be a multiple of 8 from 8 to 1024, got {p.redshift_base_rpu}")
 
 
 def from_mapping(values: Mapping[str, Any], source: str = "parameters") -> Params:
@@ -362,9 +475,46 @@ def from_mapping(values: Mapping[str, Any], source: str = "parameters") -> Param
     return Params(**checked)
 
 
-def load_params(path: str | Path | None = None) -> Params:
-    """Read a params YAML file (default: params/local.yaml) and validate it before anything starts."""
-    path = Path(path) if path else project_root() / "params" / "local.yaml"
+#: The engine each engine key configures; every other key is a pipeline key, the same on every platform.
+ENGINE_OF: dict[str, str] = {
+    **dict.fromkeys(("platform", *ENGINE_CHOICES), "selector"),
+    **dict.fromkeys(("kafka_bootstrap", "kafka_embedded", "kafka_replication", "kafka_cluster_id"), "kafka"),
+    **dict.fromkeys(("spark_master", "spark_driver_memory", "spark_driver_host", "spark_workers"), "spark"),
+    **dict.fromkeys(("spark_worker_cores", "spark_worker_memory", "spark_executor_memory", "spark_cores_max",
+                     "spark_master_ui_port"), "spark_standalone"),
+    **dict.fromkeys(("postgres_dsn", "postgres_port", "postgres_fsync"), "postgres"),
+    **dict.fromkeys(("aws_region", "s3_bucket", "s3_prefix"), "s3"),
+    **dict.fromkeys(("glue_database", "glue_crawler"), "glue"),
+    **dict.fromkeys(("athena_workgroup", "athena_output"), "athena"),
+    **dict.fromkeys(("redshift_workgroup", "redshift_database", "redshift_copy_role_arn", "redshift_base_rpu"),
+                    "redshift"),
+}
+#: Keys a params file never holds: the resolved file's guard, and the link to a parent file.
+FINGERPRINT, EXTENDS = "params_fingerprint", "extends"
+
+
+def engines_in_use(p: Params) -> set[str]:
+    """The engines a run of these params talks to (the engine keys of the others are ignored)."""
+    used = {"selector", "kafka", "spark", p.warehouse}
+    if p.spark_standalone:
+        used.add("spark_standalone")
+    if p.lake_storage == "s3":
+        used.add("s3")
+    if p.catalog == "glue":
+        used.add("glue")
+    if p.query_engine == "athena":
+        used.add("athena")
+    return used
+
+
+def fingerprint(p: Params) -> str:
+    """A hash of the engine keys in use: a notebook refuses engine settings that `params resolve` did not check."""
+    used = engines_in_use(p)
+    engine_values = {k: getattr(p, k) for k, engine in sorted(ENGINE_OF.items()) if engine in used}
+    return hashlib.sha256(json.dumps(engine_values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
@@ -373,13 +523,109 @@ def load_params(path: str | Path | None = None) -> Params:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ParamsError(f"{path}: must be a flat mapping of parameter: value")
-    return from_mapping(values, source=str(path))
+    if FINGERPRINT in values:
+        raise ParamsError(f"{path}: holds '{FINGERPRINT}', the mark of a resolved file; resolved files are "
+                          "papermill's input, not a profile to edit or extend")
+    return values
+
+
+def _chain(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """A profile and the files it extends, base first (a cycle is an error)."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    seen: list[Path] = []
+    while True:
+        path = path.resolve()
+        if path in seen:
+            raise ParamsError("params files extend each other in a cycle: " + " -> ".join(
+                display_path(p) for p in (*seen, path)))
+        seen.append(path)
+        values = _read_yaml(path)
+        chain.insert(0, (path, values))
+        parent = values.get(EXTENDS)
+        if parent is None:
+            return chain
+        if not isinstance(parent, str) or not parent:
+            raise ParamsError(f"{path}: '{EXTENDS}' must name a params file beside it, got {parent!r}")
+        path = path.parent / parent
+
+
+def resolve_file(path: str | Path) -> dict[str, Any]:
+    """A profile as one flat mapping: its chain merged, checked for leaks, with its fingerprint.
+
+    Files merge base first, each key overriding its parent's (papermill's repeated ``-f``). Then the
+    platform rule: an engine key the run uses must be stated by a file of the profile's own platform,
+    because a value inherited from another platform, or a notebook's default, is a local value (the
+    embedded broker, ``127.0.0.1``) silently reused on a cluster or on AWS. A profile may not state
+    engine keys its engines do not use, and a file without a platform holds pipeline keys only.
+    """
+    chain = _chain(Path(path))
+    leaf = chain[-1][0]
+    merged: dict[str, Any] = {}
+    origin: dict[str, tuple[Path, str | None]] = {}
+    for file, values in chain:
+        platform = values.get("platform", merged.get("platform"))
+        for key, value in values.items():
+            if key == EXTENDS:
+                continue
+            if key in ENGINE_OF and platform is None:
+                raise ParamsError(f"{display_path(file)} states the engine key '{key}' but no platform: a file "
+                                  "without `platform:` holds pipeline keys only (see params/base.yaml)")
+            merged[key] = value
+            origin[key] = (file, platform)
+    cfg = from_mapping(merged, source=display_path(leaf))
+    if "profile" not in chain[-1][1]:
+        raise ParamsError(f"{display_path(leaf)} must state its own `profile:` (the name of its data and outputs)")
+    used = engines_in_use(cfg)
+    for key, engine in ENGINE_OF.items():
+        stated_here = key in chain[-1][1]
+        if engine not in used:
+            if stated_here:
+                raise ParamsError(f"{display_path(leaf)} states '{key}', which no engine of this profile uses "
+                                  f"({_why_unused(engine, cfg)}): remove it")
+            merged.pop(key, None)
+            continue
+        if cfg.platform == "local":
+            continue  # the defaults are the local platform's own values
+        if key not in origin:
+            raise ParamsError(f"{display_path(leaf)} (platform {cfg.platform}) must state '{key}': its {engine} "
+                              f"engine uses it, and the default ({getattr(Params(), key)!r}) is the local profile's")
+        file, platform = origin[key]
+        if platform != cfg.platform:
+            raise ParamsError(f"'{key}' comes from {display_path(file)} (platform {platform}); a {cfg.platform} "
+                              f"profile must state it itself ({display_path(leaf)} or a {cfg.platform} file it extends)")
+    flat = from_mapping(merged, source=display_path(leaf)).as_dict()
+    return {**flat, FINGERPRINT: fingerprint(cfg)}
+
+
+def _why_unused(engine: str, p: Params) -> str:
+    selector = {"postgres": "warehouse", "redshift": "warehouse", "s3": "lake_storage", "glue": "catalog",
+                "athena": "query_engine", "spark_standalone": "spark_master"}.get(engine, "platform")
+    return f"{selector} is {getattr(p, selector)!r}"
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read a profile (default: params/local.yaml), resolve what it extends, validate before anything starts."""
+    values = resolve_file(Path(path) if path else project_root() / "params" / "local.yaml")
+    values.pop(FINGERPRINT)
+    return from_mapping(values)
 
 
 def resolve(namespace: Mapping[str, Any]) -> Params:
     """Params for a notebook: its `parameters` cell plus whatever papermill injected (`-f`, `-p`).
 
     Only names that are lab parameters are taken from the namespace, so a notebook can pass
-    ``globals()``; anything it does not set keeps the local-profile default.
+    ``globals()``; anything it does not set keeps the local-profile default. Engine settings of
+    another platform must come from a resolved profile (``smartcity params resolve``), unchanged.
     """
-    return from_mapping({k: v for k, v in namespace.items() if k in PARAM_TYPES}, source="notebook parameters")
+    if EXTENDS in namespace:
+        raise ParamsError(f"the notebook got a profile that extends {namespace[EXTENDS]!r} unresolved: papermill "
+                          "merges files without their parents; run `smartcity params resolve <profile> -o <file>` "
+                          "and pass that file with -f (or use `make run PARAMS=<profile>`)")
+    cfg = from_mapping({k: v for k, v in namespace.items() if k in PARAM_TYPES}, source="notebook parameters")
+    if cfg.platform != "local" and namespace.get(FINGERPRINT) != fingerprint(cfg):
+        raise ParamsError(
+            f"the notebook's engine settings for platform {cfg.platform} were not resolved from a profile, or were "
+            "changed after (-p of an engine key): run `smartcity params resolve <profile> -o <file>` and pass that "
+            "file with -f; pipeline keys (vehicles, seed...) may still be overridden with -p"
+        )
+    return cfg

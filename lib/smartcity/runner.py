@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import papermill
-import yaml
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
 from smartcity import jvm, report, webassets
-from smartcity.config import NOTEBOOKS, Params, load_params, project_root
+from smartcity.config import NOTEBOOKS, Params, load_params, project_root, resolve_file
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,8 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
     if cfg.mode == "live" and not cfg.live_seconds:
         raise RunError("a run of the notebooks in live mode needs live_seconds > 0 (the fleet drives that long, then "
                        "the stream drains); live_seconds 0 runs until stopped: use `make live` or the notebooks")
-    parameters = yaml.safe_load(Path(params_path).read_text()) if params_path else cfg.as_dict()
+    # what `smartcity params resolve` writes: the profile merged with what it extends, and its fingerprint
+    parameters = resolve_file(params_path or project_root() / "params" / "local.yaml")
     jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
     webassets.setup_all()  # map assets cached (npm once): fail now rather than when 01 saves its map
     check_kernel()

@@ -10,11 +10,119 @@ from smartcity import config
 from smartcity.config import Params, ParamsError
 
 
+PARAMS = config.project_root() / "params"
+
+
 def test_local_profile_file_equals_the_defaults() -> None:
-    # Notebook defaults, Params defaults and params/local.yaml must describe the same run.
-    values = yaml.safe_load((config.project_root() / "params" / "local.yaml").read_text())
+    # Notebook defaults, Params defaults and params/local.yaml (with base.yaml) must describe the same run.
     assert config.load_params() == Params()
-    assert set(values) == set(config.PARAM_TYPES)
+    resolved = config.resolve_file(PARAMS / "local.yaml")
+    assert set(resolved) == {*config.PARAM_TYPES, config.FINGERPRINT}
+
+
+def test_base_holds_pipeline_keys_and_every_profile_resolves() -> None:
+    base = yaml.safe_load((PARAMS / "base.yaml").read_text())
+    assert base and not set(base) & set(config.ENGINE_OF)
+    profiles = sorted(p.stem for p in PARAMS.glob("*.yaml") if p.stem != "base")
+    assert {"local", "live", "cluster", "compose", "aws", "aws-moto"} <= set(profiles)
+    for name in profiles:
+        resolved = config.resolve_file(PARAMS / f"{name}.yaml")
+        assert resolved["profile"] == name
+        assert yaml.safe_load((PARAMS / f"{name}.yaml").read_text())["extends"]
+
+
+def test_profiles_state_what_differs_and_keep_their_values() -> None:
+    live, cluster = config.load_params(PARAMS / "live.yaml"), config.load_params(PARAMS / "cluster.yaml")
+    assert (live.platform, live.mode, live.kafka_bootstrap, live.postgres_port, live.seed) == (
+        "local", "live", "127.0.0.1:9192", 5533, 42)
+    assert (cluster.platform, cluster.spark_workers, cluster.kafka_replication, cluster.vehicles) == ("cluster", 2, 3, 3)
+    aws, moto = config.load_params(PARAMS / "aws.yaml"), config.load_params(PARAMS / "aws-moto.yaml")
+    assert (aws.lake_storage, aws.catalog, aws.query_engine, aws.warehouse) == ("s3", "glue", "athena", "redshift")
+    assert (moto.lake_storage, moto.catalog, moto.query_engine, moto.warehouse) == ("s3", "glue", "duckdb", "postgres")
+    assert moto.s3_bucket == aws.s3_bucket and moto.redshift_copy_role_arn == ""  # unused keys are not carried
+
+
+def _profile(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_local_engine_key_never_leaks_into_another_platform(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text((PARAMS / "base.yaml").read_text())
+    (tmp_path / "local.yaml").write_text((PARAMS / "local.yaml").read_text())
+    inherits = _profile(tmp_path, "c", "extends: local.yaml\nprofile: c\nplatform: cluster\n")
+    with pytest.raises(ParamsError, match=r"'lake_storage' comes from .*local.yaml \(platform local\); a cluster"):
+        config.resolve_file(inherits)
+    aws = (PARAMS / "aws.yaml").read_text().replace('kafka_embedded: true\n', "")
+    silent = _profile(tmp_path, "a", aws.replace("profile: aws", "profile: a"))
+    with pytest.raises(ParamsError, match=r"must state 'kafka_embedded': its kafka engine uses it, and the default"):
+        config.resolve_file(silent)
+
+
+def test_unused_engine_keys_cycles_and_base_engine_keys_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text((PARAMS / "base.yaml").read_text())
+    (tmp_path / "local.yaml").write_text((PARAMS / "local.yaml").read_text())
+    unused = _profile(tmp_path, "u", "extends: local.yaml\nprofile: u\nredshift_database: dev\n")
+    with pytest.raises(ParamsError, match=r"states 'redshift_database', which no engine .*\(warehouse is 'postgres'\)"):
+        config.resolve_file(unused)
+    _profile(tmp_path, "x", "extends: y.yaml\nprofile: x\n")
+    _profile(tmp_path, "y", "extends: x.yaml\nprofile: y\n")
+    with pytest.raises(ParamsError, match="in a cycle"):
+        config.resolve_file(tmp_path / "x.yaml")
+    engine_in_base = _profile(tmp_path, "b2", "vehicles: 4\nkafka_bootstrap: 'h:1'\n")
+    child = _profile(tmp_path, "child", "extends: b2.yaml\nprofile: child\n")
+    with pytest.raises(ParamsError, match="engine key 'kafka_bootstrap' but no platform"):
+        config.resolve_file(child)
+    nameless = _profile(tmp_path, "nameless", "extends: local.yaml\nvehicles: 4\n")
+    with pytest.raises(ParamsError, match="must state its own `profile:`"):
+        config.resolve_file(nameless)
+    assert engine_in_base.exists()
+
+
+def test_a_notebook_refuses_engine_settings_not_resolved_from_a_profile() -> None:
+    resolved = config.resolve_file(PARAMS / "aws-moto.yaml")
+    assert config.resolve(resolved).lake_storage == "s3"
+    assert config.resolve({**resolved, "vehicles": 7}).vehicles == 7  # pipeline keys may still be set with -p
+    with pytest.raises(ParamsError, match="were not resolved from a profile, or were changed after"):
+        config.resolve({**resolved, "s3_bucket": "someone-elses-bucket"})
+    raw = yaml.safe_load((PARAMS / "aws-moto.yaml").read_text())
+    with pytest.raises(ParamsError, match="extends 'aws.yaml' unresolved"):
+        config.resolve(raw)
+    assert config.resolve({"vehicles": 2}).platform == "local"  # notebook defaults need no fingerprint
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"catalog": "glue"}, "parameter 'catalog' is glue, which reads what lake_storage s3 provides"),
+        ({"lake_storage": "s3", "aws_region": "us-east-1", "s3_bucket": "My_Bucket"}, "parameter 's3_bucket' must be"),
+        ({"lake_storage": "s3", "s3_bucket": "lab-bucket"}, "parameter 'aws_region' is empty"),
+        ({"warehouse": "mysql"}, "parameter 'warehouse' must be one of postgres, redshift"),
+        ({"lake_storage": "s3", "aws_region": "us-east-1", "s3_bucket": "lab-bucket", "warehouse": "redshift"},
+         "parameter 'redshift_copy_role_arn' must be the ARN"),
+        ({"redshift_base_rpu": 12}, "parameter 'redshift_base_rpu' must be a multiple of 8"),
+        ({"athena_output": "/tmp/x"}, "parameter 'athena_output' must be an s3:// location"),
+    ],
+)
+def test_bad_engine_choices_name_the_parameter(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ParamsError, match=message):
+        config.from_mapping(values)
+
+
+def test_account_templates_are_filled_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    cfg = config.load_params(PARAMS / "aws.yaml")
+    with mock_aws():
+        filled = config.fill_account(cfg)
+    assert filled.s3_bucket == "smartcity-123456789012-us-east-1"  # moto's default account
+    assert filled.redshift_copy_role_arn == "arn:aws:iam::123456789012:role/smartcity-redshift-copy"
+    assert filled.s3_root == "s3://smartcity-123456789012-us-east-1/smartcity"
+    assert config.fill_account(Params()) == Params()  # nothing templated: no AWS call
 
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
