@@ -1,4 +1,4 @@
-"""Command line: ``smartcity run | simulate | bench | capacity | setup | params`` (also ``python -m smartcity``)."""
+"""Command line: ``smartcity run | simulate | bench | capacity | setup | params | aws`` (also ``python -m smartcity``)."""
 
 from __future__ import annotations
 
@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     params.add_argument("profile", nargs="?", help="params file to resolve, e.g. params/aws.yaml")
     params.add_argument("-o", "--out", type=Path, help="write the resolved profile here (default: stdout)")
     params.set_defaults(func=_params)
+    from smartcity import aws
+
+    aws.add_commands(sub)
     refresh = sub.add_parser("refresh-notebooks", help="re-run notebooks in place: new reference outputs for nbval")
     refresh.add_argument("notebooks", nargs="*", help="names such as 01_simulate (default: all, in order)")
     refresh.set_defaults(func=_refresh)
