@@ -3,6 +3,8 @@ folder, so tests never touch the lab's own data/ or the default ports a user may
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
@@ -206,6 +208,64 @@ def warehouse(lab_cfg: config.Params) -> Iterator[object]:
 
     with postgres.ensure_warehouse(lab_cfg) as running:
         yield running
+
+
+#: What the moto_server fixture sets for a test module: fake credentials (so nothing can reach a real
+#: account, and botocore and the JVM's AWS SDK find some), a region, and the endpoint. The Java SDK
+#: reads AWS_REGION, botocore AWS_DEFAULT_REGION; with the instance metadata service off, a chain
+#: that finds no credentials fails at once instead of probing 169.254.169.254.
+FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+#: Unset while moto_server runs: a profile, another endpoint or an opt-out must not redirect a test.
+#: (So are the per-service endpoints, AWS_ENDPOINT_URL_<SERVICE>.)
+AWS_ENV_CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ROLE_ARN",
+                   "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+@pytest.fixture(scope="session")
+def moto_server_url() -> Iterator[str]:
+    """moto's S3, Glue, ... API server on 127.0.0.1, once for the session; yields its endpoint URL.
+
+    It runs in this process and shares moto's state with any `mock_aws` (which resets it): tests
+    that use it create their buckets per module (the `moto_server` fixture).
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # port 0: a free one, no race
+    requests_log = logging.getLogger("werkzeug")  # one INFO line per request would bury a failure's report
+    level = requests_log.level
+    requests_log.setLevel(logging.WARNING)
+    try:
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+    finally:
+        requests_log.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def moto_server(moto_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The moto endpoint, with this module's environment pointing every AWS client at it.
+
+    boto3 and awswrangler follow AWS_ENDPOINT_URL, Spark's S3A follows it through
+    smartcity.spark.s3a_conf; credentials are fake and ~/.aws is hidden, so a developer's real
+    profile is never read. The environment is restored when the module ends, so no other test
+    talks to moto by accident.
+    """
+    no_aws_files = tmp_path_factory.mktemp("no-aws-config")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [*AWS_ENV_CLEARED, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
+            patch.delenv(name, raising=False)
+        for name, value in FAKE_AWS_ENV.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_CONFIG_FILE", str(no_aws_files / "config"))
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws_files / "credentials"))
+        patch.setenv("AWS_ENDPOINT_URL", moto_server_url)
+        yield moto_server_url
 
 
 ENGINE_MARKERS = ("kafka.Kafka", "bin/postgres", "org.apache.spark.deploy.SparkSubmit",

@@ -1,6 +1,7 @@
 """JVM prerequisites and artifacts: Java is checked up front, jars come from Maven Central once.
 
-The Kafka broker and Spark's Kafka connector are declared as Maven POMs next to this module.
+The Kafka broker, Spark's Kafka connector and S3A (hadoop-aws with the AWS SDK modules it uses)
+are declared as Maven POMs next to this module.
 `resolve_jars` copies each POM's runtime closure into a git-ignored cache the first time and
 reuses it offline afterwards; a changed POM (new version) is resolved again. The lab's one Java
 source, the stream's contract check, is compiled into the same cache by `udf_jar`.
@@ -25,6 +26,7 @@ from smartcity.engines import EngineError
 POMS = {
     "kafka-broker": "kafka-broker.pom.xml",
     "spark-kafka": "spark-kafka.pom.xml",
+    "hadoop-aws": "hadoop-aws.pom.xml",
 }
 MIN_JAVA = 17
 _DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -130,12 +132,53 @@ def artifact_name(jar: Path) -> str:
     return match.group("artifact") if match else jar.stem
 
 
-def spark_connector_jars() -> list[Path]:
-    """The Kafka connector's jars minus those pyspark already ships (no duplicate classes)."""
+def pyspark_jars() -> list[Path]:
+    """The jars pyspark ships (its own classpath)."""
     import pyspark
 
-    shipped = {artifact_name(j) for j in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
-    return [j for j in resolve_jars("spark-kafka") if artifact_name(j) not in shipped]
+    return sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+
+
+def jars_beside_pyspark(name: str) -> list[Path]:
+    """An artifact set's jars minus those pyspark already ships, by artifact name: one copy of each
+    class on Spark's classpath, pyspark's (netty, jackson, slf4j, httpclient ... at its versions)."""
+    shipped = {artifact_name(j) for j in pyspark_jars()}
+    return [j for j in resolve_jars(name) if artifact_name(j) not in shipped]
+
+
+def spark_connector_jars() -> list[Path]:
+    """The Kafka connector's jars minus those pyspark already ships (no duplicate classes)."""
+    return jars_beside_pyspark("spark-kafka")
+
+
+_HADOOP_CLIENT = re.compile(r"^hadoop-client-api-(?P<version>\d[0-9A-Za-z.-]*)\.jar$")
+_POM_HADOOP = re.compile(r"<hadoop\.version>(?P<version>[^<]+)</hadoop\.version>")
+
+
+def pyspark_hadoop_version() -> str:
+    """The Hadoop client version inside pyspark (3.5.0 for pyspark 4.2.0), read from its jar name."""
+    for jar in pyspark_jars():
+        match = _HADOOP_CLIENT.match(jar.name)
+        if match:
+            return match.group("version")
+    raise EngineError("pyspark ships no hadoop-client-api jar: cannot tell which hadoop-aws S3A needs")
+
+
+def s3a_jars() -> list[Path]:
+    """hadoop-aws and the AWS SDK modules S3A needs, minus what pyspark ships (s3a:// for Spark).
+
+    hadoop-aws must be the very Hadoop version pyspark ships: a mismatch fails at the first s3a://
+    call with missing methods, so it is refused here with what to change.
+    """
+    pom = _pom("hadoop-aws")
+    declared = _POM_HADOOP.search(pom.read_text())
+    shipped = pyspark_hadoop_version()
+    if declared is None or declared.group("version") != shipped:
+        raise EngineError(
+            f"{pom.name} declares hadoop-aws {declared.group('version') if declared else '(none)'} but pyspark ships "
+            f"Hadoop {shipped}: set <hadoop.version>{shipped}</hadoop.version> in {pom}"
+        )
+    return jars_beside_pyspark("hadoop-aws")
 
 
 UDF_SOURCE = Path(__file__).with_name("jvm") / "ContractCheck.java"
@@ -179,7 +222,12 @@ def udf_jar() -> Path:
 
 
 def setup_all() -> dict[str, int]:
-    """Check Java, resolve every artifact set and build the UDF; what `make setup` runs once per machine."""
+    """Check Java, resolve every artifact set and build the UDF; what `make setup` runs once per machine.
+
+    S3A's set (19 MB, 13.4 MB of it on Spark's classpath) is resolved here too, although only
+    profiles with lake_storage s3 use it: `make setup` stays the one step that needs the network, so
+    switching to the aws-moto profile later works offline, and the runner's up-front check covers it.
+    """
     check_java()
     counts = {name: len(resolve_jars(name)) for name in POMS}
     counts["smartcity-udf"] = len([udf_jar()])

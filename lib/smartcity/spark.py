@@ -1,5 +1,8 @@
 """The one Spark session factory: master from params, Kafka connector on the classpath, quiet.
 
+A profile whose lake is on S3 also gets S3A (hadoop-aws and the AWS SDK modules it needs) and its
+settings (:func:`s3a_conf`); the local profiles' settings do not change.
+
 Spark's own logs go to ``<data_dir>/logs/spark.log`` (not the notebook), the UI and the console
 progress bar are off, timestamps are UTC and Parquet timestamps are written as standard INT64
 microseconds so DuckDB, Arrow and PostgreSQL loaders read them without conversion. The driver
@@ -12,14 +15,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from smartcity import jvm
 from smartcity.cluster import SparkCluster, ensure_cluster
 from smartcity.config import LOCAL_HOSTS, Params
+from smartcity.engines import EngineError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -64,6 +69,9 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     }
+    if cfg.lake_storage == "s3":
+        conf["spark.jars"] = ",".join([conf["spark.jars"], *(str(j) for j in jvm.s3a_jars())])
+        conf.update(s3a_conf(cfg))
     if cfg.spark_standalone:
         conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.configurationFile={_EXECUTOR_LOG4J.as_uri()}"
         conf["spark.executor.memory"] = cfg.spark_executor_memory
@@ -71,6 +79,56 @@ def spark_conf(cfg: Params) -> dict[str, str]:
             conf["spark.cores.max"] = str(cfg.spark_cores_max)
     else:  # local[*]: the executor is the driver's JVM
         conf["spark.executor.extraJavaOptions"] = driver_opts
+    return conf
+
+
+#: The AWS SDK's own default chain (system properties, environment, web identity, ~/.aws profiles,
+#: container and instance roles); S3A's default list has no profile provider. S3A builds it with
+#: its static create(), the SDK's one shared instance, which closing an S3A FileSystem closes too
+#: (harmless for environment and profile credentials; aws/aws-sdk-java-v2#3493). SSO profiles need
+#: SDK modules (sso, ssooidc) that hadoop-aws.pom.xml leaves out.
+S3A_CREDENTIALS = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+
+
+def s3_endpoint(environ: Mapping[str, str] | None = None) -> str:
+    """The S3 endpoint the environment names (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL), as botocore
+    reads it; empty for real AWS, where the SDKs derive it from the region."""
+    env = os.environ if environ is None else environ
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return ""
+    return (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
+
+
+def s3a_conf(cfg: Params, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Spark settings for s3a:// when the lake is on S3 (docs/decisions/0002-aws-profile.md §1, §5).
+
+    Credentials come from the AWS default chain, never from params. The classic `file` committer
+    with algorithm 1 promotes only committed task attempts, at job commit; with algorithm 2 each task
+    copies its files into the destination as it commits, so a failed job leaves part of its output
+    there. An endpoint from the environment (moto in tests, any S3-compatible store) is addressed
+    path-style: a bucket as a host name needs DNS that a test endpoint does not have.
+    """
+    if cfg.lake_storage != "s3":
+        return {}
+    conf = {
+        "spark.hadoop.fs.s3a.aws.credentials.provider": S3A_CREDENTIALS,
+        "spark.hadoop.fs.s3a.endpoint.region": cfg.aws_region,
+        "spark.hadoop.fs.s3a.committer.name": "file",
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "1",
+        # S3A buffers uploads in local files it gets through FileSystem.getLocal, which must be the
+        # checksummed LocalFileSystem (RawLocalFileSystem fails a cast there, see HADOOP-18904).
+        # This profile's output goes to S3, where no .crc files are written.
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.LocalFileSystem",
+    }
+    endpoint = s3_endpoint(environ)
+    if endpoint:
+        scheme = urlsplit(endpoint).scheme
+        if scheme not in ("http", "https"):
+            raise EngineError(f"the S3 endpoint must be an http:// or https:// URL, got {endpoint!r} "
+                             "(from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)")
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(scheme == "https").lower()
     return conf
 
 
@@ -88,16 +146,45 @@ def get_spark(cfg: Params) -> SparkSession:
     # the driver's scratch space, as an environment variable: spark.local.dir would also be sent to
     # executors, which must use their worker's (SPARK_LOCAL_DIRS, set by the lab's workers)
     os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
+    conf = spark_conf(cfg)
+    if cfg.lake_storage == "s3":
+        refuse_session_without(conf["spark.jars"])
     if _cluster is None or not _cluster.alive():
         _cluster = ensure_cluster(cfg)
     builder = SparkSession.builder
-    for key, value in spark_conf(cfg).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     with _jvm_output_to(cfg.data_path / "logs" / "spark-driver.out"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     register_functions(spark)
     return spark
+
+
+def jars_missing(running: str, wanted: str) -> list[str]:
+    """Jars of ``wanted`` (a spark.jars value) that the ``running`` session's spark.jars lacks."""
+    have = set(filter(None, running.split(",")))
+    return [jar for jar in filter(None, wanted.split(",")) if jar not in have]
+
+
+def refuse_session_without(jars: str) -> None:
+    """Fail if this process already runs a Spark session without these jars.
+
+    getOrCreate would return that session as it is (jars are fixed when its JVM starts), and an s3a://
+    path would then fail far from the cause, with "No FileSystem for scheme s3a".
+    """
+    from pyspark import SparkContext
+
+    running = SparkContext._active_spark_context
+    if running is None:
+        return
+    missing = jars_missing(running.getConf().get("spark.jars", ""), jars)
+    if missing:
+        raise EngineError(
+            f"this process already runs a Spark session ({running.appName}) without {len(missing)} of the jars this "
+            f"profile needs ({Path(missing[0]).name}, ...); stop it first (smartcity.spark.stop_spark) or restart "
+            "the kernel"
+        )
 
 
 CONTRACT_CHECK = "smartcity_contract_violation"
