@@ -210,17 +210,32 @@ def warehouse(lab_cfg: config.Params) -> Iterator[object]:
         yield running
 
 
-#: What the moto_server fixture sets for a test module: fake credentials (so nothing can reach a real
-#: account, and botocore and the JVM's AWS SDK find some), a region, and the endpoint. The Java SDK
-#: reads AWS_REGION, botocore AWS_DEFAULT_REGION; with the instance metadata service off, a chain
-#: that finds no credentials fails at once instead of probing 169.254.169.254.
+#: Fake credentials (so nothing can reach a real account, and botocore and the JVM's AWS SDK find
+#: some) and a region. The Java SDK reads AWS_REGION, botocore AWS_DEFAULT_REGION; with the instance
+#: metadata service off, a chain that finds no credentials fails at once instead of probing 169.254.169.254.
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-#: Unset while moto_server runs: a profile, another endpoint or an opt-out must not redirect a test.
+#: Unset for a test: a profile, an endpoint or an opt-out of the machine must not redirect it.
 #: (So are the per-service endpoints, AWS_ENDPOINT_URL_<SERVICE>.)
-AWS_ENV_CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ROLE_ARN",
-                   "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                   "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+AWS_ENV_CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                   "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_SECURITY_TOKEN")
+
+
+def use_fake_aws(patch: pytest.MonkeyPatch, home: Path) -> None:
+    """Fake credentials and region; nothing of the machine's AWS setup (profile, ~/.aws, endpoint, role)."""
+    for name in [*AWS_ENV_CLEARED, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
+        patch.delenv(name, raising=False)
+    for name, value in FAKE_AWS_ENV.items():
+        patch.setenv(name, value)
+    patch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """For one test: the fake AWS environment (use with moto's mock_aws or the moto server)."""
+    use_fake_aws(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -256,14 +271,8 @@ def moto_server(moto_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
     profile is never read. The environment is restored when the module ends, so no other test
     talks to moto by accident.
     """
-    no_aws_files = tmp_path_factory.mktemp("no-aws-config")
     with pytest.MonkeyPatch.context() as patch:
-        for name in [*AWS_ENV_CLEARED, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
-            patch.delenv(name, raising=False)
-        for name, value in FAKE_AWS_ENV.items():
-            patch.setenv(name, value)
-        patch.setenv("AWS_CONFIG_FILE", str(no_aws_files / "config"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws_files / "credentials"))
+        use_fake_aws(patch, tmp_path_factory.mktemp("no-aws-config"))
         patch.setenv("AWS_ENDPOINT_URL", moto_server_url)
         yield moto_server_url
 

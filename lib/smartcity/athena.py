@@ -2,16 +2,30 @@
 
 The queries live as ``.sql`` files in ``lib/smartcity/sql/athena/`` exactly as one would run them in the
 Athena console against the Glue database ``smartcity``. Locally, sqlglot transpiles each one to
-DuckDB's dialect and DuckDB runs it over the catalog's views of the lake.
+DuckDB's dialect and DuckDB runs it over the catalog's views of the lake. On AWS the same files run
+on Amazon Athena unchanged. Both engines answer ``run(name)`` (``docs/decisions/0002-aws-profile.md`` §3).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 import pandas as pd
 import sqlglot
+from sqlglot import exp
 
 from smartcity import catalog, sql
 from smartcity.config import Params
+
+if TYPE_CHECKING:
+    import boto3
+
+
+class QueryEngine(Protocol):
+    """Runs the lab's named Athena queries: DuckDB locally, Amazon Athena on AWS."""
+
+    def run(self, name: str) -> pd.DataFrame:
+        ...
 
 
 def list_queries() -> list[str]:
@@ -22,6 +36,13 @@ def list_queries() -> list[str]:
 def athena_sql(name: str) -> str:
     """The query as written for Athena (Trino dialect)."""
     return sql.query_text("athena", name)
+
+
+def referenced_tables(trino_sql: str) -> set[tuple[str, str]]:
+    """(database, table) of every table a query reads, parsed as Trino (a parse error raises)."""
+    statements = sqlglot.parse(trino_sql, read="trino", error_level=sqlglot.ErrorLevel.RAISE)
+    ctes = {cte.alias_or_name for s in statements if s for cte in s.find_all(exp.CTE)}
+    return {(t.db, t.name) for s in statements if s for t in s.find_all(exp.Table) if t.name not in ctes}
 
 
 def to_duckdb(trino_sql: str) -> str:
@@ -48,3 +69,41 @@ def run_query(cfg: Params, name: str) -> pd.DataFrame:
         return rel.project(", ".join(cols)).df()
     finally:
         con.close()
+
+
+class DuckDBEngine:
+    """The local engine: each query transpiled to DuckDB and run over the local catalog's views."""
+
+    def __init__(self, cfg: Params) -> None:
+        self.cfg = cfg
+
+    def run(self, name: str) -> pd.DataFrame:
+        return run_query(self.cfg, name)
+
+
+class AthenaEngine:
+    """Amazon Athena over the Glue catalog, in the profile's workgroup.
+
+    The workgroup enforces where results go, so no ``s3_output`` is passed (awswrangler would
+    otherwise create a default results bucket). ``ctas_approach=False`` reads the plain CSV result:
+    no temporary Glue table to create and drop, and ours are at most hundreds of rows.
+    """
+
+    def __init__(self, cfg: Params, boto3_session: boto3.Session | None = None) -> None:
+        import boto3
+
+        if cfg.glue_database != catalog.DATABASE:
+            raise ValueError(
+                f"the Athena queries name their tables {catalog.DATABASE}.<table>, but glue_database is "
+                f"{cfg.glue_database!r}: set glue_database: {catalog.DATABASE}"
+            )
+        self.cfg = cfg
+        self.session = boto3_session or boto3.Session(region_name=cfg.aws_region or None)
+
+    def run(self, name: str) -> pd.DataFrame:
+        import awswrangler as wr
+
+        return wr.athena.read_sql_query(
+            athena_sql(name), database=self.cfg.glue_database, workgroup=self.cfg.athena_workgroup,
+            ctas_approach=False, boto3_session=self.session,
+        )

@@ -190,6 +190,13 @@ def glue_arns(cfg: Params, account: str) -> list[str]:
     return [f"{base}:catalog", f"{base}:database/{cfg.glue_database}", f"{base}:table/{cfg.glue_database}/*"]
 
 
+def crawler_arn(cfg: Params, account: str) -> str:
+    """The optional Glue crawler's ARN (named as smartcity.catalog.GlueCatalog names it)."""
+    from smartcity.catalog import crawler_name
+
+    return f"arn:{region_partition(cfg.aws_region)}:glue:{cfg.aws_region}:{account}:crawler/{crawler_name(cfg)}"
+
+
 def workgroup_arn(cfg: Params, account: str) -> str:
     return f"arn:{region_partition(cfg.aws_region)}:athena:{cfg.aws_region}:{account}:workgroup/{cfg.athena_workgroup}"
 
@@ -234,9 +241,13 @@ def runner_policy(cfg: Params, account: str, redshift_workgroup_arn: str = "") -
                     "athena:StopQueryExecution", "athena:GetWorkGroup"],
          "Resource": workgroup_arn(cfg, account)},
     ]
-    if redshift_workgroup_arn:
+    if cfg.glue_crawler:
+        statements.append({"Sid": "RunCrawler", "Effect": "Allow", "Action": ["glue:StartCrawler", "glue:GetCrawler"],
+                           "Resource": crawler_arn(cfg, account)})
+    if redshift_workgroup_arn:  # the warehouse finds its endpoint (GetWorkgroup), then signs in (GetCredentials)
         statements.append({"Sid": "RedshiftCredentials", "Effect": "Allow",
-                           "Action": "redshift-serverless:GetCredentials", "Resource": redshift_workgroup_arn})
+                           "Action": ["redshift-serverless:GetCredentials", "redshift-serverless:GetWorkgroup"],
+                           "Resource": redshift_workgroup_arn})
     return _document(*statements)
 
 

@@ -556,7 +556,8 @@ def resolve_file(path: str | Path) -> dict[str, Any]:
     platform rule: an engine key the run uses must be stated by a file of the profile's own platform,
     because a value inherited from another platform, or a notebook's default, is a local value (the
     embedded broker, ``127.0.0.1``) silently reused on a cluster or on AWS. A profile may not state
-    engine keys its engines do not use, and a file without a platform holds pipeline keys only.
+    engine keys its engines do not use (but for their defaults, as a flat file of every key has them),
+    and a file without a platform holds pipeline keys only.
     """
     chain = _chain(Path(path))
     leaf = chain[-1][0]
@@ -579,7 +580,7 @@ def resolve_file(path: str | Path) -> dict[str, Any]:
     for key, engine in ENGINE_OF.items():
         stated_here = key in chain[-1][1]
         if engine not in used:
-            if stated_here:
+            if stated_here and chain[-1][1][key] != getattr(Params(), key):  # a default is harmless (a flat file)
                 raise ParamsError(f"{display_path(leaf)} states '{key}', which no engine of this profile uses "
                                   f"({_why_unused(engine, cfg)}): remove it")
             merged.pop(key, None)

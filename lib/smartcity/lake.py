@@ -18,6 +18,12 @@ Athena over the S3 prefix. So the writer makes the folder itself exactly-once (t
 
 A reader may see part of a batch while it is being published (a prefix of the stream), never a
 file twice and never a file of a failed batch.
+
+The commit log runs on the profile's :class:`~smartcity.storage.LakeStore`: the data_dir (a move
+is one rename) or an S3 prefix (a move is a conditional copy and a delete, 0002 §1). The readers
+below (:func:`data_files`, :func:`read_table`, :func:`describe`) read a local lake;
+:func:`list_data_files` lists a table in any store. One writer per lake is a local lock on the
+data_dir; the S3 lease that 0002 §5 plans for writers on several machines is not built.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import fcntl
 import io
 import json
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -46,6 +51,7 @@ import pyarrow.parquet as pq
 
 from smartcity import contracts
 from smartcity.config import TOPICS, Params, display_path
+from smartcity.storage import LakeStore, ObjectInfo, open_store
 
 QUARANTINE = "_quarantine"
 #: Partition column of each table: event date for the topics, topic for the quarantine.
@@ -56,6 +62,11 @@ KEEP_MARKERS = 200
 RAW_STAGING = "_raw"
 #: Written once those lines are complete, with the batch's metrics.
 STAGED_MARK = "_staged.json"
+#: Key prefixes in the profile's store (a data_dir, or s3://bucket/prefix): the tables, every
+#: checkpoint, and the lake writer's commit log (which shares its prefix with the stream's checkpoint).
+LAKE = "lake"
+CHECKPOINTS = "checkpoints"
+COMMITS = f"{CHECKPOINTS}/lake"
 
 
 class LakeError(RuntimeError):
@@ -71,9 +82,24 @@ def commit_path(cfg: Params) -> Path:
     return cfg.checkpoint_path / "lake"
 
 
+def _visible_key(relative: str) -> bool:
+    """What every reader counts: Parquet files, no part of the path (below the table) hidden ('.') or internal ('_')."""
+    return relative.endswith(".parquet") and not any(s.startswith(("_", ".")) for s in relative.split("/"))
+
+
 def _visible(path: Path, root: Path) -> bool:
-    """What every reader counts: Parquet files, no part of the path hidden ('.') or internal ('_')."""
-    return path.suffix == ".parquet" and not any(s.startswith(("_", ".")) for s in path.relative_to(root).parts)
+    return _visible_key(path.relative_to(root).as_posix())
+
+
+def _partition_dir(relative: str) -> str:
+    """The Hive partition folders of a file below its table: 'event_date=2026-01-05'."""
+    return "/".join(p for p in relative.split("/")[:-1] if "=" in p)
+
+
+def _display(store: LakeStore, key: str) -> str:
+    """Where a key is, as people should read it: relative to the lab root for a local path."""
+    uri = store.uri(key)
+    return uri if "://" in uri else display_path(Path(uri))
 
 
 def data_files(table_dir: Path) -> list[Path]:
@@ -81,6 +107,16 @@ def data_files(table_dir: Path) -> list[Path]:
     if not table_dir.is_dir():
         return []
     return sorted(p for p in table_dir.rglob("*.parquet") if _visible(p, table_dir))
+
+
+def list_data_files(store: LakeStore, table: str) -> list[ObjectInfo]:
+    """A table's objects in any store, in key order: what a glob of its folder (or prefix) returns.
+
+    For readers of a lake on S3 (a Glue catalog, a warehouse loader); keys are the store's
+    ("lake/<table>/event_date=.../part-....parquet").
+    """
+    folder = f"{LAKE}/{table}"
+    return [o for o in store.list(folder) if _visible_key(o.key[len(folder) + 1:])]
 
 
 def tables(cfg: Params) -> list[str]:
@@ -155,51 +191,117 @@ def read_table(cfg: Params, table: str, columns: list[str] | None = None) -> pa.
     return dataset(files, table, base).to_table(columns=columns)
 
 
-def reset(cfg: Params) -> None:
-    """Forget a previous run: lake, stream checkpoints and the lake's commit log."""
-    with writer_lock(cfg):
-        for path in (cfg.lake_path, cfg.checkpoint_path):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 #: At the lake's root, beside the table folders (no reader's glob of a table reaches it).
 GENERATION_FILE = "_lake.json"
+#: What a reset writes there first: until it has deleted everything, nothing streams into or loads from the lake.
+RESETTING = "resetting"
 
 
-def generation(cfg: Params) -> str:
+def _json_bytes(data: Mapping[str, Any]) -> bytes:
+    """JSON as the commit log has always written it (indent 1), as bytes for a store."""
+    return json.dumps(data, indent=1).encode()
+
+
+def _generation_key() -> str:
+    return f"{LAKE}/{GENERATION_FILE}"
+
+
+def _lake_state(store: LakeStore) -> dict[str, Any] | None:
+    """The lake's ``_lake.json``, None if it has none yet; a reset cut short raises LakeError."""
+    try:
+        state = json.loads(store.get(_generation_key()))
+    except FileNotFoundError:
+        return None
+    if state.get("state") == RESETTING:
+        raise LakeError(
+            f"a reset of the lake at {_display(store, LAKE)} did not finish: reset the run again "
+            "(smartcity reset, or 01_simulate with reset_run) before streaming into it or loading from it"
+        )
+    return state
+
+
+def reset(cfg: Params, store: LakeStore | None = None) -> None:
+    """Forget a previous run: lake, stream checkpoints and the lake's commit log.
+
+    Resumable (0002 §1): ``_lake.json`` first says a reset is under way, so a crash halfway leaves
+    a lake that refuses streaming and loading until the next reset finishes the job; the marker
+    goes last. (On S3 a reset is many requests, not one rmtree.) A fresh generation is made when
+    it is next asked for. Glue partitions are the catalog's to drop.
+    """
+    store = store or open_store(cfg)
+    with writer_lock(cfg):
+        store.put(_generation_key(), _json_bytes({"state": RESETTING}))
+        store.delete_prefix(CHECKPOINTS)
+        for child in store.list(LAKE, delimiter="/"):
+            if child.key.endswith("/"):
+                store.delete_prefix(child.key)
+            elif child.key != _generation_key():
+                store.delete(child.key)
+        store.delete_prefix(LAKE)  # the marker, and the (now empty) folder on a local disk
+
+
+def generation(cfg: Params, store: LakeStore | None = None) -> str:
     """This lake's id, a new one after every reset: what a warehouse mirrors, so that it can tell a
     fresh lake (start afresh, as expected) from files vanishing out of the lake it loaded."""
-    path = cfg.lake_path / GENERATION_FILE
-    if not path.exists():
-        cfg.lake_path.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(path, {"generation": uuid.uuid4().hex})
-    return json.loads(path.read_text())["generation"]
+    store = store or open_store(cfg)
+    state = _lake_state(store)
+    if state is None:
+        try:
+            store.put(_generation_key(), _json_bytes({"generation": uuid.uuid4().hex}), if_absent=True)
+        except FileExistsError:
+            pass  # another process made it first: theirs counts
+        state = _lake_state(store)
+    if state is None or "generation" not in state:
+        raise LakeError(f"{_display(store, _generation_key())} holds no generation: reset the run")
+    return state["generation"]
 
 
 # -- from the stream's JSON lines to Parquet ----------------------------------------------------------
-def convert_staged(staging: Path) -> dict[str, int]:
+def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
     """Turn a batch's staged JSON lines into one Parquet file per table and partition, in the lake's schema.
 
     Spark leaves ``_raw/_table=<table>/_pkey=<value>/part-*.txt``; Arrow's JSON reader parses the
     topics' lines straight into the latest contract's schema (a v1 event simply lacks the v2
-    columns), and the quarantine's base64 fields go back to bytes. Returns rows per table.
+    columns), and the quarantine's base64 fields go back to bytes. Each file is one put, so it
+    appears whole; a file already converted before a crash is kept, not made again from lines
+    whose deletion may have begun. Returns rows per table.
     """
-    raw = staging / RAW_STAGING
+    raw = f"{staging}/{RAW_STAGING}"
+    objects = store.list(staging)
+    present = {o.key for o in objects}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for obj in objects:
+        if not obj.key.startswith(f"{raw}/"):
+            continue
+        parts = obj.key[len(raw) + 1:].split("/")  # Spark's _temporary/ (and .crc files) do not match
+        if len(parts) == 3 and parts[0].startswith("_table=") and parts[1].startswith("_pkey=") \
+                and parts[2].startswith("part-"):
+            groups.setdefault((parts[0], parts[1]), []).append(obj.key)
     rows: dict[str, int] = {}
-    for table_dir in sorted(raw.glob("_table=*")) if raw.is_dir() else []:
-        table = unquote(table_dir.name.split("=", 1)[1])
-        for part_dir in sorted(table_dir.glob("_pkey=*")):
-            value = unquote(part_dir.name.split("=", 1)[1])
-            data = b"".join(p.read_bytes() for p in sorted(part_dir.glob("part-*")))
+    for (table_dir, part_dir), keys in sorted(groups.items()):
+        table = unquote(table_dir.split("=", 1)[1])
+        value = unquote(part_dir.split("=", 1)[1])
+        dest = f"{staging}/{table}/{PARTITION[table]}={value}/part.parquet"
+        if dest in present:
+            count = _footer_rows(store, dest)
+        else:
+            data = b"".join(store.get(k) for k in sorted(keys))
             if not data.strip():
                 continue
             frame = _quarantine_rows(data) if table == QUARANTINE else _event_rows(data, table)
-            dest = staging / table / f"{PARTITION[table]}={value}" / "part.parquet"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(frame, dest)
-            rows[table] = rows.get(table, 0) + frame.num_rows
-    shutil.rmtree(raw, ignore_errors=True)
+            sink = pa.BufferOutputStream()
+            pq.write_table(frame, sink)
+            store.put(dest, sink.getvalue().to_pybytes())
+            count = frame.num_rows
+        rows[table] = rows.get(table, 0) + count
+    store.delete_prefix(raw)
     return rows
+
+
+def _footer_rows(store: LakeStore, key: str) -> int:
+    """Rows of a staged Parquet file from its footer. Read with the store's own client (one GET on
+    S3): the commit log needs no second set of credentials, and the files are one batch's worth."""
+    return pq.ParquetFile(pa.BufferReader(store.get(key))).metadata.num_rows
 
 
 def _file_schema(table: str) -> pa.Schema:
@@ -269,111 +371,131 @@ def writer_lock(cfg: Params) -> Iterator[None]:
 
 
 # -- the commit protocol ------------------------------------------------------------------------------
-def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass
 class CommitLog:
-    """The lake writer's log: staging area, manifests and done markers of the micro-batches."""
+    """The lake writer's log: staging area, manifests and done markers of the micro-batches.
 
-    lake_root: Path
-    root: Path
+    It lives on a :class:`~smartcity.storage.LakeStore` under key prefixes: ``lake_root`` holds the
+    tables, ``root`` the log (beside the stream's checkpoint). The same code runs on a local folder
+    (renames) and on S3 (conditional copies); 0002 §1 maps each step.
+    """
+
+    store: LakeStore
+    lake_root: str = LAKE
+    root: str = COMMITS
     writer: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        ident = self.root / "writer.json"
-        if not ident.exists():
-            _write_json_atomically(ident, {"writer": uuid.uuid4().hex[:8]})
-        self.writer = json.loads(ident.read_text())["writer"]
+        ident = f"{self.root}/writer.json"
+        try:
+            data = self.store.get(ident)
+        except FileNotFoundError:
+            try:
+                self.store.put(ident, _json_bytes({"writer": uuid.uuid4().hex[:8]}), if_absent=True)
+            except FileExistsError:
+                pass  # made by another process meanwhile: theirs counts
+            data = self.store.get(ident)
+        self.writer = json.loads(data)["writer"]
 
-    def staging(self, batch: int) -> Path:
-        return self.root / "_staging" / f"{batch:010d}"
+    def staging(self, batch: int) -> str:
+        return f"{self.root}/_staging/{batch:010d}"
 
-    def manifest_path(self, batch: int) -> Path:
-        return self.root / f"{batch:010d}.manifest.json"
+    def manifest_key(self, batch: int) -> str:
+        return f"{self.root}/{batch:010d}.manifest.json"
 
-    def done_path(self, batch: int) -> Path:
-        return self.root / f"{batch:010d}.done.json"
+    def done_key(self, batch: int) -> str:
+        return f"{self.root}/{batch:010d}.done.json"
+
+    def staged_key(self, batch: int) -> str:
+        return f"{self.staging(batch)}/{STAGED_MARK}"
 
     def is_done(self, batch: int) -> bool:
-        return self.done_path(batch).exists()
+        return self.store.head(self.done_key(batch)) is not None
 
     def has_manifest(self, batch: int) -> bool:
-        return self.manifest_path(batch).exists()
-
-    def staged_path(self, batch: int) -> Path:
-        return self.staging(batch) / STAGED_MARK
+        return self.store.head(self.manifest_key(batch)) is not None
 
     def is_staged(self, batch: int) -> bool:
         """The stream's Spark job finished writing the batch's lines (and its metrics are kept)."""
-        return self.staged_path(batch).exists()
+        return self.store.head(self.staged_key(batch)) is not None
 
     def mark_staged(self, batch: int, metrics: Mapping[str, Any]) -> None:
         """Record that a batch's lines are complete: from here on it is finished, never staged again."""
-        _write_json_atomically(self.staged_path(batch), dict(metrics))
+        self.store.put(self.staged_key(batch), _json_bytes(dict(metrics)))
 
     def finish(self, batch: int) -> dict[str, Any]:
         """Everything after Spark: lines to Parquet, the manifest, the move into the lake. Idempotent."""
         if self.is_done(batch):
-            return json.loads(self.done_path(batch).read_text())
+            return json.loads(self.store.get(self.done_key(batch)))
         if not self.has_manifest(batch):
-            metrics = json.loads(self.staged_path(batch).read_text())
+            metrics = json.loads(self.store.get(self.staged_key(batch)))
             started = time.time()
-            convert_staged(self.staging(batch))
+            convert_staged(self.store, self.staging(batch))
             self.plan(batch, {**metrics, "arrow_seconds": round(time.time() - started, 3)})
         return self.publish(batch)
 
-    def start(self, batch: int) -> Path:
-        """A clean staging folder for a batch (what a crashed attempt left there is discarded)."""
+    def start(self, batch: int) -> str:
+        """A clean staging prefix for a batch (what a crashed attempt left there is discarded)."""
         staging = self.staging(batch)
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        self.store.delete_prefix(staging)
         return staging
 
     def plan(self, batch: int, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Fix where each staged file goes, in a manifest written atomically: from here the batch rolls forward."""
+        """Fix where each staged file goes, in a manifest written atomically: from here the batch rolls forward.
+
+        Each move records the file's rows and bytes; the bytes let a publish retried on S3 tell
+        its own copy from anything else under the same key.
+        """
         staging = self.staging(batch)
-        moves = []
+        groups: dict[tuple[str, str], list[ObjectInfo]] = {}
+        for obj in self.store.list(staging):  # the tables the conversion wrote, what a glob of each sees
+            table, _, inner = obj.key[len(staging) + 1:].partition("/")
+            if inner and table != RAW_STAGING and _visible_key(inner):
+                groups.setdefault((table, _partition_dir(inner)), []).append(obj)
+        moves: list[dict[str, Any]] = []
         rows: dict[str, int] = {}
-        for table_dir in sorted(p for p in staging.iterdir() if p.is_dir() and p.name != RAW_STAGING
-                                ) if staging.is_dir() else []:  # the tables the conversion wrote
-            table = table_dir.name
-            for part, files in partitions(data_files(table_dir)).items():
-                for n, src in enumerate(files):
-                    count = pq.ParquetFile(src).metadata.num_rows
-                    dst = Path(table) / part / f"part-{batch:010d}-{n:03d}-{self.writer}.parquet"
-                    moves.append({"src": str(src.relative_to(staging)), "dst": str(dst), "rows": count})
-                    rows[table] = rows.get(table, 0) + count
+        for (table, part), files in sorted(groups.items()):
+            for n, src in enumerate(files):
+                count = _footer_rows(self.store, src.key)
+                dst = "/".join(p for p in (table, part, f"part-{batch:010d}-{n:03d}-{self.writer}.parquet") if p)
+                moves.append({"src": src.key[len(staging) + 1:], "dst": dst, "rows": count, "bytes": src.size})
+                rows[table] = rows.get(table, 0) + count
         manifest = {"batch": batch, "writer": self.writer, "rows": rows, "files": moves, "metrics": dict(metrics or {})}
-        _write_json_atomically(self.manifest_path(batch), manifest)
+        self.store.put(self.manifest_key(batch), _json_bytes(manifest))
         return manifest
 
     def publish(self, batch: int) -> dict[str, Any]:
         """Move a planned batch's files into the lake (idempotent), then mark it done."""
-        manifest = json.loads(self.manifest_path(batch).read_text())
+        manifest = json.loads(self.store.get(self.manifest_key(batch)))
         staging = self.staging(batch)
         for move in manifest["files"]:
-            src, dst = staging / move["src"], self.lake_root / move["dst"]
-            if src.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
-            elif not dst.exists():
+            try:  # a manifest written before moves recorded bytes: -1, no size to check
+                self.store.publish(f"{staging}/{move['src']}", f"{self.lake_root}/{move['dst']}", move.get("bytes", -1))
+            except FileNotFoundError:
                 raise LakeError(
                     f"batch {batch}: {move['src']} is neither staged nor in the lake as {move['dst']}; "
-                    f"the lake under {display_path(self.lake_root)} was changed by hand: reset the run"
-                )
+                    f"the lake under {_display(self.store, self.lake_root)} was changed by hand: reset the run"
+                ) from None
+            except FileExistsError as exc:
+                raise LakeError(
+                    f"batch {batch}: {move['dst']} is already in the lake with other content ({exc}); "
+                    f"the lake under {_display(self.store, self.lake_root)} was written by someone else: reset the run"
+                ) from None
         manifest["published_at"] = time.time()
-        _write_json_atomically(self.done_path(batch), manifest)
-        self.manifest_path(batch).unlink()
-        shutil.rmtree(staging, ignore_errors=True)
+        self.store.put(self.done_key(batch), _json_bytes(manifest))
+        self.store.delete(self.manifest_key(batch))
+        self.store.delete_prefix(staging)
         return manifest
+
+    def _markers(self, suffix: str) -> list[tuple[int, str]]:
+        """(batch, key) of the log's files named ``<batch>.<suffix>``, in batch order."""
+        found: list[tuple[int, str]] = []
+        for obj in self.store.list(self.root, delimiter="/"):
+            name = obj.key.rsplit("/", 1)[-1]
+            number, dot, rest = name.partition(".")
+            if dot and rest == suffix and number.isdigit():
+                found.append((int(number), obj.key))
+        return sorted(found)
 
     def recover(self) -> list[int]:
         """After a crash: finish every batch Spark completed, in order; delete the rest; prune old markers.
@@ -382,25 +504,31 @@ class CommitLog:
         in Spark's own log, so it will not come again: it is rolled forward. Anything else was cut
         off mid-write and Spark replays it.
         """
-        planned = {int(m.name.split(".")[0]) for m in self.root.glob("*.manifest.json")}
-        staging_root = self.root / "_staging"
-        folders = {int(p.name): p for p in staging_root.iterdir() if p.name.isdigit()} if staging_root.is_dir() else {}
+        planned = {batch for batch, _ in self._markers("manifest.json")}
+        folders: dict[int, str] = {}
+        for obj in self.store.list(f"{self.root}/_staging", delimiter="/"):
+            name = obj.key.rstrip("/").rsplit("/", 1)[-1]
+            if obj.key.endswith("/") and name.isdigit():
+                folders[int(name)] = obj.key
         complete = {b for b in folders if self.is_staged(b)}
         rolled = sorted(planned | complete)
         for batch in rolled:
             self.finish(batch)
         for batch, leftover in folders.items():
             if batch not in complete | planned:
-                shutil.rmtree(leftover, ignore_errors=True)
-        markers = sorted(self.root.glob("*.done.json"))
-        for old in markers[:-KEEP_MARKERS]:
-            old.unlink()
+                self.store.delete_prefix(leftover)
+        markers = self._markers("done.json")
+        for _, old in markers[:-KEEP_MARKERS]:
+            self.store.delete(old)
         return rolled
 
     def batches(self) -> list[dict[str, Any]]:
         """The kept done markers, oldest first: rows per table, timings and freshness of each batch."""
-        return [json.loads(p.read_text()) for p in sorted(self.root.glob("*.done.json"))]
+        return [json.loads(self.store.get(key)) for _, key in self._markers("done.json")]
 
 
-def commit_log(cfg: Params) -> CommitLog:
-    return CommitLog(cfg.lake_path, commit_path(cfg))
+def commit_log(cfg: Params, store: LakeStore | None = None) -> CommitLog:
+    """The profile's commit log, on its store; refuses a lake whose reset did not finish."""
+    store = store or open_store(cfg)
+    _lake_state(store)
+    return CommitLog(store)

@@ -200,7 +200,7 @@ class LakeWriter:
             batch = batch.coalesce(slots)
         routed = self.routing.apply(batch).observe(observed, *self.routing.metrics)
         planned_at = time.time()
-        write_lines(routed, staging / lake.RAW_STAGING)
+        write_lines(routed, self.log.store.spark_uri(f"{staging}/{lake.RAW_STAGING}"))
         metrics = observed.get
         self.log.mark_staged(batch_id, {
             "messages": metrics["messages"], "quarantined": metrics["quarantined"],
@@ -209,9 +209,10 @@ class LakeWriter:
         })
 
 
-def write_lines(routed: DataFrame, path: Path) -> None:
-    """Spark's one job per batch: the routed lines as text, a folder per table and partition value."""
-    routed.select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(str(path))
+def write_lines(routed: DataFrame, uri: str) -> None:
+    """Spark's one job per batch: the routed lines as text, a folder per table and partition value
+    (``uri``: a local path, or s3a://... when the lake is on S3)."""
+    routed.select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(uri)
 
 
 @dataclass
@@ -301,7 +302,7 @@ def warm_up(spark: SparkSession, cfg: Params, events: int = 10_000, rounds: int 
     with tempfile.TemporaryDirectory(prefix="warm-up-", dir=cfg.data_path) as scratch:
         for n in range(rounds):  # exactly what a batch runs: route, observe the metrics, write the lines
             observed = Observation(f"warm-up-{n}")
-            write_lines(routing.apply(frame).observe(observed, *routing.metrics), Path(scratch) / str(n))
+            write_lines(routing.apply(frame).observe(observed, *routing.metrics), str(Path(scratch) / str(n)))
             observed.get  # noqa: B018 - waits for the metrics, as a batch does
             shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
     frame.unpersist()
@@ -320,7 +321,7 @@ def start_stream(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPIC
         stream = (
             read_kafka(spark, cfg, topics)
             .writeStream.queryName(QUERY_NAME)
-            .option("checkpointLocation", str(cfg.checkpoint_path / QUERY_NAME))
+            .option("checkpointLocation", writer.log.store.spark_uri(f"{lake.CHECKPOINTS}/{QUERY_NAME}"))
             .foreachBatch(writer)
         )
         if available_now:

@@ -8,6 +8,7 @@ import argparse
 import fnmatch
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,6 +19,7 @@ from moto.core import set_initial_no_auth_action_count
 
 from smartcity import aws, config
 from smartcity.config import Params, project_root
+from tests.conftest import use_fake_aws
 
 REGION = "eu-west-2"
 ACCOUNT = "123456789012"  # moto's default account
@@ -36,14 +38,11 @@ def aws_params(**overrides: Any) -> Params:
 
 
 @pytest.fixture
-def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials only; nothing of the user's AWS setup (profile, endpoint) leaks into a test."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE",
-                 "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    use_fake_aws(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
 
 
 @pytest.fixture
@@ -217,7 +216,8 @@ def test_redshift_workgroup_arn_is_added_once_and_kept(session: boto3.Session, c
     arn = aws.runner_policy_arn(cfg, ACCOUNT)
     document = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"])
     (statement,) = [s for s in document["PolicyVersion"]["Document"]["Statement"] if s["Sid"] == "RedshiftCredentials"]
-    assert statement == {"Sid": "RedshiftCredentials", "Effect": "Allow", "Action": "redshift-serverless:GetCredentials",
+    assert statement == {"Sid": "RedshiftCredentials", "Effect": "Allow",
+                         "Action": ["redshift-serverless:GetCredentials", "redshift-serverless:GetWorkgroup"],
                          "Resource": REDSHIFT_WG}
     with pytest.raises(aws.AwsError, match="not a Redshift Serverless workgroup ARN"):
         aws.provision(cfg, redshift_workgroup_arn=f"arn:aws:redshift-serverless:{REGION}:999999999999:workgroup/ab",
@@ -262,7 +262,8 @@ def test_no_wildcard_actions_and_every_resource_in_scope(cfg: Params, name: str)
     in_scope = (f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/{PREFIX}/",
                 f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/smartcity",
                 f"arn:aws:glue:{REGION}:{ACCOUNT}:table/smartcity/", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/smartcity",
-                f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/crawlers", REDSHIFT_WG)
+                f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/crawlers", REDSHIFT_WG,
+                f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/smartcity-{cfg.profile}")
     assert document["Version"] == "2012-10-17"
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
@@ -283,7 +284,10 @@ def test_no_wildcard_actions_and_every_resource_in_scope(cfg: Params, name: str)
 def test_runner_policy_is_exactly_the_sketch(cfg: Params) -> None:
     """0002 §8, statement by statement (with Sids added)."""
     statements = {s["Sid"]: s for s in aws.runner_policy(cfg, ACCOUNT)["Statement"]}
-    assert set(statements) == {"ListLabPrefix", "LocateBucket", "LabObjects", "GlueCatalog", "AthenaWorkgroup"}
+    assert cfg.glue_crawler
+    assert set(statements) == {"ListLabPrefix", "LocateBucket", "LabObjects", "GlueCatalog", "AthenaWorkgroup",
+                               "RunCrawler"}
+    assert statements["RunCrawler"]["Resource"] == f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/smartcity-{cfg.profile}"
     assert statements["ListLabPrefix"]["Condition"] == {"StringLike": {"s3:prefix": [f"{PREFIX}/", f"{PREFIX}/*"]}}
     assert statements["LabObjects"]["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                                                   "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]

@@ -63,7 +63,7 @@ def test_a_local_engine_key_never_leaks_into_another_platform(tmp_path: Path) ->
 def test_unused_engine_keys_cycles_and_base_engine_keys_are_refused(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text((PARAMS / "base.yaml").read_text())
     (tmp_path / "local.yaml").write_text((PARAMS / "local.yaml").read_text())
-    unused = _profile(tmp_path, "u", "extends: local.yaml\nprofile: u\nredshift_database: dev\n")
+    unused = _profile(tmp_path, "u", "extends: local.yaml\nprofile: u\nredshift_database: analytics\n")
     with pytest.raises(ParamsError, match=r"states 'redshift_database', which no engine .*\(warehouse is 'postgres'\)"):
         config.resolve_file(unused)
     _profile(tmp_path, "x", "extends: y.yaml\nprofile: x\n")
@@ -110,12 +110,9 @@ def test_bad_engine_choices_name_the_parameter(values: dict[str, object], messag
         config.from_mapping(values)
 
 
-def test_account_templates_are_filled_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_account_templates_are_filled_from_the_caller(fake_aws: None) -> None:
     from moto import mock_aws
 
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     cfg = config.load_params(PARAMS / "aws.yaml")
     with mock_aws():
         filled = config.fill_account(cfg)
