@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+import duckdb
 import pandas as pd
 import sqlglot
 from sqlglot import exp
 
 from smartcity import catalog, sql
 from smartcity.config import Params
+from smartcity.storage import LakeStore
 
 if TYPE_CHECKING:
     import boto3
@@ -56,29 +58,44 @@ def to_duckdb(trino_sql: str) -> str:
 
 
 def run_query(cfg: Params, name: str) -> pd.DataFrame:
-    """Run a named Athena query on the local catalog and return its result."""
-    con = catalog.connect(cfg, read_only=True)
+    """Run a named Athena query on DuckDB over the profile's catalog and return its result."""
+    con = catalog.connect_tables(cfg)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        rel = con.sql(to_duckdb(athena_sql(name)))
-        # DuckDB counts in HUGEINT (pandas would make them floats); Athena returns bigint.
-        cols = [
-            f'CAST("{c}" AS BIGINT) AS "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
-            for c, t in zip(rel.columns, rel.types)
-        ]
-        return rel.project(", ".join(cols)).df()
+        return _run_on(con, name)
     finally:
         con.close()
 
 
-class DuckDBEngine:
-    """The local engine: each query transpiled to DuckDB and run over the local catalog's views."""
+def _run_on(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    con.execute("SET TimeZone = 'UTC'")
+    rel = con.sql(to_duckdb(athena_sql(name)))
+    # DuckDB counts in HUGEINT (pandas would make them floats); Athena returns bigint.
+    cols = [
+        f'CAST("{c}" AS BIGINT) AS "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
+        for c, t in zip(rel.columns, rel.types)
+    ]
+    return rel.project(", ".join(cols)).df()
 
-    def __init__(self, cfg: Params) -> None:
+
+class DuckDBEngine:
+    """The local engine: each query transpiled to DuckDB.
+
+    With the local catalog it runs over the catalog's views of the lake's folders. With the Glue
+    catalog (the aws-moto profile) it asks Glue where each table lives and reads those S3 prefixes
+    as Arrow datasets (DuckDB's httpfs extension is not needed): the same files Athena would read.
+    """
+
+    def __init__(self, cfg: Params, store: LakeStore | None = None, boto3_session: boto3.Session | None = None) -> None:
         self.cfg = cfg
+        self.store = store
+        self.session = boto3_session
 
     def run(self, name: str) -> pd.DataFrame:
-        return run_query(self.cfg, name)
+        con = catalog.connect_tables(self.cfg, self.store, self.session)
+        try:
+            return _run_on(con, name)
+        finally:
+            con.close()
 
 
 class AthenaEngine:

@@ -632,7 +632,7 @@ def provision(cfg: Params, *, redshift_workgroup_arn: str = "",
     runner = ensure_runner_policy(cfg, account, redshift_workgroup_arn, session)
     rows.append(runner)
     steps: list[str] = []
-    if cfg.warehouse == "redshift":
+    if cfg.warehouse_engine == "redshift":
         rows.append(Row("redshift serverless", f"namespace and workgroup {cfg.redshift_workgroup}", NOT_CREATED,
                         "moto cannot test it: run the commands below"))
         steps = redshift_steps(cfg, copy_arn)
@@ -928,7 +928,7 @@ def _teardown_command(args: argparse.Namespace) -> int:
 
     def run() -> int:
         print(format_rows(teardown(cfg, confirm=args.yes, keep_bucket=args.keep_bucket)))
-        if cfg.warehouse == "redshift":
+        if cfg.warehouse_engine == "redshift":
             print(f"\nRedshift Serverless was created by hand; delete it the same way:\n"
                   f"  aws redshift-serverless delete-workgroup --region {cfg.aws_region} --workgroup-name {cfg.redshift_workgroup}\n"
                   f"  aws redshift-serverless delete-namespace --region {cfg.aws_region} --namespace-name {cfg.redshift_workgroup}")

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from smartcity import contracts, lake, report
 from smartcity.config import TOPICS, Params, display_path
-from smartcity.storage import LakeStore, ObjectInfo
+from smartcity.storage import LakeStore, ObjectInfo, open_store
 
 if TYPE_CHECKING:
     import boto3
@@ -222,13 +222,40 @@ def describe(cfg: Params, what: str, table: str | None = None) -> pd.DataFrame:
 
 
 def _view_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    names = [r[0] for r in con.execute("SELECT table_name FROM metadata.tables ORDER BY 1").fetchall()]
-    return {n: con.execute(f'SELECT count(*) FROM {DATABASE}."{n}"').fetchone()[0] for n in names}
+    return {n: con.execute(f'SELECT count(*) FROM {DATABASE}."{n}"').fetchone()[0] for n in sorted(table_names())}
+
+
+def connect_tables(cfg: Params, store: LakeStore | None = None,
+                   boto3_session: boto3.Session | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection where ``smartcity.<table>`` is each catalogued table, whatever the catalog.
+
+    The local catalog's file has a view per table over its folder. With Glue (the aws-moto and
+    aws profiles), an in-memory DuckDB asks Glue where each table lives and reads the files below
+    that S3 location as an Arrow dataset: what Athena would read, without DuckDB's httpfs extension.
+    """
+    if cfg.catalog_engine != "glue":
+        return connect(cfg, read_only=True)
+    import awswrangler as wr
+
+    store = store if store is not None else open_store(cfg, boto3_session)
+    root = store.uri(lake.LAKE) + "/"
+    con = duckdb.connect()
+    con.execute(f"CREATE SCHEMA {DATABASE}")
+    for name in table_names():
+        location = wr.catalog.get_table_location(database=cfg.glue_database, table=name, boto3_session=boto3_session)
+        if not location.startswith(root):
+            raise CatalogError(f"Glue table {cfg.glue_database}.{name} is at {location}, outside this profile's lake "
+                               f"{root}: crawl the lake first (03_catalog)")
+        folder = location[len(root):].strip("/")
+        data = lake.table_dataset(store, folder)
+        con.register(f"_{name}", data if data is not None else lake.table_schema(folder).empty_table())
+        con.execute(f'CREATE VIEW {DATABASE}."{name}" AS SELECT * FROM "_{name}"')
+    return con
 
 
 def view_counts(cfg: Params) -> dict[str, int]:
-    """Rows each catalogued table returns when queried (through its view, not the metadata)."""
-    con = connect(cfg, read_only=True)
+    """Rows each catalogued table returns when queried (through its view or Glue table, not the metadata)."""
+    con = connect_tables(cfg)
     try:
         return _view_counts(con)
     finally:

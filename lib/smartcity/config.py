@@ -42,9 +42,9 @@ MODES: tuple[str, ...] = ("batch", "live")
 PLATFORMS: tuple[str, ...] = ("local", "compose", "cluster", "aws")
 ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
     "lake_storage": ("local", "s3"),
-    "catalog": ("duckdb", "glue"),
+    "catalog_engine": ("duckdb", "glue"),
     "query_engine": ("duckdb", "athena"),
-    "warehouse": ("postgres", "redshift"),
+    "warehouse_engine": ("postgres", "redshift"),
 }
 #: Host names of this machine's loopback: where the lab starts engines, and binds its Spark driver.
 LOCAL_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
@@ -212,9 +212,9 @@ class Params:
     lake_storage: str = field(
         default="local", metadata=_doc("local: the lake and checkpoints under data_dir; s3: under s3://s3_bucket/s3_prefix")
     )
-    catalog: str = field(default="duckdb", metadata=_doc("duckdb: the lab's crawler into DuckDB; glue: the AWS Glue Data Catalog"))
+    catalog_engine: str = field(default="duckdb", metadata=_doc("duckdb: the lab's crawler into DuckDB; glue: the AWS Glue Data Catalog"))
     query_engine: str = field(default="duckdb", metadata=_doc("duckdb: the Athena SQL transpiled to DuckDB; athena: Amazon Athena"))
-    warehouse: str = field(default="postgres", metadata=_doc("postgres: PostgreSQL as Redshift's stand-in; redshift: Redshift Serverless"))
+    warehouse_engine: str = field(default="postgres", metadata=_doc("postgres: PostgreSQL as Redshift's stand-in; redshift: Redshift Serverless"))
     aws_region: str = field(default="", metadata=_doc("AWS region of every AWS resource (credentials come from the default chain)"))
     s3_bucket: str = field(default="", metadata=_doc("lake_storage s3: the bucket of the lake, checkpoints and Athena results"))
     s3_prefix: str = field(default="smartcity", metadata=_doc("lake_storage s3: the key prefix everything of this profile lives under"))
@@ -435,8 +435,8 @@ def _check_engines(p: Params) -> None:
     for name, choices in ENGINE_CHOICES.items():
         if getattr(p, name) not in choices:
             raise ParamsError(f"parameter '{name}' must be one of {', '.join(choices)}, got {getattr(p, name)!r}")
-    needs = {"catalog": ("glue", "lake_storage", "s3"), "query_engine": ("athena", "catalog", "glue"),
-             "warehouse": ("redshift", "lake_storage", "s3")}
+    needs = {"catalog_engine": ("glue", "lake_storage", "s3"), "query_engine": ("athena", "catalog_engine", "glue"),
+             "warehouse_engine": ("redshift", "lake_storage", "s3")}
     for name, (value, other, required) in needs.items():
         if getattr(p, name) == value and getattr(p, other) != required:
             raise ParamsError(
@@ -451,9 +451,12 @@ def _check_engines(p: Params) -> None:
             raise ParamsError("parameter 'aws_region' is empty, but lake_storage is s3: name the bucket's region")
         if p.s3_prefix.startswith("/") or "//" in p.s3_prefix:
             raise ParamsError(f"parameter 's3_prefix' must be a key prefix without leading or double slashes, got {p.s3_prefix!r}")
+    if p.lake_storage == "s3" and p.catalog_engine == "duckdb":
+        raise ParamsError("parameter 'catalog_engine' is duckdb, whose views read the lake's local folders, but lake_storage "
+                          "is s3: set catalog_engine: glue (a DuckDB query engine then reads the Glue tables' S3 files)")
     if p.athena_output and not p.athena_output.startswith("s3://"):
         raise ParamsError(f"parameter 'athena_output' must be an s3:// location, got {p.athena_output!r}")
-    if p.warehouse == "redshift" and not _ROLE_ARN.match(_fill_account(p.redshift_copy_role_arn, "123456789012", "")):
+    if p.warehouse_engine == "redshift" and not _ROLE_ARN.match(_fill_account(p.redshift_copy_role_arn, "123456789012", "")):
         raise ParamsError(
             "parameter 'redshift_copy_role_arn' must be the ARN of the role Redshift COPYs with "
             f"(arn:aws:iam::<account>:role/<name>; `smartcity aws provision` prints it), got {p.redshift_copy_role_arn!r}"
@@ -495,12 +498,12 @@ FINGERPRINT, EXTENDS = "params_fingerprint", "extends"
 
 def engines_in_use(p: Params) -> set[str]:
     """The engines a run of these params talks to (the engine keys of the others are ignored)."""
-    used = {"selector", "kafka", "spark", p.warehouse}
+    used = {"selector", "kafka", "spark", p.warehouse_engine}
     if p.spark_standalone:
         used.add("spark_standalone")
     if p.lake_storage == "s3":
         used.add("s3")
-    if p.catalog == "glue":
+    if p.catalog_engine == "glue":
         used.add("glue")
     if p.query_engine == "athena":
         used.add("athena")
@@ -599,7 +602,7 @@ def resolve_file(path: str | Path) -> dict[str, Any]:
 
 
 def _why_unused(engine: str, p: Params) -> str:
-    selector = {"postgres": "warehouse", "redshift": "warehouse", "s3": "lake_storage", "glue": "catalog",
+    selector = {"postgres": "warehouse_engine", "redshift": "warehouse_engine", "s3": "lake_storage", "glue": "catalog_engine",
                 "athena": "query_engine", "spark_standalone": "spark_master"}.get(engine, "platform")
     return f"{selector} is {getattr(p, selector)!r}"
 

@@ -35,7 +35,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
@@ -119,9 +120,32 @@ def list_data_files(store: LakeStore, table: str) -> list[ObjectInfo]:
     return [o for o in store.list(folder) if _visible_key(o.key[len(folder) + 1:])]
 
 
-def tables(cfg: Params) -> list[str]:
-    """Lake tables that exist, topics first in pipeline order, then quarantine."""
-    return [t for t in (*TOPICS, QUARANTINE) if table_path(cfg, t).is_dir()]
+def table_files(store: LakeStore, table: str) -> tuple[pafs.FileSystem, list[str], str]:
+    """A table's files as pyarrow reads them, in any store: (file system, paths in key order, table base path)."""
+    fs, root = store.arrow()
+    return fs, [f"{root}/{o.key}" for o in list_data_files(store, table)], f"{root}/{LAKE}/{table}"
+
+
+def _store(cfg: Params, store: LakeStore | None) -> LakeStore:
+    return store if store is not None else open_store(cfg)
+
+
+def tables(cfg: Params, store: LakeStore | None = None) -> list[str]:
+    """Lake tables with files, topics first in pipeline order, then quarantine."""
+    store = _store(cfg, store)
+    return [t for t in (*TOPICS, QUARANTINE) if list_data_files(store, t)]
+
+
+def footer_rows(fs: pafs.FileSystem, path: str) -> int:
+    """Rows of a Parquet file from its footer (a ranged read on S3), without reading data."""
+    with fs.open_input_file(path) as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
+def count_table_rows(store: LakeStore, table: str) -> int:
+    """Rows a glob of the table's folder (or prefix) returns, from the footers."""
+    fs, paths, _ = table_files(store, table)
+    return sum(footer_rows(fs, p) for p in paths)
 
 
 def partition_of(path: Path) -> dict[str, str]:
@@ -142,13 +166,17 @@ def partitions(files: list[Path]) -> dict[str, list[Path]]:
     return dict(sorted(groups.items()))
 
 
-def describe(cfg: Params) -> pd.DataFrame:
+def describe(cfg: Params, store: LakeStore | None = None) -> pd.DataFrame:
     """Every lake table and partition with its files and rows (from Parquet footers)."""
-    rows = [
-        {"table": table, "partition": part, "files": len(fs), "rows": count_rows(fs)}
-        for table in tables(cfg)
-        for part, fs in partitions(data_files(table_path(cfg, table))).items()
-    ]
+    store = _store(cfg, store)
+    rows = []
+    for table in (*TOPICS, QUARANTINE):
+        fs, paths, base = table_files(store, table)
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            groups.setdefault(_partition_dir(path[len(base) + 1:]), []).append(path)
+        rows += [{"table": table, "partition": part, "files": len(group), "rows": sum(footer_rows(fs, p) for p in group)}
+                 for part, group in sorted(groups.items())]
     return pd.DataFrame(rows, columns=["table", "partition", "files", "rows"]).set_index(["table", "partition"])
 
 
@@ -173,22 +201,28 @@ def table_schema(table: str) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema])
 
 
-def dataset(files: list[Path], table: str, base: Path) -> ds.Dataset:
+def dataset(files: Sequence[Path | str], table: str, base: Path | str,
+            filesystem: pafs.FileSystem | None = None) -> ds.Dataset:
     """Files of one table as one Arrow dataset in the latest schema, partition column included."""
     schema = table_schema(table)
     key = PARTITION[table]
     partitioning = ds.partitioning(pa.schema([schema.field(key)]), flavor="hive")
     return ds.dataset([str(f) for f in files], schema=schema, format="parquet", partitioning=partitioning,
-                      partition_base_dir=str(base))
+                      partition_base_dir=str(base), filesystem=filesystem)
 
 
-def read_table(cfg: Params, table: str, columns: list[str] | None = None) -> pa.Table:
+def table_dataset(store: LakeStore, table: str) -> ds.Dataset | None:
+    """A lake table in any store as one Arrow dataset (None while it has no file)."""
+    fs, paths, base = table_files(store, table)
+    return dataset(paths, table, base, fs) if paths else None
+
+
+def read_table(cfg: Params, table: str, columns: list[str] | None = None, store: LakeStore | None = None) -> pa.Table:
     """A lake table as Arrow in the latest contract's schema (files of older versions read with nulls)."""
-    base = table_path(cfg, table)
-    files = data_files(base)
-    if not files:
+    data = table_dataset(_store(cfg, store), table)
+    if data is None:
         return table_schema(table).empty_table().select(columns or table_schema(table).names)
-    return dataset(files, table, base).to_table(columns=columns)
+    return data.to_table(columns=columns)
 
 
 #: At the lake's root, beside the table folders (no reader's glob of a table reaches it).

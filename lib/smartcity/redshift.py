@@ -47,12 +47,13 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 from tqdm import tqdm
 
 from smartcity import catalog, contracts, lake, report, sql
 from smartcity.config import TOPICS, Params
 from smartcity.postgres import Warehouse
-from smartcity.storage import LakeStore, ObjectInfo
+from smartcity.storage import LakeStore, ObjectInfo, open_store
 
 if TYPE_CHECKING:
     import boto3
@@ -185,11 +186,12 @@ def _quarantine_csv(batch: pa.RecordBatch) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _chunks(files: list[Path], table: str, base: Path) -> Iterator[tuple[bytes, int]]:
+def _chunks(files: Sequence[Path | str], table: str, base: Path | str,
+            filesystem: pafs.FileSystem | None = None) -> Iterator[tuple[bytes, int]]:
     """The files' rows as CSV chunks of at most COPY_ROWS rows, in the latest schema (older files get nulls)."""
     if not files:
         return
-    for batch in lake.dataset(files, table, base).to_batches(batch_size=COPY_ROWS):
+    for batch in lake.dataset(files, table, base, filesystem).to_batches(batch_size=COPY_ROWS):
         if batch.num_rows:
             yield (_quarantine_csv(batch) if table == lake.QUARANTINE else _topic_csv(batch, table)), batch.num_rows
 
@@ -218,11 +220,15 @@ def _payload_md5(alias: str, columns: list[str]) -> str:
     return f"MD5({parts})"
 
 
-def load_table(conn: psycopg.Connection, cfg: Params, table: str) -> dict[str, int]:
-    """Load one lake table's new files into the warehouse (inside the caller's transaction)."""
+def load_table(conn: psycopg.Connection, store: LakeStore, table: str) -> dict[str, int]:
+    """Load one lake table's new files into the warehouse (inside the caller's transaction).
+
+    The files are read through the store's pyarrow file system: a folder, or S3 (the aws-moto profile
+    loads PostgreSQL from S3 this way; Redshift COPYs from S3 itself, :class:`RedshiftWarehouse`).
+    """
     target = _target(table)
-    base = lake.table_path(cfg, table)
-    files = {str(f.relative_to(base)): f for f in lake.data_files(base)}
+    fs, paths, base = lake.table_files(store, table)
+    files = {path[len(base) + 1:]: path for path in paths}
     loaded, reloaded = _take_stock(conn, target, set(files))
     new = sorted(set(files) - loaded)
     stage = f"stage_{table.lstrip('_')}"
@@ -230,16 +236,17 @@ def load_table(conn: psycopg.Connection, cfg: Params, table: str) -> dict[str, i
     conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target.table}) ON COMMIT DROP")
     copied = 0
     with conn.cursor() as cur, cur.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-        for data, rows in _chunks([files[p] for p in new], table, base):
+        for data, rows in _chunks([files[p] for p in new], table, base, fs):
             copy.write(data)
             copied += rows
     duplicates, conflicts = _merge(conn, target, stage, "postgres")
+    rows_in = {p: lake.footer_rows(fs, path) for p, path in files.items()}
     if new:
         with conn.cursor() as cur:
             cur.executemany(f"INSERT INTO {SCHEMA}._loaded_files (table_name, path, row_count) VALUES (%s, %s, %s)",
-                            [[table, p, lake.count_rows([files[p]])] for p in new])
+                            [[table, p, rows_in[p]] for p in new])
     total = conn.execute(f"SELECT count(*) FROM {target.table}").fetchone()[0]
-    return {"rows in lake": lake.count_rows(list(files.values())), "new files": len(new), "rows copied": copied,
+    return {"rows in lake": sum(rows_in.values()), "new files": len(new), "rows copied": copied,
             "duplicate ids": duplicates, "conflicting ids": conflicts, "rows in warehouse": total,
             "reloaded": int(reloaded)}
 
@@ -315,15 +322,19 @@ def _merge_events(conn: SqlSession, target: _Target, stage: str, dialect: str = 
     return duplicates, conflicts
 
 
-def load_lake(cfg: Params, warehouse: Warehouse, topics: Sequence[str] = TOPICS) -> pd.DataFrame:
+def load_lake(cfg: Params, warehouse: Warehouse | RedshiftWarehouse, topics: Sequence[str] = TOPICS,
+              store: LakeStore | None = None) -> pd.DataFrame:
     """Load what is new in the lake, every table in one transaction; returns lake vs warehouse counts."""
+    store = store if store is not None else open_store(cfg)
+    if isinstance(warehouse, RedshiftWarehouse):
+        return warehouse.load_lake(store, topics)
     tables = [*topics, lake.QUARANTINE]
     results = {}
     with warehouse.connect() as conn, conn.transaction():
         ensure_tables(conn, topics)
-        _follow_generation(conn, lake.generation(cfg), tables)
+        _follow_generation(conn, lake.generation(cfg, store), tables)
         for table in tqdm(tables, desc="loading", unit="table"):
-            results[table] = load_table(conn, cfg, table)
+            results[table] = load_table(conn, store, table)
     report.record_counts(cfg, "warehouse", {t: results[t]["rows in warehouse"] for t in topics})
     conflicts = {t: r["conflicting ids"] for t, r in results.items() if r["conflicting ids"]}
     if conflicts:
@@ -344,8 +355,10 @@ def _follow_generation(conn: SqlSession, current: str, tables: Sequence[str]) ->
     conn.execute(f"INSERT INTO {SCHEMA}._lake (generation) VALUES (%s)", [current])
 
 
-def run_query(warehouse: Warehouse, name: str) -> pd.DataFrame:
+def run_query(warehouse: Warehouse | RedshiftWarehouse, name: str) -> pd.DataFrame:
     """Run a named BI query on the warehouse (session time zone UTC) and return its result."""
+    if isinstance(warehouse, RedshiftWarehouse):
+        return warehouse.run_query(name)
     with warehouse.connect() as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         cur = conn.execute(sql.query_text("redshift", name))
@@ -599,6 +612,9 @@ class RedshiftWarehouse:
 
     def __repr__(self) -> str:
         return f"RedshiftWarehouse(workgroup={self.cfg.redshift_workgroup!r}, database={self.cfg.redshift_database!r})"
+
+    def stop(self) -> None:
+        """Nothing to stop: the lab starts no Redshift, and each call closes its own connection."""
 
     def _serverless(self) -> Any:
         return self.session.client("redshift-serverless")

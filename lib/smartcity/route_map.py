@@ -104,7 +104,7 @@ def corridor_map(network: RoadNetwork | None = None) -> folium.Map:
 
 
 def _query(cfg: Params, sql: str) -> pd.DataFrame:
-    con = catalog.connect(cfg, read_only=True)
+    con = catalog.connect_tables(cfg)
     try:
         con.execute("SET TimeZone = 'UTC'")
         return con.execute(sql).df()

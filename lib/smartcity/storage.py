@@ -397,5 +397,8 @@ def open_store(cfg: Params, boto3_session: boto3.Session | None = None) -> LakeS
             import boto3
 
             boto3_session = boto3.Session(region_name=cfg.aws_region or None)
+        from smartcity.config import fill_account
+
+        cfg = fill_account(cfg, boto3_session)  # a bucket named smartcity-{account}-{region}
         return S3Store(cfg.s3_bucket, cfg.s3_prefix, boto3_session)
     raise StoreError(f"parameter 'lake_storage' must be local or s3, got {cfg.lake_storage!r}")

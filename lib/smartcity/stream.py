@@ -28,6 +28,7 @@ import pandas as pd
 
 from smartcity import lake, report
 from smartcity.config import TOPICS, Params
+from smartcity.storage import open_store
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -354,12 +355,13 @@ def preview(spark: SparkSession, cfg: Params, table: str, rows: int = 5) -> pd.D
     Without the Kafka offset and timestamp: they depend on the broker's history and the wall clock,
     not on the run, and the stored notebook must show the same rows every time.
     """
-    frame = spark.read.option("mergeSchema", "true").parquet(str(lake.table_path(cfg, table)))
+    frame = spark.read.option("mergeSchema", "true").parquet(open_store(cfg).spark_uri(f"{lake.LAKE}/{table}"))
     return frame.drop("kafka_offset", "kafka_timestamp").orderBy("timestamp", "deviceId").limit(rows).toPandas()
 
 
 def lake_counts(cfg: Params, tables: Sequence[str]) -> dict[str, int]:
-    return {t: lake.count_rows(lake.data_files(lake.table_path(cfg, t))) for t in tables}
+    store = open_store(cfg)
+    return {t: lake.count_table_rows(store, t) for t in tables}
 
 
 def run_bounded(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS) -> pd.DataFrame:

@@ -134,7 +134,7 @@ def keys(prefix: str = "") -> list[str]:
 @pytest.fixture(scope="module")
 def s3_cfg(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Params:
     """A profile with its lake on S3 (moto), its bucket and the stream's input files."""
-    cfg = lab_params(tmp_path_factory.mktemp("s3a"), profile="s3a-test", platform="aws", lake_storage="s3",
+    cfg = lab_params(tmp_path_factory.mktemp("s3a"), profile="s3a-test", platform="aws", lake_storage="s3", catalog_engine="glue",
                      s3_bucket=BUCKET, s3_prefix="lab", aws_region=os.environ["AWS_DEFAULT_REGION"])
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
@@ -214,7 +214,7 @@ def test_the_v1_committer_leaves_no_temporary_files(s3_cfg: Params, first_run: d
 # --- settings, no JVM --------------------------------------------------------------------------------
 
 def s3_params(tmp_path: Path) -> Params:
-    return lab_params(tmp_path, platform="aws", lake_storage="s3", s3_bucket=BUCKET, aws_region="eu-west-2")
+    return lab_params(tmp_path, platform="aws", lake_storage="s3", catalog_engine="glue", s3_bucket=BUCKET, aws_region="eu-west-2")
 
 
 def test_local_profiles_get_no_s3a_settings(tmp_path: Path) -> None:

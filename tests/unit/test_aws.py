@@ -30,8 +30,8 @@ REDSHIFT_WG = f"arn:aws:redshift-serverless:{REGION}:{ACCOUNT}:workgroup/0b1c2d3
 
 def aws_params(**overrides: Any) -> Params:
     values: dict[str, Any] = {
-        "profile": "awstest", "platform": "aws", "lake_storage": "s3", "catalog": "glue", "query_engine": "athena",
-        "warehouse": "redshift", "aws_region": REGION, "s3_bucket": BUCKET, "s3_prefix": PREFIX,
+        "profile": "awstest", "platform": "aws", "lake_storage": "s3", "catalog_engine": "glue", "query_engine": "athena",
+        "warehouse_engine": "redshift", "aws_region": REGION, "s3_bucket": BUCKET, "s3_prefix": PREFIX,
         "redshift_copy_role_arn": "arn:aws:iam::{account}:role/smartcity-redshift-copy", "glue_crawler": True,
     }
     return config.from_mapping({**values, **overrides}, source="test_aws")
@@ -109,7 +109,7 @@ def test_provision_twice_creates_then_finds_and_changes_nothing(session: boto3.S
     assert second.params_lines() == [f'redshift_copy_role_arn: "arn:aws:iam::{ACCOUNT}:role/smartcity-redshift-copy"']
     assert first.runner_policy_arn == f"arn:aws:iam::{ACCOUNT}:policy/smartcity-lab-runner"
     assert first.params_current  # '{account}' in the params filled in to the role provision made
-    assert not aws.provision(aws_params(warehouse="postgres", redshift_copy_role_arn=""), boto3_session=session).params_current
+    assert not aws.provision(aws_params(warehouse_engine="postgres", redshift_copy_role_arn=""), boto3_session=session).params_current
 
 
 def test_bucket_settings_read_back(session: boto3.Session, cfg: Params) -> None:

@@ -53,7 +53,7 @@ def aws_env(fake_aws: None) -> Iterator[boto3.Session]:
 
 
 def aws_params(root: Path, **overrides: object) -> Params:
-    return lab_params(root, platform="aws", lake_storage="s3", catalog="glue", query_engine="athena",
+    return lab_params(root, platform="aws", lake_storage="s3", catalog_engine="glue", query_engine="athena",
                       s3_bucket=BUCKET, s3_prefix="lab", aws_region=REGION, **overrides)
 
 
@@ -406,7 +406,7 @@ def test_manifests_are_written_beside_the_lake_on_s3_and_copied(aws_env: boto3.S
 
 
 def test_redshift_serverless_credentials_come_from_get_credentials(tmp_path: Path, aws_env: boto3.Session) -> None:
-    cfg = aws_params(tmp_path, warehouse="redshift", redshift_copy_role_arn=ROLE, redshift_workgroup="lab-wg",
+    cfg = aws_params(tmp_path, warehouse_engine="redshift", redshift_copy_role_arn=ROLE, redshift_workgroup="lab-wg",
                      redshift_database="dev")
     warehouse = redshift.RedshiftWarehouse(cfg, aws_env)
     client = aws_env.client("redshift-serverless")

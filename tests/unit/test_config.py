@@ -37,8 +37,8 @@ def test_profiles_state_what_differs_and_keep_their_values() -> None:
         "local", "live", "127.0.0.1:9192", 5533, 42)
     assert (cluster.platform, cluster.spark_workers, cluster.kafka_replication, cluster.vehicles) == ("cluster", 2, 3, 3)
     aws, moto = config.load_params(PARAMS / "aws.yaml"), config.load_params(PARAMS / "aws-moto.yaml")
-    assert (aws.lake_storage, aws.catalog, aws.query_engine, aws.warehouse) == ("s3", "glue", "athena", "redshift")
-    assert (moto.lake_storage, moto.catalog, moto.query_engine, moto.warehouse) == ("s3", "glue", "duckdb", "postgres")
+    assert (aws.lake_storage, aws.catalog_engine, aws.query_engine, aws.warehouse_engine) == ("s3", "glue", "athena", "redshift")
+    assert (moto.lake_storage, moto.catalog_engine, moto.query_engine, moto.warehouse_engine) == ("s3", "glue", "duckdb", "postgres")
     assert moto.s3_bucket == aws.s3_bucket and moto.redshift_copy_role_arn == ""  # unused keys are not carried
 
 
@@ -64,7 +64,7 @@ def test_unused_engine_keys_cycles_and_base_engine_keys_are_refused(tmp_path: Pa
     (tmp_path / "base.yaml").write_text((PARAMS / "base.yaml").read_text())
     (tmp_path / "local.yaml").write_text((PARAMS / "local.yaml").read_text())
     unused = _profile(tmp_path, "u", "extends: local.yaml\nprofile: u\nredshift_database: analytics\n")
-    with pytest.raises(ParamsError, match=r"states 'redshift_database', which no engine .*\(warehouse is 'postgres'\)"):
+    with pytest.raises(ParamsError, match=r"states 'redshift_database', which no engine .*\(warehouse_engine is 'postgres'\)"):
         config.resolve_file(unused)
     _profile(tmp_path, "x", "extends: y.yaml\nprofile: x\n")
     _profile(tmp_path, "y", "extends: x.yaml\nprofile: y\n")
@@ -95,14 +95,17 @@ def test_a_notebook_refuses_engine_settings_not_resolved_from_a_profile() -> Non
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"catalog": "glue"}, "parameter 'catalog' is glue, which reads what lake_storage s3 provides"),
+        ({"catalog_engine": "glue"}, "parameter 'catalog_engine' is glue, which reads what lake_storage s3 provides"),
         ({"lake_storage": "s3", "aws_region": "us-east-1", "s3_bucket": "My_Bucket"}, "parameter 's3_bucket' must be"),
-        ({"lake_storage": "s3", "s3_bucket": "lab-bucket"}, "parameter 'aws_region' is empty"),
-        ({"warehouse": "mysql"}, "parameter 'warehouse' must be one of postgres, redshift"),
-        ({"lake_storage": "s3", "aws_region": "us-east-1", "s3_bucket": "lab-bucket", "warehouse": "redshift"},
+        ({"lake_storage": "s3", "catalog_engine": "glue", "s3_bucket": "lab-bucket"}, "parameter 'aws_region' is empty"),
+        ({"warehouse_engine": "mysql"}, "parameter 'warehouse_engine' must be one of postgres, redshift"),
+        ({"lake_storage": "s3", "catalog_engine": "glue", "aws_region": "us-east-1", "s3_bucket": "lab-bucket",
+          "warehouse_engine": "redshift"},
          "parameter 'redshift_copy_role_arn' must be the ARN"),
         ({"redshift_base_rpu": 12}, "parameter 'redshift_base_rpu' must be a multiple of 8"),
         ({"athena_output": "/tmp/x"}, "parameter 'athena_output' must be an s3:// location"),
+        ({"lake_storage": "s3", "aws_region": "us-east-1", "s3_bucket": "lab-bucket"},
+         "parameter 'catalog_engine' is duckdb, whose views read the lake's local folders, but lake_storage is s3"),
     ],
 )
 def test_bad_engine_choices_name_the_parameter(values: dict[str, object], message: str) -> None:

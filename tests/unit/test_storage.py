@@ -137,7 +137,7 @@ def test_open_store_follows_the_profile(tmp_path: Path, monkeypatch: pytest.Monk
     local = storage.open_store(lab_params(tmp_path))
     assert isinstance(local, LocalStore) and local.root == lab_params(tmp_path).data_path
     use_fake_aws(monkeypatch, tmp_path)
-    cfg = lab_params(tmp_path, lake_storage="s3", s3_bucket="smartcity-lab", s3_prefix="team/run", aws_region="eu-west-2")
+    cfg = lab_params(tmp_path, lake_storage="s3", catalog_engine="glue", s3_bucket="smartcity-lab", s3_prefix="team/run", aws_region="eu-west-2")
     s3 = storage.open_store(cfg)
     assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == ("smartcity-lab", "team/run")
     assert s3.client.meta.region_name == "eu-west-2"
