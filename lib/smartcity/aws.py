@@ -627,8 +627,10 @@ def provision(cfg: Params, *, redshift_workgroup_arn: str = "",
     row, copy_arn = ensure_role(cfg, COPY_ROLE, path, name, "redshift.amazonaws.com", copy_role_policy(cfg), session)
     rows.append(row)
     if cfg.glue_crawler:
-        rows.append(ensure_role(cfg, CRAWLER_ROLE, "/", crawler_role_name(cfg), "glue.amazonaws.com",
-                                crawler_role_policy(cfg, account), session)[0])
+        row, crawler_role_arn = ensure_role(cfg, CRAWLER_ROLE, "/", crawler_role_name(cfg), "glue.amazonaws.com",
+                                            crawler_role_policy(cfg, account), session)
+        rows.append(row)
+        rows.append(ensure_crawler(cfg, crawler_role_arn, session))
     runner = ensure_runner_policy(cfg, account, redshift_workgroup_arn, session)
     rows.append(runner)
     steps: list[str] = []
@@ -643,6 +645,22 @@ def provision(cfg: Params, *, redshift_workgroup_arn: str = "",
 # -- teardown --------------------------------------------------------------------------------------
 
 
+def ensure_crawler(cfg: Params, role_arn: str, session: boto3.Session) -> Row:
+    """The optional Glue crawler over the lab's tables (a catalog target; 03_catalog starts it after registering).
+
+    Created here because creating it passes its role (iam:PassRole), which the lab runner may not do.
+    """
+    from smartcity.catalog import GlueCatalog, crawler_name
+
+    glue = session.client("glue")
+    try:
+        glue.get_crawler(Name=crawler_name(cfg))
+        return Row("glue crawler", crawler_name(cfg), FOUND)
+    except glue.exceptions.EntityNotFoundException:
+        GlueCatalog(cfg, session).create_crawler(role_arn)
+        return Row("glue crawler", crawler_name(cfg), CREATED)
+
+
 def _versions(s3: Any, bucket: str, prefix: str, limit: int | None = None) -> Iterator[dict[str, str]]:
     """Every object version and delete marker under a prefix (on an unversioned bucket: each object once)."""
     seen = 0
@@ -652,6 +670,16 @@ def _versions(s3: Any, bucket: str, prefix: str, limit: int | None = None) -> It
             seen += 1
             if limit is not None and seen >= limit:
                 return
+
+
+def _teardown_crawler(cfg: Params, glue: Any) -> Row:
+    from smartcity.catalog import crawler_name
+
+    try:
+        glue.delete_crawler(Name=crawler_name(cfg))
+        return Row("glue crawler", crawler_name(cfg), DELETED)
+    except glue.exceptions.EntityNotFoundException:
+        return Row("glue crawler", crawler_name(cfg), ABSENT)
 
 
 def _glue_tables(glue: Any, database: str) -> list[str] | None:
@@ -829,6 +857,7 @@ def teardown(cfg: Params, *, confirm: bool = False, keep_bucket: bool = False,
     _check_iam_owners(cfg, iam, account)  # before deleting anything: no half-done teardown on a foreign name
     rows = [_teardown_runner_policy(cfg, iam, account)]
     if cfg.glue_crawler or _role_exists(iam, crawler_role_name(cfg)):
+        rows.append(_teardown_crawler(cfg, glue))
         rows.append(_teardown_role(cfg, iam, crawler_role_name(cfg), CRAWLER_ROLE))
     rows.append(_teardown_role(cfg, iam, copy_role_name(cfg)[1], COPY_ROLE))
     rows.append(_teardown_workgroup(cfg, session.client("athena")))

@@ -81,6 +81,7 @@ def describe_all(session: boto3.Session, cfg: Params) -> dict[str, Any]:
         "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=BUCKET),
         "database": glue.get_database(Name=cfg.glue_database),
         "workgroup": athena.get_work_group(WorkGroup=cfg.athena_workgroup),
+        "crawler": glue.get_crawler(Name=f"smartcity-{cfg.profile}"),
         "roles": {r: (iam.get_role(RoleName=r), iam.get_role_policy(RoleName=r, PolicyName=r),
                       iam.list_attached_role_policies(RoleName=r)) for r in roles},
         "policy": iam.get_policy(PolicyArn=runner_arn),
@@ -97,9 +98,13 @@ def test_provision_twice_creates_then_finds_and_changes_nothing(session: boto3.S
     assert statuses(first.rows) == {
         "s3 bucket": "created", "s3 block public access": "created", "s3 default encryption (SSE-S3)": "created",
         "s3 lifecycle rules": "created", "glue database": "created", "athena workgroup": "created",
-        aws.COPY_ROLE: "created", aws.CRAWLER_ROLE: "created", aws.RUNNER_POLICY: "created",
+        aws.COPY_ROLE: "created", aws.CRAWLER_ROLE: "created", "glue crawler": "created", aws.RUNNER_POLICY: "created",
         "redshift serverless": "not created",
     }
+    crawler = session.client("glue").get_crawler(Name=f"smartcity-{cfg.profile}")["Crawler"]
+    assert crawler["Role"].endswith("role/smartcity-glue-crawler")
+    assert crawler["Targets"]["CatalogTargets"] == [{"DatabaseName": "smartcity",
+                                                     "Tables": [*config.TOPICS, "quarantine"]}]
     before = describe_all(session, cfg)
     second = aws.provision(cfg, boto3_session=session)
     assert {r.resource: r.status for r in second.rows if r.resource != "redshift serverless"} == dict.fromkeys(
@@ -458,8 +463,9 @@ def test_teardown_leaves_nothing_and_a_second_is_a_no_op(session: boto3.Session,
     iam.attach_user_policy(UserName="alice", PolicyArn=done.runner_policy_arn)
     rows = aws.teardown(cfg, confirm=True, boto3_session=session)
     assert {r.resource: r.status for r in rows} == {
-        aws.RUNNER_POLICY: "deleted", aws.CRAWLER_ROLE: "deleted", aws.COPY_ROLE: "deleted",
+        aws.RUNNER_POLICY: "deleted", "glue crawler": "deleted", aws.CRAWLER_ROLE: "deleted", aws.COPY_ROLE: "deleted",
         "athena workgroup": "deleted", "glue database": "deleted", "s3 objects": "deleted", "s3 bucket": "deleted"}
+    assert session.client("glue").get_crawlers()["Crawlers"] == []
     assert [r.note for r in rows if r.resource == aws.RUNNER_POLICY] == ["detached from user/alice"]
     assert leftovers(session) == {"buckets": [], "databases": [], "workgroups": [], "roles": [], "policies": []}
     again = aws.teardown(cfg, boto3_session=session)  # nothing left: no data, so no --yes needed
