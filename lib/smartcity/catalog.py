@@ -236,7 +236,9 @@ def connect_tables(cfg: Params, store: LakeStore | None = None,
     if cfg.catalog_engine != "glue":
         return connect(cfg, read_only=True)
     import awswrangler as wr
+    import boto3
 
+    boto3_session = boto3_session or boto3.Session(region_name=cfg.aws_region)  # Glue of the profile's region
     store = store if store is not None else open_store(cfg, boto3_session)
     root = store.uri(lake.LAKE) + "/"
     con = duckdb.connect()

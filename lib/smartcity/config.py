@@ -560,7 +560,7 @@ def resolve_file(path: str | Path) -> dict[str, Any]:
     because a value inherited from another platform, or a notebook's default, is a local value (the
     embedded broker, ``127.0.0.1``) silently reused on a cluster or on AWS. A profile may not state
     engine keys its engines do not use (but for their defaults, as a flat file of every key has them),
-    and a file without a platform holds pipeline keys only.
+    and a file without a platform that others extend holds pipeline keys only.
     """
     chain = _chain(Path(path))
     leaf = chain[-1][0]
@@ -568,6 +568,8 @@ def resolve_file(path: str | Path) -> dict[str, Any]:
     origin: dict[str, tuple[Path, str | None]] = {}
     for file, values in chain:
         platform = values.get("platform", merged.get("platform"))
+        if platform is None and file == leaf:  # a file extending nothing is a whole profile: local by default
+            platform = Params().platform
         for key, value in values.items():
             if key == EXTENDS:
                 continue
@@ -577,7 +579,7 @@ def resolve_file(path: str | Path) -> dict[str, Any]:
             merged[key] = value
             origin[key] = (file, platform)
     cfg = from_mapping(merged, source=display_path(leaf))
-    if "profile" not in chain[-1][1]:
+    if len(chain) > 1 and "profile" not in chain[-1][1]:  # else it would share its parent's data and outputs
         raise ParamsError(f"{display_path(leaf)} must state its own `profile:` (the name of its data and outputs)")
     used = engines_in_use(cfg)
     for key, engine in ENGINE_OF.items():

@@ -77,6 +77,8 @@ def test_unused_engine_keys_cycles_and_base_engine_keys_are_refused(tmp_path: Pa
     nameless = _profile(tmp_path, "nameless", "extends: local.yaml\nvehicles: 4\n")
     with pytest.raises(ParamsError, match="must state its own `profile:`"):
         config.resolve_file(nameless)
+    standalone = _profile(tmp_path, "flat", "kafka_bootstrap: '127.0.0.1:9999'\nkafka_embedded: false\n")
+    assert config.load_params(standalone).profile == "local"  # a file extending nothing keeps the default name
     assert engine_in_base.exists()
 
 
