@@ -499,6 +499,7 @@ def run_freshness_bench(rate: float = 10_000, seconds: float = 60.0, trigger_s: 
     start = min(sent for sent, _ in ages)
     steady = np.array([age for sent, age in ages if sent - start >= settle_s and sent - start <= seconds])
     early = np.array([age for sent, age in ages if sent - start < settle_s])
+    whole = np.array([age for sent, age in ages if sent - start <= seconds])
 
     def spread(values: np.ndarray) -> dict[str, float]:
         return {"events": int(len(values)), "p50_s": round(float(np.percentile(values, 50)), 2),
@@ -515,16 +516,16 @@ def run_freshness_bench(rate: float = 10_000, seconds: float = 60.0, trigger_s: 
         "produced_events_per_s": round(float(producing["produced_per_s"].iloc[1:].mean())),
         "written_events_per_s": round(float(producing["written_per_s"].iloc[1:].mean())),
         "max_lag": int(status["lag"].max()), "batches": summary["batches"],
-        "steady": spread(steady), "first_seconds": {"seconds": settle_s, **spread(early)},
+        "whole_run": spread(whole), "steady": spread(steady), "first_seconds": {"seconds": settle_s, **spread(early)},
         "lab_estimate": {"p50_s": summary["freshness_p50_s"], "p95_s": summary["freshness_p95_s"]},
     })
-    results["goal_p95_at_most_3_s"] = bool(results["steady"].get("p95_s", float("inf")) <= 3.0)
+    results["goal_p95_at_most_3_s"] = bool(results["whole_run"].get("p95_s", float("inf")) <= 3.0)
     _save(out_dir, "freshness", results, render_freshness_markdown(results))
     return results
 
 
 def render_freshness_markdown(results: dict[str, Any]) -> str:
-    s, e = results["steady"], results["first_seconds"]
+    w, s, e = results["whole_run"], results["steady"], results["first_seconds"]
     return (
         f"# Freshness benchmark (e) ({results['measured_at']})\n\n" + _machine_line(results) +
         f"Conditions: {results['conditions']}.\n\n"
@@ -532,9 +533,11 @@ def render_freshness_markdown(results: dict[str, Any]) -> str:
         f"written {results['written_events_per_s']:,} events/s, {results['batches']} micro-batches, "
         f"Kafka lag at most {results['max_lag']:,} events.\n\n"
         "| events sent | events | p50 s | p95 s | max s |\n|---|---|---|---|---|\n"
+        f"| the whole run | {w['events']:,} | {w.get('p50_s')} | {w.get('p95_s')} | {w.get('max_s')} |\n"
         f"| after the first {e['seconds']:g} s (steady) | {s['events']:,} | {s.get('p50_s')} | {s.get('p95_s')} | {s.get('max_s')} |\n"
         f"| in the first {e['seconds']:g} s | {e['events']:,} | {e.get('p50_s')} | {e.get('p95_s')} | {e.get('max_s')} |\n\n"
-        f"Goal p95 ≤ 3 s (steady): {'met' if results['goal_p95_at_most_3_s'] else 'NOT met'}. The lab's own estimate "
+        f"Goal p95 ≤ 3 s (the whole run): {'met' if results['goal_p95_at_most_3_s'] else 'NOT met'}"
+        f"{'' if e.get('p95_s', 0) <= 3.0 else ' (not in the first ' + format(e['seconds'], 'g') + ' s)'}. The lab's own estimate "
         f"from the batches' timestamp quantiles: p50 {results['lab_estimate']['p50_s']} s, p95 {results['lab_estimate']['p95_s']} s.\n"
     )
 

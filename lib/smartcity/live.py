@@ -266,7 +266,8 @@ def run_live(cfg: Params, seconds: float | None = None, *, console: bool = True,
             logs.write(logs.batches, _batch_line(done))
 
         spark = stack.enter_context(spark_session(cfg))
-        print("warming the stream up on simulated messages (nothing is written)...", file=sys.stderr, flush=True)
+        print("warming the stream up on simulated messages through scratch topics (nothing reaches the lake)...",
+              file=sys.stderr, flush=True)
         print(f"warmed up in {stream.warm_up(spark, cfg):.0f} s", file=sys.stderr, flush=True)
         running = stack.enter_context(stream.start_stream(spark, cfg, available_now=False, on_batch=on_batch))
         admin = kafka.admin_client(broker.bootstrap)

@@ -1110,6 +1110,10 @@ def prepare_run(cfg: Params) -> pd.DataFrame:
     topics = kafka.prepare_topics(cfg)  # first: a reset on a broker the lab does not own fails before anything goes
     if cfg.reset_run:
         lake.reset(cfg)
+        if cfg.catalog_engine == "glue":  # no Glue partition may point at files of the lake just deleted
+            from smartcity.catalog import GlueCatalog
+
+            GlueCatalog(cfg).reset()
         report.clear_counts(cfg)
     return topics
 

@@ -55,8 +55,6 @@ class StreamError(RuntimeError):
 
 def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS) -> DataFrame:
     """The raw Kafka stream of the topics: bytes, key, headers and Kafka coordinates."""
-    from pyspark.sql import functions as F
-
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
@@ -68,15 +66,16 @@ def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS)
     )
     for key, value in CONSUMER_OPTIONS.items():
         reader = reader.option(key, value)
-    return reader.load().select(
-        F.col("topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("key"),
-        F.col("value"),
-        F.col("headers"),
-    )
+    return _kafka_columns(reader.load())
+
+
+def _kafka_columns(source: DataFrame) -> DataFrame:
+    """A Kafka source's rows as the stream handles them: Kafka coordinates, key, value and headers."""
+    from pyspark.sql import functions as F
+
+    return source.select(
+        F.col("topic"), F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"), F.col("key"), F.col("value"), F.col("headers"))
 
 
 @dataclass(frozen=True)
@@ -267,47 +266,59 @@ def describe(exc: BaseException) -> str:
     return str(exc).split("\n\nJVM stacktrace:")[0].strip()
 
 
-def warm_up(spark: SparkSession, cfg: Params, events: int = 10_000, rounds: int = 3) -> float:
-    """Run the batch path (contract check, routing, text writer) on simulated messages; returns seconds.
+#: Scratch topics the warm-up reads from ('warmup-vehicle_data', ...), on the profile's own broker.
+WARM_UP_PREFIX = "warmup-"
+
+
+def warm_up(spark: SparkSession, cfg: Params, events: int = 300_000, rounds: int = 5) -> float:
+    """Run a batch's whole path on simulated messages: Kafka source, contract check, routing, text writer.
 
     A JVM runs new code slowly until it is compiled: the first micro-batches of a cold stream took
-    20 s for 500 messages here, while the live fleet's events piled up. Warmed first, a live run
-    starts at its steady pace. Nothing is written to the lake or read from Kafka.
+    20 s for 500 messages here, while the live fleet's events piled up. The messages go through
+    the profile's broker into scratch topics (``warmup-<topic>``, emptied afterwards) and are read
+    back by Spark's Kafka source, so the consumer's code, the largest cost per message, is
+    compiled too. Nothing is written to the lake; returns the seconds it took.
     """
     import shutil
     import tempfile
-    from datetime import datetime, timezone
     from itertools import islice
 
-    import orjson
     from pyspark.sql import Observation
-    from pyspark.sql.types import (ArrayType, BinaryType, IntegerType, LongType, StringType, StructField, StructType,
-                                   TimestampType)
+    from pyspark.sql import functions as F
 
-    from smartcity import simulate
+    from smartcity import kafka, producer, simulate
+    from smartcity.contracts import Event
 
     started = time.monotonic()
-    sample = islice(simulate.FleetSimulation(cfg).events(), events)
-    now = datetime.now(timezone.utc)
-    header = [("schemaVersion", b"2")]
-    rows = [(e.topic, n % 3, n, now, e.key.encode(), orjson.dumps(e.value), header) for n, e in enumerate(sample)]
-    schema = StructType([
-        StructField("topic", StringType()), StructField("kafka_partition", IntegerType()),
-        StructField("kafka_offset", LongType()), StructField("kafka_timestamp", TimestampType()),
-        StructField("key", BinaryType()), StructField("value", BinaryType()),
-        StructField("headers", ArrayType(StructType([StructField("key", StringType()),
-                                                     StructField("value", BinaryType())]))),
-    ])
-    frame = spark.createDataFrame(rows, schema).repartition(2).cache()
+    scratch_topics = [WARM_UP_PREFIX + t for t in TOPICS]
+    kafka.ensure_topics(cfg.kafka_bootstrap, scratch_topics, partitions=cfg.kafka_partitions,
+                        replication=cfg.kafka_replication, empty=True)
+    sample = (Event(WARM_UP_PREFIX + e.topic, e.key, e.value)
+              for e in islice(simulate.FleetSimulation(cfg).events(), events))
+    producer.produce(cfg.kafka_bootstrap, sample, backend=cfg.producer_backend, total=events, progress=False)
+    frame = (_kafka_batch(spark, cfg, scratch_topics)
+             .withColumn("topic", F.expr(f"substring(topic, {len(WARM_UP_PREFIX) + 1})")))
     routing = Routing.build()
-    with tempfile.TemporaryDirectory(prefix="warm-up-", dir=cfg.data_path) as scratch:
-        for n in range(rounds):  # exactly what a batch runs: route, observe the metrics, write the lines
-            observed = Observation(f"warm-up-{n}")
-            write_lines(routing.apply(frame).observe(observed, *routing.metrics), str(Path(scratch) / str(n)))
-            observed.get  # noqa: B018 - waits for the metrics, as a batch does
-            shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
-    frame.unpersist()
+    try:
+        with tempfile.TemporaryDirectory(prefix="warm-up-", dir=cfg.data_path) as scratch:
+            for n in range(rounds):  # exactly what a batch runs: route, observe the metrics, write the lines
+                observed = Observation(f"warm-up-{n}")
+                write_lines(routing.apply(frame).observe(observed, *routing.metrics), str(Path(scratch) / str(n)))
+                observed.get  # noqa: B018 - waits for the metrics, as a batch does
+                shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
+    finally:
+        kafka.truncate_topics(cfg.kafka_bootstrap, scratch_topics)
     return time.monotonic() - started
+
+
+def _kafka_batch(spark: SparkSession, cfg: Params, topics: Sequence[str]) -> DataFrame:
+    """Everything the topics hold, read once by Spark's Kafka source as a batch, in read_kafka's columns."""
+    reader = (spark.read.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
+              .option("subscribe", ",".join(topics)).option("startingOffsets", "earliest")
+              .option("endingOffsets", "latest").option("includeHeaders", "true"))
+    for key, value in CONSUMER_OPTIONS.items():
+        reader = reader.option(key, value)
+    return _kafka_columns(reader.load())
 
 
 def start_stream(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS, *, available_now: bool = True,
