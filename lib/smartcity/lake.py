@@ -21,9 +21,10 @@ file twice and never a file of a failed batch.
 
 The commit log runs on the profile's :class:`~smartcity.storage.LakeStore`: the data_dir (a move
 is one rename) or an S3 prefix (a move is a conditional copy and a delete, 0002 §1). The readers
-below (:func:`data_files`, :func:`read_table`, :func:`describe`) read a local lake;
-:func:`list_data_files` lists a table in any store. One writer per lake is a local lock on the
-data_dir; the S3 lease that 0002 §5 plans for writers on several machines is not built.
+(:func:`read_table`, :func:`describe`, :func:`table_dataset`) read through the store too, with
+pyarrow's file system for it; :func:`data_files` and :func:`dataset` over paths remain for a local
+folder. One writer per lake is a local lock on the data_dir; the S3 lease that 0002 §5 plans for
+writers on several machines is not built.
 """
 
 from __future__ import annotations
@@ -128,12 +129,6 @@ def table_files(store: LakeStore, table: str) -> tuple[pafs.FileSystem, list[str
 
 def _store(cfg: Params, store: LakeStore | None) -> LakeStore:
     return store if store is not None else open_store(cfg)
-
-
-def tables(cfg: Params, store: LakeStore | None = None) -> list[str]:
-    """Lake tables with files, topics first in pipeline order, then quarantine."""
-    store = _store(cfg, store)
-    return [t for t in (*TOPICS, QUARANTINE) if list_data_files(store, t)]
 
 
 def footer_rows(fs: pafs.FileSystem, path: str) -> int:
@@ -249,7 +244,7 @@ def _lake_state(store: LakeStore) -> dict[str, Any] | None:
     if state.get("state") == RESETTING:
         raise LakeError(
             f"a reset of the lake at {_display(store, LAKE)} did not finish: reset the run again "
-            "(smartcity reset, or 01_simulate with reset_run) before streaming into it or loading from it"
+            "(01_simulate with reset_run: true, as `make run` does) before streaming into it or loading from it"
         )
     return state
 
