@@ -220,7 +220,8 @@ class Params:
     s3_prefix: str = field(default="smartcity", metadata=_doc("lake_storage s3: the key prefix everything of this profile lives under"))
     glue_database: str = field(default="smartcity", metadata=_doc("Glue database the catalog registers tables in (the .sql files say smartcity)"))
     glue_crawler: bool = field(
-        default=False, metadata=_doc("catalog_engine glue: also run a Glue crawler (smartcity aws provision creates it) on the lab's tables (billed per DPU-hour)")
+        default=False, metadata=_doc("catalog_engine glue: also run a Glue crawler on the lab's tables (billed per "
+                                     "DPU-hour; smartcity aws provision creates it)")
     )
     athena_workgroup: str = field(default="smartcity", metadata=_doc("Athena workgroup the queries run in (enforces the result location)"))
     athena_output: str = field(
