@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from smartcity.config import Params, ParamsError, fill_account, load_params
+from smartcity.config import Params, ParamsError, caller_account, fill_account, load_params
 
 if TYPE_CHECKING:  # boto3 is the `aws` extra: the CLI must import without it
     import boto3
@@ -333,11 +333,6 @@ def _session(cfg: Params, boto3_session: boto3.Session | None) -> boto3.Session:
     import boto3
 
     return boto3_session or boto3.Session(region_name=cfg.aws_region)
-
-
-def caller_account(boto3_session: boto3.Session) -> str:
-    """The 12-digit account of the credentials in use."""
-    return str(boto3_session.client("sts").get_caller_identity()["Account"])
 
 
 def _bucket_exists(s3: Any, bucket: str) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import pandas as pd
 
 from smartcity import athena, catalog
-from smartcity.config import Params, fill_account
+from smartcity.config import Params, engines_in_use, fill_account
 from smartcity.storage import LakeStore, open_store
 
 if TYPE_CHECKING:
@@ -59,8 +59,12 @@ class Engines:
         return self.query.run(name)
 
 
+#: The engines of config.engines_in_use that are AWS services.
+AWS_ENGINES = frozenset({"s3", "glue", "athena", "redshift"})
+
+
 def uses_aws(cfg: Params) -> bool:
-    return cfg.lake_storage == "s3" or cfg.catalog_engine == "glue" or cfg.query_engine == "athena" or cfg.warehouse_engine == "redshift"
+    return bool(AWS_ENGINES & engines_in_use(cfg))
 
 
 def open_engines(cfg: Params, boto3_session: boto3.Session | None = None) -> Engines:

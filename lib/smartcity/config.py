@@ -424,9 +424,22 @@ def fill_account(p: Params, boto3_session: Any = None) -> Params:
         return p
     import boto3
 
-    session = boto3_session or boto3.Session(region_name=p.aws_region)
-    account = session.client("sts").get_caller_identity()["Account"]
+    account = caller_account(boto3_session or boto3.Session(region_name=p.aws_region))
     return replace(p, **{name: _fill_account(getattr(p, name), account, p.aws_region) for name in ACCOUNT_NAMES})
+
+
+_ACCOUNTS: dict[tuple[str, str], str] = {}
+
+
+def caller_account(boto3_session: Any) -> str:
+    """The 12-digit account of the credentials in use: one STS call per access key and endpoint, not
+    one per store or reader that fills in a profile's names."""
+    sts = boto3_session.client("sts")
+    credentials = boto3_session.get_credentials()
+    key = (credentials.get_frozen_credentials().access_key if credentials else "", sts.meta.endpoint_url)
+    if key not in _ACCOUNTS:
+        _ACCOUNTS[key] = str(sts.get_caller_identity()["Account"])
+    return _ACCOUNTS[key]
 
 
 def _check_engines(p: Params) -> None:

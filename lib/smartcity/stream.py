@@ -55,18 +55,19 @@ class StreamError(RuntimeError):
 
 def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS) -> DataFrame:
     """The raw Kafka stream of the topics: bytes, key, headers and Kafka coordinates."""
-    reader = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
-        .option("subscribe", ",".join(topics))
-        .option("startingOffsets", "earliest")
-        .option("failOnDataLoss", "true")
-        .option("includeHeaders", "true")
-        .option("maxOffsetsPerTrigger", cfg.stream_max_batch_events)
-    )
+    reader = _kafka_options(spark.readStream, cfg, topics).option("failOnDataLoss", "true")
+    return _kafka_columns(reader.option("maxOffsetsPerTrigger", cfg.stream_max_batch_events).load())
+
+
+def _kafka_options(reader: Any, cfg: Params, topics: Sequence[str]) -> Any:
+    """Spark's Kafka source as the stream reads it (from the earliest offset, headers, consumer tuning),
+    for a stream or a batch reader."""
+    reader = (reader.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
+              .option("subscribe", ",".join(topics)).option("startingOffsets", "earliest")
+              .option("includeHeaders", "true"))
     for key, value in CONSUMER_OPTIONS.items():
         reader = reader.option(key, value)
-    return _kafka_columns(reader.load())
+    return reader
 
 
 def _kafka_columns(source: DataFrame) -> DataFrame:
@@ -313,11 +314,7 @@ def warm_up(spark: SparkSession, cfg: Params, events: int = 300_000, rounds: int
 
 def _kafka_batch(spark: SparkSession, cfg: Params, topics: Sequence[str]) -> DataFrame:
     """Everything the topics hold, read once by Spark's Kafka source as a batch, in read_kafka's columns."""
-    reader = (spark.read.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
-              .option("subscribe", ",".join(topics)).option("startingOffsets", "earliest")
-              .option("endingOffsets", "latest").option("includeHeaders", "true"))
-    for key, value in CONSUMER_OPTIONS.items():
-        reader = reader.option(key, value)
+    reader = _kafka_options(spark.read, cfg, topics).option("endingOffsets", "latest")
     return _kafka_columns(reader.load())
 
 
