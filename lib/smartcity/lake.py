@@ -517,14 +517,7 @@ class CommitLog:
         return manifest
 
     def _markers(self, suffix: str) -> list[tuple[int, str]]:
-        """(batch, key) of the log's files named ``<batch>.<suffix>``, in batch order."""
-        found: list[tuple[int, str]] = []
-        for obj in self.store.list(self.root, delimiter="/"):
-            name = obj.key.rsplit("/", 1)[-1]
-            number, dot, rest = name.partition(".")
-            if dot and rest == suffix and number.isdigit():
-                found.append((int(number), obj.key))
-        return sorted(found)
+        return _markers(self.store, self.root, suffix)
 
     def recover(self) -> list[int]:
         """After a crash: finish every batch Spark completed, in order; delete the rest; prune old markers.
@@ -554,6 +547,28 @@ class CommitLog:
     def batches(self) -> list[dict[str, Any]]:
         """The kept done markers, oldest first: rows per table, timings and freshness of each batch."""
         return [json.loads(self.store.get(key)) for _, key in self._markers("done.json")]
+
+
+def _markers(store: LakeStore, root: str, suffix: str) -> list[tuple[int, str]]:
+    """(batch, key) of a commit log's files named ``<batch>.<suffix>``, in batch order."""
+    found: list[tuple[int, str]] = []
+    for obj in store.list(root, delimiter="/"):
+        name = obj.key.rsplit("/", 1)[-1]
+        number, dot, rest = name.partition(".")
+        if dot and rest == suffix and number.isdigit():
+            found.append((int(number), obj.key))
+    return sorted(found)
+
+
+def writer_progress(store: LakeStore, root: str = COMMITS) -> tuple[str | None, int | None]:
+    """The lake writer's id and its last done batch (None, None before any), read without creating the
+    log: a loader uses them to leave out the files of a batch still being published."""
+    try:
+        writer = json.loads(store.get(f"{root}/writer.json"))["writer"]
+    except FileNotFoundError:
+        return None, None
+    done = _markers(store, root, "done.json")
+    return writer, done[-1][0] if done else None
 
 
 def commit_log(cfg: Params, store: LakeStore | None = None) -> CommitLog:

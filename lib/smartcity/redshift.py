@@ -379,7 +379,6 @@ class WarehouseError(RuntimeError):
 #: The commit log's deterministic file names (0001): part-<batch>-<n>-<writer>.parquet.
 _PART_NAME = re.compile(r"^part-(\d+)-(\d+)-([0-9A-Za-z]+)\.parquet$")
 #: Where the lake's commit log keeps its writer id and done markers, relative to the store's root.
-COMMIT_PREFIX = f"{lake.COMMITS}/"
 MANIFEST_PREFIX = "warehouse/manifests/"
 
 
@@ -572,18 +571,6 @@ def load_table_from_files(conn: SqlSession, table: str, listing: Sequence[Object
             "reloaded": int(reloaded), "files in flight": len(in_lake) - int(in_ledger[0])}
 
 
-def writer_progress(store: LakeStore) -> tuple[str | None, int | None]:
-    """The lake writer's id and its last done batch, from the commit log (None, None before any)."""
-    try:
-        writer = json.loads(store.get(f"{COMMIT_PREFIX}writer.json"))["writer"]
-    except FileNotFoundError:
-        return None, None
-    done = [int(name) for info in store.list(COMMIT_PREFIX, delimiter="/")
-            if (name := info.key[len(COMMIT_PREFIX):].removesuffix(".done.json")).isdigit()
-            and info.key.endswith(".done.json")]
-    return writer, max(done, default=None)
-
-
 class CursorSession:
     """A DB-API connection (redshift_connector) seen through psycopg's ``conn.execute``."""
 
@@ -662,7 +649,7 @@ class RedshiftWarehouse:
         list_files = list_files or lake.list_data_files
         tables = [*topics, lake.QUARANTINE]
         generation = lake.generation(self.cfg, store)
-        writer, last_done = writer_progress(store)
+        writer, last_done = lake.writer_progress(store)
         load_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
         manifests = f"{MANIFEST_PREFIX}{generation}/{load_id}/"
         results = {}

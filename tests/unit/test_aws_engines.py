@@ -325,13 +325,13 @@ def test_files_to_load_skip_loaded_files_and_the_current_writers_batches_in_flig
 
 def test_writer_progress_reads_the_commit_log(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    assert redshift.writer_progress(store) == (None, None)
+    assert lake.writer_progress(store) == (None, None)
     log = lake.CommitLog(store)
-    assert redshift.writer_progress(store) == (log.writer, None)
+    assert lake.writer_progress(store) == (log.writer, None)
     for batch in (2, 7, 11):
         store.put(log.done_key(batch), b"{}")
     store.put(f"{lake.COMMITS}/0000000012.manifest.json", b"{}")  # planned, not done
-    assert redshift.writer_progress(store) == (log.writer, 11)
+    assert lake.writer_progress(store) == (log.writer, 11)
 
 
 def test_copy_statement_loads_a_parquet_manifest_with_the_copy_role() -> None:
