@@ -36,6 +36,12 @@ LOCAL_IP = "127.0.0.1"
 _cluster: SparkCluster | None = None
 
 
+#: The throughput collector for every JVM that runs tasks: the stream allocates a short-lived row, string
+#: and buffer per message, and on two cores G1's concurrent work and barriers cost it a quarter of its
+#: CPU per event (measured: docs/decisions/0001-lake-commits.md, "Throughput").
+JVM_GC = "-XX:+UseParallelGC"
+
+
 def spark_conf(cfg: Params) -> dict[str, str]:
     """Every setting the lab gives Spark, in one place (tests and docs read it too).
 
@@ -45,7 +51,7 @@ def spark_conf(cfg: Params) -> dict[str, str]:
     (which :func:`get_spark` sets in the driver's environment, not in this conf).
     """
     log_file = cfg.data_path / "logs" / "spark.log"
-    driver_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file}"
+    driver_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file} {JVM_GC}"
     loopback = cfg.spark_driver_host in LOCAL_HOSTS
     conf = {
         "spark.master": cfg.spark_master,
@@ -73,7 +79,7 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         conf["spark.jars"] = ",".join([conf["spark.jars"], *(str(j) for j in jvm.s3a_jars())])
         conf.update(s3a_conf(cfg))
     if cfg.spark_standalone:
-        conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.configurationFile={_EXECUTOR_LOG4J.as_uri()}"
+        conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.configurationFile={_EXECUTOR_LOG4J.as_uri()} {JVM_GC}"
         conf["spark.executor.memory"] = cfg.spark_executor_memory
         if cfg.spark_cores_max:
             conf["spark.cores.max"] = str(cfg.spark_cores_max)
