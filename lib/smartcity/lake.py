@@ -7,8 +7,8 @@ Athena over the S3 prefix. So the writer makes the folder itself exactly-once (t
 ``docs/decisions/0001-lake-commits.md`` says why this rather than a table format):
 
 * the stream writes each micro-batch under a staging folder outside the lake
-  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder: Spark leaves JSON lines
-  there, which :func:`convert_staged` turns into Parquet files;
+  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder: Spark leaves lines there
+  (CSV for events, JSON for the quarantine), which :func:`convert_staged` turns into Parquet files;
 * a manifest (``<batch>.manifest.json``) then fixes which staged file becomes which lake file,
   under a deterministic name (``part-<batch>-<n>-<writer>.parquet``), and the files are moved
   into the table folders; a single rename per file, so no reader ever sees half a file;
@@ -43,9 +43,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.json as pj
@@ -289,9 +292,9 @@ def generation(cfg: Params, store: LakeStore | None = None) -> str:
 def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
     """Turn a batch's staged JSON lines into one Parquet file per table and partition, in the lake's schema.
 
-    Spark leaves ``_raw/_table=<table>/_pkey=<value>/part-*.txt``; Arrow's JSON reader parses the
-    topics' lines straight into the latest contract's schema (a v1 event simply lacks the v2
-    columns), and the quarantine's base64 fields go back to bytes. Each file is one put, so it
+    Spark leaves ``_raw/_table=<table>/_pkey=<value>/part-*.txt``; Arrow's CSV reader parses the
+    topics' lines straight into the latest contract's schema (a v1 event's v2 columns are empty),
+    and the quarantine's JSON lines come back with their base64 fields as bytes. Each file is one put, so it
     appears whole; a file already converted before a crash is kept, not made again from lines
     whose deletion may have begun. Returns rows per table.
     """
@@ -327,6 +330,26 @@ def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
     return rows
 
 
+#: Quantiles of a batch's Kafka timestamps that its manifest records: freshness percentiles come from them.
+PRODUCED_QUANTILES = tuple(q / 20 for q in range(21))
+
+
+def produced_quantiles(micros: np.ndarray) -> list[float]:
+    """The batch's :data:`PRODUCED_QUANTILES` of Kafka timestamps, in epoch seconds (none for no events)."""
+    if not len(micros):
+        return []
+    return [round(float(v) / 1e6, 6) for v in np.quantile(micros, PRODUCED_QUANTILES, method="nearest")]
+
+
+def _staged_file(store: LakeStore, key: str) -> tuple[int, np.ndarray]:
+    """Rows of a staged Parquet file and its events' Kafka timestamps (epoch microseconds), from one read."""
+    file = pq.ParquetFile(pa.BufferReader(store.get(key)))
+    if "kafka_timestamp" not in file.schema_arrow.names:
+        return file.metadata.num_rows, np.empty(0, dtype=np.int64)
+    stamps = pc.drop_null(file.read(columns=["kafka_timestamp"]).column(0)).cast(pa.int64())
+    return file.metadata.num_rows, stamps.to_numpy()
+
+
 def _footer_rows(store: LakeStore, key: str) -> int:
     """Rows of a staged Parquet file from its footer. Read with the store's own client (one GET on
     S3): the commit log needs no second set of credentials, and the files are one batch's worth."""
@@ -340,9 +363,20 @@ def _file_schema(table: str) -> pa.Schema:
 
 
 def _event_rows(data: bytes, table: str) -> pa.Table:
+    """A table's staged lines in its file schema: CSV as the contract check writes it (every field of
+    the latest contract then the lineage, text quoted, timestamps in epoch microseconds), or JSON
+    lines, as the lab staged them before (a batch left staged across an upgrade still converts)."""
     schema = _file_schema(table)
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-    return pj.read_json(io.BytesIO(data), parse_options=options).select(schema.names).cast(schema)
+    if data.lstrip()[:1] == b"{":
+        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+        return pj.read_json(io.BytesIO(data), parse_options=options).select(schema.names).cast(schema)
+    read_types = {f.name: pa.int64() if pa.types.is_timestamp(f.type) else f.type for f in schema}
+    frame = pcsv.read_csv(
+        io.BytesIO(data), read_options=pcsv.ReadOptions(column_names=schema.names),
+        parse_options=pcsv.ParseOptions(newlines_in_values=False),
+        convert_options=pcsv.ConvertOptions(column_types=read_types, null_values=[""], strings_can_be_null=True,
+                                            quoted_strings_can_be_null=False))
+    return frame.cast(schema)
 
 
 def _quarantine_rows(data: bytes) -> pa.Table:
@@ -473,7 +507,9 @@ class CommitLog:
         """Fix where each staged file goes, in a manifest written atomically: from here the batch rolls forward.
 
         Each move records the file's rows and bytes; the bytes let a publish retried on S3 tell
-        its own copy from anything else under the same key.
+        its own copy from anything else under the same key. The batch's figures (messages,
+        quarantined, quantiles of the Kafka timestamps) come from the same reads of its files:
+        counted here with Arrow, they cost the stream's Spark job nothing per message.
         """
         staging = self.staging(batch)
         groups: dict[tuple[str, str], list[ObjectInfo]] = {}
@@ -483,13 +519,18 @@ class CommitLog:
                 groups.setdefault((table, _partition_dir(inner)), []).append(obj)
         moves: list[dict[str, Any]] = []
         rows: dict[str, int] = {}
+        stamps: list[np.ndarray] = []
         for (table, part), files in sorted(groups.items()):
             for n, src in enumerate(files):
-                count = _footer_rows(self.store, src.key)
+                count, produced = _staged_file(self.store, src.key)
+                stamps.append(produced)
                 dst = "/".join(p for p in (table, part, f"part-{batch:010d}-{n:03d}-{self.writer}.parquet") if p)
                 moves.append({"src": src.key[len(staging) + 1:], "dst": dst, "rows": count, "bytes": src.size})
                 rows[table] = rows.get(table, 0) + count
-        manifest = {"batch": batch, "writer": self.writer, "rows": rows, "files": moves, "metrics": dict(metrics or {})}
+        figures = {"messages": sum(rows.values()), "quarantined": rows.get(QUARANTINE, 0),
+                   "produced_quantiles": produced_quantiles(np.concatenate(stamps) if stamps else np.empty(0))}
+        manifest = {"batch": batch, "writer": self.writer, "rows": rows, "files": moves,
+                    "metrics": {**dict(metrics or {}), **figures}}
         self.store.put(self.manifest_key(batch), _json_bytes(manifest))
         return manifest
 

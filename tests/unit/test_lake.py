@@ -10,6 +10,7 @@ import io
 import json
 import multiprocessing
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -72,7 +73,8 @@ def test_a_published_batch_lands_under_deterministic_names(log: lake.CommitLog) 
     assert sorted(objects_under(log.store, f"{lake.LAKE}/gps_data")) == [
         f"event_date=2026-01-05/part-0000000007-000-{log.writer}.parquet",
         f"event_date=2026-01-06/part-0000000007-000-{log.writer}.parquet"]
-    assert manifest["rows"] == {"gps_data": 4} and done["metrics"] == {"messages": 4}
+    assert manifest["rows"] == {"gps_data": 4}
+    assert done["metrics"] == {"messages": 4, "quarantined": 0, "produced_quantiles": []}  # files without Kafka times
     assert [m["bytes"] for m in manifest["files"]] == [len(parquet_bytes(3, 700)), len(parquet_bytes(1, 750))]
     assert log.is_done(7) and not log.has_manifest(7) and not objects_under(log.store, log.staging(7))
     assert glob_rows(log.store) == [700, 701, 702, 750]
@@ -109,7 +111,9 @@ def test_a_crash_between_copy_and_delete_rolls_forward(log: lake.CommitLog) -> N
 
 
 def test_a_staged_batch_is_rolled_forward_from_its_lines(log: lake.CommitLog) -> None:
-    """A batch Spark finished (``_staged.json``) is converted, planned and published after a crash."""
+    """A batch Spark finished (``_staged.json``) is converted, planned and published after a crash;
+    here its lines are JSON, as the lab staged them before its CSV lines (a batch left staged
+    across an upgrade)."""
     events = [e for e in simulate.simulate_journey(lab_params(Path("/nonexistent")))[:200] if e.topic == "weather_data"]
     assert events
     staging = log.start(5)
@@ -124,11 +128,47 @@ def test_a_staged_batch_is_rolled_forward_from_its_lines(log: lake.CommitLog) ->
     assert log.recover() == [5]
     done = log.batches()[-1]
     assert done["batch"] == 5 and done["rows"] == {"weather_data": len(events)}
+    stamps = sorted(datetime.fromisoformat(e.value["timestamp"]).timestamp() for e in events)
+    figures = done["metrics"]
+    assert figures["messages"] == len(events) and figures["quarantined"] == 0
+    assert len(figures["produced_quantiles"]) == 21  # counted from the Parquet files, not by Spark
+    assert figures["produced_quantiles"][0] == stamps[0] and figures["produced_quantiles"][-1] == stamps[-1]
+    assert figures["produced_quantiles"][10] in stamps
     files = objects_under(log.store, f"{lake.LAKE}/weather_data")
     assert list(files) == [f"event_date={day}/part-0000000005-000-{log.writer}.parquet"]
     table = pq.read_table(io.BytesIO(files[f"event_date={day}/part-0000000005-000-{log.writer}.parquet"]))
     assert table.column("id").to_pylist() == [e.value["id"] for e in events]
     assert not objects_under(log.store, log.staging(5))
+
+
+def test_staged_csv_lines_convert_to_the_lake_schema(store: LakeStore) -> None:
+    """The contract check's CSV (written here by Python's csv module, not the lab): every field of the
+    latest contract then the lineage, text quoted, an absent field empty, times in epoch microseconds."""
+    names = lake._file_schema("emergency_data").names
+    descriptions = ['He said "stop", then left', "", "back\\slash, \"x\" \"\"", "ünï \u2028 𝄞", None]
+    events = [e for e in simulate.simulate_journey(lab_params(Path("/nonexistent"))) if e.topic == "emergency_data"]
+    assert events
+    rows = []
+    for n, text in enumerate(descriptions):
+        value = {**events[0].value, "description": text, "kafka_partition": 2, "kafka_offset": n,
+                 "kafka_timestamp": 1_767_600_000_123_456 + n}
+        value["timestamp"] = int(datetime.fromisoformat(value["timestamp"]).timestamp() * 1_000_000)
+        rows.append([value.get(c) for c in names])
+    out = io.StringIO()
+    for row in rows:  # quote text only, leave None empty: what ContractCheck.appendCsv writes
+        out.write(",".join("" if v is None else f'"{v.replace(chr(34), chr(34) * 2)}"' if isinstance(v, str)
+                           else str(v) for v in row) + "\n")
+    staging = "checkpoints/lake/_staging/0000000002"
+    store.put(f"{staging}/{lake.RAW_STAGING}/_table=emergency_data/_pkey=2026-01-05/part-00000.txt",
+              out.getvalue().encode())
+    assert lake.convert_staged(store, staging) == {"emergency_data": len(descriptions)}
+    table = pq.read_table(io.BytesIO(store.get(f"{staging}/emergency_data/event_date=2026-01-05/part.parquet")))
+    assert table.schema == lake._file_schema("emergency_data")
+    assert table.column("description").to_pylist() == descriptions  # "" stays "", an absent field is null
+    assert table.column("id").to_pylist() == [events[0].value["id"]] * len(descriptions)
+    stamps = table.column("kafka_timestamp").to_pylist()
+    assert stamps[0].isoformat() == "2026-01-05T08:00:00.123456+00:00" and stamps[-1].microsecond == 123_460
+    assert table.column("timestamp").to_pylist()[0] == datetime.fromisoformat(events[0].value["timestamp"])
 
 
 def test_converting_again_keeps_what_a_crash_left_converted(store: LakeStore) -> None:

@@ -29,10 +29,11 @@ import org.apache.spark.sql.types.StructType;
  * Where a Kafka message goes in the lake, and the line that carries it there.
  *
  * <p>Returns (table, partition value, line): for a message that keeps its topic's contract, its
- * topic, its event date and the event as one normalized JSON line (contract fields, then the Kafka
- * lineage); for any other message, {@code _quarantine}, its topic and a JSON line that keeps it
- * whole (bytes and key in base64, Kafka coordinates) with the reason. The stream writes the lines
- * as text, which the lab turns into Parquet with Arrow: no second JSON parse in Spark.
+ * topic, its event date and the event as one normalized CSV line (every field of the latest
+ * contract, then the Kafka lineage: the lake file's columns in order); for any other message,
+ * {@code _quarantine}, its topic and a JSON line that keeps it whole (bytes and key in base64, Kafka
+ * coordinates) with the reason. The stream writes the lines as text, which the lab turns into
+ * Parquet with Arrow: no second JSON parse in Spark, and Arrow reads CSV four times faster than JSON.
  *
  * <p>One streaming pass of Jackson over the raw bytes checks everything the contract says (the
  * contract arrives as JSON generated from lib/smartcity/contracts.py, so Python stays the one
@@ -46,7 +47,7 @@ import org.apache.spark.sql.types.StructType;
  * times the JSON parse itself (a generated method too large for the JIT).
  */
 public final class ContractCheck implements UDF6<byte[], byte[], String, Integer, Long, Long, Row> {
-  private static final long serialVersionUID = 2L;
+  private static final long serialVersionUID = 3L;
   public static final String QUARANTINE = "_quarantine";
   private final String spec;
   private transient Contracts contracts;
@@ -118,12 +119,18 @@ public final class ContractCheck implements UDF6<byte[], byte[], String, Integer
       Topic topic = topics.get(topicName);
       Message m = new Message(topic);
       String reason = check(m, value, key, topicName);
-      StringBuilder line = new StringBuilder(value == null ? 64 : value.length + 160).append('{');
       if (reason == null) {
-        m.appendFields(line);
-        appendLineage(line.append(','), partition, offset, kafkaMicros);
-        return RowFactory.create(topicName, isoMicros(m.eventMicros).substring(0, 10), line.append('}').toString());
+        StringBuilder line = new StringBuilder(value.length);
+        m.appendCsv(line);
+        line.append(',');
+        appendNumber(line, partition);
+        line.append(',');
+        appendNumber(line, offset);
+        line.append(',');
+        appendNumber(line, kafkaMicros);
+        return RowFactory.create(topicName, isoMicros(m.eventMicros).substring(0, 10), line.toString());
       }
+      StringBuilder line = new StringBuilder(value == null ? 64 : value.length + 160).append('{');
       line.append("\"reason\":");
       appendString(line, reason);
       line.append(",\"preview\":");
@@ -354,27 +361,23 @@ public final class ContractCheck implements UDF6<byte[], byte[], String, Integer
       return null;
     }
 
-    /** The contract fields the message has, normalized, in contract order: {@code "name":value,...}. */
-    void appendFields(StringBuilder out) {
-      boolean first = true;
+    /**
+     * Every field of the topic's latest contract, in contract order, as CSV: absent fields empty, text
+     * always quoted (so an empty text is not a missing one), numbers as sent, timestamps as epoch
+     * microseconds. Checked text holds no control character, so a line never breaks.
+     */
+    void appendCsv(StringBuilder out) {
       for (Field f : topic.fields) {
-        Object v = values[f.index];
-        if (v == null) {
-          continue;
-        }
-        if (!first) {
+        if (f.index > 0) {
           out.append(',');
         }
-        first = false;
-        out.append('"').append(f.name).append("\":");
-        if (f.type.equals("timestamp")) {
-          appendString(out, isoMicros((Long) v));
-        } else if (v instanceof String) {
-          appendString(out, (String) v);
+        Object v = values[f.index];
+        if (v instanceof String) {
+          appendQuoted(out, (String) v);
         } else if (v instanceof Double) {
           out.append(texts[f.index]);
-        } else {
-          out.append((long) (Long) v);
+        } else if (v != null) {
+          out.append((long) (Long) v);  // ints, longs, and timestamps (checkField made them microseconds)
         }
       }
     }
@@ -436,6 +439,24 @@ public final class ContractCheck implements UDF6<byte[], byte[], String, Integer
     out.append("\"kafka_partition\":").append(partition).append(",\"kafka_offset\":").append(offset)
         .append(",\"kafka_timestamp\":");
     appendString(out, kafkaMicros == null ? null : isoMicros(kafkaMicros));
+  }
+
+  /** A CSV number, empty for null. */
+  static void appendNumber(StringBuilder out, Number n) {
+    if (n != null) {
+      out.append(n.longValue());
+    }
+  }
+
+  /** A CSV text field: quoted, its quotes doubled. */
+  static void appendQuoted(StringBuilder out, String s) {
+    out.append('"');
+    int from = 0;
+    for (int i = s.indexOf('"'); i >= 0; i = s.indexOf('"', i + 1)) {
+      out.append(s, from, i + 1).append('"');
+      from = i + 1;
+    }
+    out.append(s, from, s.length()).append('"');
   }
 
   static final long NOT_A_TIME = Long.MIN_VALUE;
