@@ -75,6 +75,12 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     }
+    if cfg.lake_storage == "local":
+        # the stream's checkpoint (offsets, commits) through Hadoop's FileSystem: an atomic rename
+        # on a local disk. The default manager (FileContext) cost 150-200 ms per micro-batch here, a
+        # fifth of a 10,000-event batch; this one 30 ms (measured with the queries' durationMs)
+        conf["spark.sql.streaming.checkpointFileManagerClass"] = (
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
     if cfg.lake_storage == "s3":
         conf["spark.jars"] = ",".join([conf["spark.jars"], *(str(j) for j in jvm.s3a_jars())])
         conf.update(s3a_conf(cfg))

@@ -176,9 +176,11 @@ class LakeWriter:
         self.cfg = cfg
         self.log = lake.commit_log(cfg)
         self.routing = Routing.build()
+        self.slots = 0
         self.publisher = Publisher(self.log, on_batch)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.slots = self.slots or batch.sparkSession.sparkContext.defaultParallelism
         if self.log.is_done(batch_id):
             return
         if not (self.log.has_manifest(batch_id) or self.log.is_staged(batch_id)):
@@ -188,10 +190,9 @@ class LakeWriter:
     def _stage(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
         staging = self.log.start(batch_id)
-        slots = batch.sparkSession.sparkContext.defaultParallelism
-        if batch.rdd.getNumPartitions() > slots:  # one task per Kafka partition costs more than it reads
-            batch = batch.coalesce(slots)
-        routed = self.routing.apply(batch)
+        # one task per core, not per Kafka partition (which costs more than it reads); never more
+        # tasks than partitions, since coalesce only merges (and asking costs no planning of the batch)
+        routed = self.routing.apply(batch.coalesce(self.slots))
         planned_at = time.time()
         write_lines(routed, self.log.store.spark_uri(f"{staging}/{lake.RAW_STAGING}"))
         self.log.mark_staged(batch_id, {"started_at": started, "plan_seconds": round(planned_at - started, 3),
