@@ -290,7 +290,7 @@ def generation(cfg: Params, store: LakeStore | None = None) -> str:
 
 # -- from the stream's JSON lines to Parquet ----------------------------------------------------------
 def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
-    """Turn a batch's staged JSON lines into one Parquet file per table and partition, in the lake's schema.
+    """Turn a batch's staged lines into one Parquet file per table and partition, in the lake's schema.
 
     Spark leaves ``_raw/_table=<table>/_pkey=<value>/part-*.txt``; Arrow's CSV reader parses the
     topics' lines straight into the latest contract's schema (a v1 event's v2 columns are empty),
