@@ -315,7 +315,7 @@ def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
         value = unquote(part_dir.split("=", 1)[1])
         dest = f"{staging}/{table}/{PARTITION[table]}={value}/part.parquet"
         if dest in present:
-            count = _footer_rows(store, dest)
+            count, _ = _staged_file(store, dest)
         else:
             data = b"".join(store.get(k) for k in sorted(keys))
             if not data.strip():
@@ -342,18 +342,14 @@ def produced_quantiles(micros: np.ndarray) -> list[float]:
 
 
 def _staged_file(store: LakeStore, key: str) -> tuple[int, np.ndarray]:
-    """Rows of a staged Parquet file and its events' Kafka timestamps (epoch microseconds), from one read."""
+    """Rows of a staged Parquet file and its events' Kafka timestamps (epoch microseconds), from one read
+    with the store's own client (one GET on S3): the commit log needs no second set of credentials,
+    and the files are one batch's worth."""
     file = pq.ParquetFile(pa.BufferReader(store.get(key)))
     if "kafka_timestamp" not in file.schema_arrow.names:
         return file.metadata.num_rows, np.empty(0, dtype=np.int64)
     stamps = pc.drop_null(file.read(columns=["kafka_timestamp"]).column(0)).cast(pa.int64())
     return file.metadata.num_rows, stamps.to_numpy()
-
-
-def _footer_rows(store: LakeStore, key: str) -> int:
-    """Rows of a staged Parquet file from its footer. Read with the store's own client (one GET on
-    S3): the commit log needs no second set of credentials, and the files are one batch's worth."""
-    return pq.ParquetFile(pa.BufferReader(store.get(key))).metadata.num_rows
 
 
 def _file_schema(table: str) -> pa.Schema:

@@ -378,7 +378,7 @@ class WarehouseError(RuntimeError):
 
 #: The commit log's deterministic file names (0001): part-<batch>-<n>-<writer>.parquet.
 _PART_NAME = re.compile(r"^part-(\d+)-(\d+)-([0-9A-Za-z]+)\.parquet$")
-#: Where the lake's commit log keeps its writer id and done markers, relative to the store's root.
+#: Where the warehouse keeps the COPY manifests of each load, relative to the store's root.
 MANIFEST_PREFIX = "warehouse/manifests/"
 
 

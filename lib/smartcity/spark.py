@@ -81,7 +81,7 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         # fifth of a 10,000-event batch; this one 30 ms (measured with the queries' durationMs)
         conf["spark.sql.streaming.checkpointFileManagerClass"] = (
             "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
-    if cfg.lake_storage == "s3":
+    else:  # s3
         conf["spark.jars"] = ",".join([conf["spark.jars"], *(str(j) for j in jvm.s3a_jars())])
         conf.update(s3a_conf(cfg))
     if cfg.spark_standalone:

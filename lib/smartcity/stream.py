@@ -107,8 +107,13 @@ class Routing:
         return cls(route.alias("route"), columns)
 
     def apply(self, raw: DataFrame) -> DataFrame:
-        """Each message's table (a topic or ``_quarantine``), partition value and line, in one pass."""
-        return raw.select("headers", self.route).select(*self.columns)
+        """Each message's table (a topic or ``_quarantine``), partition value and line, in one pass.
+
+        One task per core, not per Kafka partition (which costs more than it reads); coalesce only
+        merges, so a batch with fewer partitions keeps them.
+        """
+        slots = raw.sparkSession.sparkContext.defaultParallelism
+        return raw.coalesce(slots).select("headers", self.route).select(*self.columns)
 
 
 class Publisher:
@@ -176,11 +181,9 @@ class LakeWriter:
         self.cfg = cfg
         self.log = lake.commit_log(cfg)
         self.routing = Routing.build()
-        self.slots = 0
         self.publisher = Publisher(self.log, on_batch)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.slots = self.slots or batch.sparkSession.sparkContext.defaultParallelism
         if self.log.is_done(batch_id):
             return
         if not (self.log.has_manifest(batch_id) or self.log.is_staged(batch_id)):
@@ -190,9 +193,7 @@ class LakeWriter:
     def _stage(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
         staging = self.log.start(batch_id)
-        # one task per core, not per Kafka partition (which costs more than it reads); never more
-        # tasks than partitions, since coalesce only merges (and asking costs no planning of the batch)
-        routed = self.routing.apply(batch.coalesce(self.slots))
+        routed = self.routing.apply(batch)
         planned_at = time.time()
         write_lines(routed, self.log.store.spark_uri(f"{staging}/{lake.RAW_STAGING}"))
         self.log.mark_staged(batch_id, {"started_at": started, "plan_seconds": round(planned_at - started, 3),
