@@ -19,10 +19,10 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
-from smartcity import config
-from smartcity.config import TOPICS
-from smartcity.contracts import Event
-from smartcity.engines import free_port
+from smartcity import params as config
+from smartcity.params import TOPICS
+from smartcity.fleet.contracts import Event
+from smartcity.platform.processes import free_port
 
 
 # `make test` (laptop and CI alike) runs the same small set of hypothesis examples every time, so
@@ -145,7 +145,7 @@ def produce_through(bootstrap: str, events: Sequence[Event], backend: str,
     A second third goes while ``disrupt`` runs; the last waits until it calls the ``release``
     it is given (say, once a broker is down), so some events are always sent into the disruption.
     """
-    from smartcity.producer import ProduceReport, produce
+    from smartcity.ingest.producer import ProduceReport, produce
 
     third = len(events) // 3
     first_third_sent, released = threading.Event(), threading.Event()
@@ -187,7 +187,7 @@ def lab_cfg(tmp_path_factory: pytest.TempPathFactory) -> config.Params:
 
 @pytest.fixture(scope="session")
 def broker(lab_cfg: config.Params) -> Iterator[object]:
-    from smartcity import kafka
+    from smartcity.platform import kafka
 
     with kafka.ensure_broker(lab_cfg) as running:
         assert running.owned, "the session broker must be one the tests started"
@@ -196,7 +196,7 @@ def broker(lab_cfg: config.Params) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def spark(lab_cfg: config.Params) -> Iterator[object]:
-    from smartcity.spark import spark_session
+    from smartcity.platform.spark import spark_session
 
     with spark_session(lab_cfg) as session:
         yield session
@@ -204,7 +204,7 @@ def spark(lab_cfg: config.Params) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def warehouse(lab_cfg: config.Params) -> Iterator[object]:
-    from smartcity import postgres
+    from smartcity.platform import postgres
 
     with postgres.ensure_warehouse(lab_cfg) as running:
         yield running

@@ -1,5 +1,5 @@
 import sys
 
-from smartcity.cli import main
+from smartcity.ops.cli import main
 
 sys.exit(main())

@@ -19,8 +19,12 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from smartcity import aws, config, lake, report, runner
-from smartcity.config import TOPICS, Params
+from smartcity.ops.aws import provision as aws
+from smartcity import params as config
+from smartcity.stream import lake
+from smartcity.present import report
+from smartcity.ops import runner
+from smartcity.params import TOPICS, Params
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from smartcity import kafka
-from smartcity.contracts import Event
-from smartcity.engines import free_port
-from smartcity.producer import BACKENDS
+from smartcity.platform import kafka
+from smartcity.fleet.contracts import Event
+from smartcity.platform.processes import free_port
+from smartcity.ingest.producer import BACKENDS
 from tests.conftest import numbered_events, produce_through, unique_delivery
 
 pytestmark = pytest.mark.integration

@@ -27,9 +27,14 @@ import pytest
 import yaml
 from kafka import KafkaAdminClient
 
-from smartcity import cluster, config, kafka, lake, live, runner
-from smartcity.config import NOTEBOOKS, TOPICS, Params, project_root
-from smartcity.engines import free_port, port_open
+from smartcity.platform import cluster
+from smartcity import params as config
+from smartcity.platform import kafka
+from smartcity.stream import lake
+from smartcity.ops import live
+from smartcity.ops import runner
+from smartcity.params import NOTEBOOKS, TOPICS, Params, project_root
+from smartcity.platform.processes import free_port, port_open
 from tests.conftest import lab_params, numbered_events, produce_through, unique_delivery
 
 pytestmark = pytest.mark.integration

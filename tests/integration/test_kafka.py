@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from smartcity import kafka, simulate
-from smartcity.config import TOPICS, Params
-from smartcity.engines import EngineError
-from smartcity.producer import produce
+from smartcity.platform import kafka
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params
+from smartcity.platform.processes import EngineError
+from smartcity.ingest.producer import produce
 from tests.conftest import lab_params, read_topics
 
 pytestmark = pytest.mark.integration
@@ -63,13 +64,13 @@ def test_another_data_dirs_broker_at_the_address_is_a_clear_error(broker: kafka.
 
 def test_an_external_broker_is_used_but_never_emptied(broker: kafka.KafkaBroker, tmp_path: Path) -> None:
     kafka.ensure_topics(broker.bootstrap, partitions=3)
-    produce(broker.bootstrap, [simulate.Event(TOPICS[0], "k", {"n": 1})])
+    produce(broker.bootstrap, [simulation.Event(TOPICS[0], "k", {"n": 1})])
     held = kafka.topic_counts(broker.bootstrap)
     external = lab_params(tmp_path, kafka_bootstrap=broker.bootstrap, kafka_embedded=False)
     found = kafka.ensure_broker(external)
     assert found.external and not found.owned
     with pytest.raises(EngineError, match="a broker the lab does not own .* empty the topics yourself .* reset_run: false"):
-        simulate.prepare_run(external)
+        simulation.prepare_run(external)
     assert kafka.topic_counts(broker.bootstrap) == held
     kept = lab_params(tmp_path, kafka_bootstrap=broker.bootstrap, kafka_embedded=False, reset_run=False)
     assert kafka.prepare_topics(kept)["partitions"].to_dict() == {t: 3 for t in TOPICS}
@@ -78,7 +79,7 @@ def test_an_external_broker_is_used_but_never_emptied(broker: kafka.KafkaBroker,
 
 def test_a_reset_empties_this_profiles_own_broker(broker: kafka.KafkaBroker, lab_cfg: Params) -> None:
     kafka.ensure_topics(broker.bootstrap, partitions=3)
-    produce(broker.bootstrap, [simulate.Event(TOPICS[0], "k", {"n": 1})])
+    produce(broker.bootstrap, [simulation.Event(TOPICS[0], "k", {"n": 1})])
     assert kafka.prepare_topics(lab_cfg)["partitions"].to_dict() == {t: 3 for t in TOPICS}
     assert set(kafka.topic_counts(broker.bootstrap).values()) == {0}
 
@@ -125,7 +126,7 @@ def test_topics_are_created_and_emptied_without_being_deleted(broker: kafka.Kafk
     names = ("it_topic_a", "it_topic_b")
     table = kafka.ensure_topics(broker.bootstrap, names, partitions=2)
     assert table["partitions"].to_dict() == {"it_topic_a": 2, "it_topic_b": 2}
-    events = [simulate.Event("it_topic_a", f"k{n}", {"n": n}) for n in range(50)]
+    events = [simulation.Event("it_topic_a", f"k{n}", {"n": n}) for n in range(50)]
     report = produce(broker.bootstrap, events)
     assert report.acked["it_topic_a"] == 50 and not report.failed
     assert kafka.topic_counts(broker.bootstrap, names) == {"it_topic_a": 50, "it_topic_b": 0}
@@ -145,7 +146,7 @@ def test_topics_grow_to_the_partitions_asked_and_keep_more(broker: kafka.KafkaBr
     kafka.ensure_topics(broker.bootstrap, ("it_wide",), partitions=5)
     table = kafka.ensure_topics(broker.bootstrap, ("it_grow", "it_wide"), partitions=3, empty=True)
     assert table["partitions"].to_dict() == {"it_grow": 3, "it_wide": 5}
-    report = produce(broker.bootstrap, [simulate.Event("it_grow", f"k{n}", {"n": n}) for n in range(60)])
+    report = produce(broker.bootstrap, [simulation.Event("it_grow", f"k{n}", {"n": n}) for n in range(60)])
     assert report.acked["it_grow"] == 60
     assert {r.partition for r in read_topics(broker.bootstrap, ("it_grow",))} == {0, 1, 2}
 
@@ -154,7 +155,7 @@ def test_broker_restarts_on_its_data(tmp_path: Path) -> None:
     cfg = lab_params(tmp_path)
     with kafka.ensure_broker(cfg) as first:
         kafka.ensure_topics(first.bootstrap, TOPICS[:1], partitions=1)
-        produce(first.bootstrap, [simulate.Event(TOPICS[0], "k", {"n": 1})])
+        produce(first.bootstrap, [simulation.Event(TOPICS[0], "k", {"n": 1})])
     assert not kafka.is_kafka(cfg.kafka_bootstrap, timeout_s=1)
     with kafka.ensure_broker(cfg) as second:
         assert second.owned

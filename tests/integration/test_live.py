@@ -21,8 +21,14 @@ import psutil
 import pytest
 import yaml
 
-from smartcity import catalog, kafka, lake, live, postgres, redshift, report
-from smartcity.config import TOPICS, Params, project_root
+from smartcity.catalog import crawler as catalog
+from smartcity.platform import kafka
+from smartcity.stream import lake
+from smartcity.ops import live
+from smartcity.platform import postgres
+from smartcity.warehouse import load
+from smartcity.present import report
+from smartcity.params import TOPICS, Params, project_root
 from tests.conftest import lab_params
 
 pytestmark = pytest.mark.integration
@@ -118,7 +124,7 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
     catalog.crawl(cfg)
     assert {t: n for t, n in catalog.view_counts(cfg).items() if t in TOPICS} == produced
     with postgres.ensure_warehouse(cfg) as warehouse:  # this lab's own, as the live profile has
-        redshift.load_lake(cfg, warehouse)
-        assert redshift.warehouse_counts(warehouse) == produced
+        load.load_lake(cfg, warehouse)
+        assert load.warehouse_counts(warehouse) == produced
     _, problems = report.reconcile(cfg)
     assert problems == [], problems

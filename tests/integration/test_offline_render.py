@@ -24,9 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smartcity import catalog, lake, report, route_map, routes, simulate
-from smartcity.config import Params
-from smartcity.geo import load_network
+from smartcity.catalog import crawler as catalog
+from smartcity.stream import lake
+from smartcity.present import report
+from smartcity.present import maps
+from smartcity.routes import model as routes
+from smartcity.fleet import simulation
+from smartcity.params import Params
+from smartcity.fleet.roads import load_network
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import write_lake
 
@@ -188,24 +193,24 @@ def check_line(pixels: np.ndarray, points: list[tuple[float, float]], colour: np
 def run(tmp_path_factory: pytest.TempPathFactory) -> Params:
     """A default-sized run written without Kafka or Spark, its maps saved and its report written."""
     cfg = lab_params(tmp_path_factory.mktemp("offline"))
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
     report.record_counts(cfg, "produced", counts)
     catalog.crawl(cfg)
     model = routes.fit_edge_times(routes.read_observations(cfg))
     table = routes.suggest(model, routes.departures_by_hour(cfg.start_time, [8]), routes.fleet_weights(cfg))
-    route_map.save_map(route_map.corridor_map(), cfg, "corridor")
-    route_map.save_map(route_map.journey_map(cfg, suggestions=table), cfg, "journey")
+    maps.save_map(maps.corridor_map(), cfg, "corridor")
+    maps.save_map(maps.journey_map(cfg, suggestions=table), cfg, "journey")
     report.write_index(cfg, [], sorted((cfg.output_path / "maps").glob("*.html")))
     return cfg
 
 
 def test_the_journey_map_draws_every_track_offline(run: Params) -> None:
-    from smartcity.simulate import place_cameras, place_stations
+    from smartcity.fleet.simulation import place_cameras, place_stations
 
     page = run.output_path / "maps" / "journey.html"
     pixels, pixel = screenshot(page), corridor_pixels(page)
     network = load_network()
-    land = _hex(route_map.LAND_COLOUR)
+    land = _hex(maps.LAND_COLOUR)
     fixes = lake.read_table(run, "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
     incidents = lake.read_table(run, "emergency_data", ["latitude", "longitude"]).to_pandas()
     covered = Covered()
@@ -219,7 +224,7 @@ def test_the_journey_map_draws_every_track_offline(run: Params) -> None:
               for device, own in fixes.groupby("deviceId", sort=True)}
     for n, (device, points) in enumerate(tracks.items()):
         others = np.array([p for d, ps in tracks.items() if d != device for p in ps])
-        colour = 0.8 * _hex(route_map.TRACK_COLOURS[n]) + 0.2 * land  # the line's opacity over the background
+        colour = 0.8 * _hex(maps.TRACK_COLOURS[n]) + 0.2 * land  # the line's opacity over the background
         check_line(pixels, points[::10], colour, covered, others, device)
     # no tile loaded, so the corridor background shows: neither a blank page nor Leaflet's grey
     x, y = pixel(52.0, min(n.lon for n in network.nodes.values()) - 0.3)
@@ -228,7 +233,7 @@ def test_the_journey_map_draws_every_track_offline(run: Params) -> None:
 
 
 def test_the_corridor_map_draws_the_three_routes_offline(run: Params) -> None:
-    from smartcity.simulate import place_cameras, place_stations
+    from smartcity.fleet.simulation import place_cameras, place_stations
 
     page = run.output_path / "maps" / "corridor.html"
     pixels, pixel = screenshot(page), corridor_pixels(page)
@@ -244,7 +249,7 @@ def test_the_corridor_map_draws_the_three_routes_offline(run: Params) -> None:
              for name in network.route_names}
     for n, (name, points) in enumerate(lines.items()):
         others = np.array([p for other, ps in lines.items() if other != name for p in ps])
-        colour = 0.75 * _hex(route_map.ROUTE_COLOURS[n]) + 0.25 * _hex(route_map.LAND_COLOUR)
+        colour = 0.75 * _hex(maps.ROUTE_COLOURS[n]) + 0.25 * _hex(maps.LAND_COLOUR)
         check_line(pixels, points[::3], colour, covered, others, name)
 
 
@@ -272,8 +277,8 @@ def test_the_report_shows_each_maps_thumbnail_with_its_routes(run: Params) -> No
         thumb = np.asarray(Image.open(run.output_path / "maps" / f"{name}.png").convert("RGB")).astype(int)
         assert _find(pixels, thumb) is not None, f"the {name} thumbnail is not on the report page"
     journey = np.asarray(Image.open(run.output_path / "maps" / "journey.png").convert("RGB")).astype(int)
-    for colour in route_map.TRACK_COLOURS[:3]:
-        blended = 0.8 * _hex(colour) + 0.2 * _hex(route_map.LAND_COLOUR)
+    for colour in maps.TRACK_COLOURS[:3]:
+        blended = 0.8 * _hex(colour) + 0.2 * _hex(maps.LAND_COLOUR)
         track = (np.linalg.norm(journey - blended, axis=2) <= 45).sum()
         assert track > 300, f"track colour {colour}: {track} pixels in the journey thumbnail"
 
@@ -282,14 +287,14 @@ def test_a_map_saved_by_folium_alone_is_blank_offline(run: Params, tmp_path: Pat
     """The check above can fail: folium's own save loads Leaflet from a CDN, so offline nothing is drawn."""
     network = load_network()
     page = tmp_path / "cdn.html"
-    route_map.corridor_map().save(str(page))
+    maps.corridor_map().save(str(page))
     pixels = screenshot(page)
     lats = [n.lat for n in network.nodes.values()]
     lons = [n.lon for n in network.nodes.values()]
     pixel = fitted_pixels(min(lats), min(lons), max(lats), max(lons), 9, WIDTH, HEIGHT)
     points = [pixel(*network.route("M40").position(km)[0]) for km in np.arange(0, 170, 3.0)]
     with pytest.raises(AssertionError, match="uncovered points show the line"):
-        check_line(pixels, points, _hex(route_map.ROUTE_COLOURS[1]), Covered(), np.empty((0, 2)), "M40")
+        check_line(pixels, points, _hex(maps.ROUTE_COLOURS[1]), Covered(), np.empty((0, 2)), "M40")
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) <= 2, "a blank page"
 
 
@@ -340,9 +345,9 @@ def test_with_a_tile_server_the_tiles_cover_the_background(run: Params, tile_ser
     pixel = corridor_pixels(run.output_path / "maps" / "journey.html")
     x, y = pixel(52.0, min(n.lon for n in load_network().nodes.values()) - 0.3)
     assert tuple(pixels[int(y), int(x)]) == TILE_COLOUR, "the tiles cover the background where there are no layers"
-    assert (np.abs(pixels - _hex(route_map.LAND_COLOUR)).sum(axis=2) <= 6).mean() < 0.01, "no background shows"
+    assert (np.abs(pixels - _hex(maps.LAND_COLOUR)).sum(axis=2) <= 6).mean() < 0.01, "no background shows"
     fixes = lake.read_table(run, "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
     first = fixes[fixes["deviceId"] == fixes["deviceId"].min()]
-    colour = 0.8 * _hex(route_map.TRACK_COLOURS[0]) + 0.2 * np.array(TILE_COLOUR)
+    colour = 0.8 * _hex(maps.TRACK_COLOURS[0]) + 0.2 * np.array(TILE_COLOUR)
     drawn = [_near(pixels, *pixel(p.latitude, p.longitude), colour) for p in first.iloc[::50].itertuples()]
     assert np.mean(drawn) >= 0.5, "the tracks are drawn over the tiles"

@@ -6,9 +6,15 @@ import uuid
 
 import pytest
 
-from smartcity import catalog, kafka, lake, redshift, report, simulate, stream
-from smartcity.producer import produce, produce_run
-from smartcity.config import TOPICS, Params
+from smartcity.catalog import crawler as catalog
+from smartcity.platform import kafka
+from smartcity.stream import lake
+from smartcity.warehouse import load
+from smartcity.present import report
+from smartcity.fleet import simulation
+from smartcity.stream import query as stream
+from smartcity.ingest.producer import produce, produce_run
+from smartcity.params import TOPICS, Params
 
 pytestmark = pytest.mark.integration
 
@@ -23,13 +29,13 @@ BAD_MESSAGES = {
 
 @pytest.fixture(scope="module")
 def streamed(broker: kafka.KafkaBroker, spark: object, lab_cfg: Params) -> dict[str, object]:
-    events = simulate.simulate_journey(lab_cfg)
-    simulate.prepare_run(lab_cfg)
+    events = simulation.simulate_journey(lab_cfg)
+    simulation.prepare_run(lab_cfg)
     delivery = produce_run(lab_cfg, events)
     gps = next(e for e in events if e.topic == "gps_data")
-    too_fast = simulate.Event("gps_data", gps.key, {**gps.value, "id": str(uuid.uuid4()), "speed": 900.0})
+    too_fast = simulation.Event("gps_data", gps.key, {**gps.value, "id": str(uuid.uuid4()), "speed": 900.0})
     weather = next(e for e in events if e.topic == "weather_data")
-    old = simulate.Event("weather_data", weather.key, {**weather.value, "id": str(uuid.uuid4()), "schemaVersion": 0})
+    old = simulation.Event("weather_data", weather.key, {**weather.value, "id": str(uuid.uuid4()), "schemaVersion": 0})
     produce(lab_cfg.kafka_bootstrap, [too_fast, old])
     from kafka import KafkaProducer
 
@@ -74,12 +80,12 @@ def test_lake_is_partitioned_by_event_date(streamed: dict, lab_cfg: Params) -> N
 
 def test_catalog_and_warehouse_hold_what_was_produced(streamed: dict, lab_cfg: Params, warehouse: object) -> None:
     catalog.crawl(lab_cfg)
-    redshift.load_lake(lab_cfg, warehouse)
-    redshift.load_lake(lab_cfg, warehouse)  # idempotent
+    load.load_lake(lab_cfg, warehouse)
+    load.load_lake(lab_cfg, warehouse)  # idempotent
     produced = dict(streamed["delivery"].acked)
     assert {t: n for t, n in catalog.view_counts(lab_cfg).items() if t in TOPICS} == produced
-    assert redshift.warehouse_counts(warehouse) == produced
+    assert load.warehouse_counts(warehouse) == produced
     frame, problems = report.reconcile(lab_cfg)
     assert problems == [], problems
-    for name in redshift.list_queries():
-        assert len(redshift.run_query(warehouse, name)) > 0
+    for name in load.list_queries():
+        assert len(load.run_query(warehouse, name)) > 0

@@ -12,11 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from smartcity import kafka, simulate
-from smartcity.config import TOPICS, Params
-from smartcity.contracts import Event
-from smartcity.engines import EngineError, free_port
-from smartcity.producer import BACKENDS, ProduceError, produce
+from smartcity.platform import kafka
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params
+from smartcity.fleet.contracts import Event
+from smartcity.platform.processes import EngineError, free_port
+from smartcity.ingest.producer import BACKENDS, ProduceError, produce
 from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def events() -> list[Event]:
     """A v2 run and a v1 run of other vehicles: the header follows each event's contract version."""
-    v2 = simulate.simulate_journey(Params(vehicles=2, duration_seconds=1800))
-    v1 = simulate.simulate_journey(Params(vehicles=1, duration_seconds=600, schema_version=1, seed=3,
+    v2 = simulation.simulate_journey(Params(vehicles=2, duration_seconds=1800))
+    v1 = simulation.simulate_journey(Params(vehicles=1, duration_seconds=600, schema_version=1, seed=3,
                                           base_date="2026-01-05T09:00:00+00:00"))  # after the v2 run
     return v2 + [e for e in v1 if e.topic in ("vehicle_data", "gps_data")]
 
@@ -179,7 +180,7 @@ def test_cli_bad_params_and_unreachable_broker(tmp_path: Path) -> None:
 
 
 def test_the_bench_measures_all_three_cases(tmp_path: Path) -> None:
-    from smartcity import bench
+    from smartcity.ops.bench import common as bench
 
     results = bench.run_producer_bench(events=3_000, seed_pattern_events=100, out_dir=tmp_path)
     assert [c["case"][:3] for c in results["cases"]] == ["(a)", "(b)", "(c)"]

@@ -14,9 +14,15 @@ import psutil
 import pytest
 import yaml
 
-from smartcity import catalog, config, kafka, lake, postgres, redshift, runner
-from smartcity.config import TOPICS, ParamsError
-from smartcity.engines import port_open
+from smartcity.catalog import crawler as catalog
+from smartcity import params as config
+from smartcity.platform import kafka
+from smartcity.stream import lake
+from smartcity.platform import postgres
+from smartcity.warehouse import load
+from smartcity.ops import runner
+from smartcity.params import TOPICS, ParamsError
+from smartcity.platform.processes import port_open
 from tests.conftest import lab_params
 
 pytestmark = pytest.mark.integration
@@ -67,7 +73,7 @@ def test_every_stage_holds_every_produced_event_once(finished_run: runner.RunRes
     in_lake = {t: lake.count_rows(lake.data_files(lake.table_path(cfg, t))) for t in TOPICS}
     in_catalog = {t: n for t, n in catalog.view_counts(cfg).items() if t in TOPICS}
     with postgres.ensure_warehouse(cfg) as warehouse:
-        in_warehouse = redshift.warehouse_counts(warehouse)
+        in_warehouse = load.warehouse_counts(warehouse)
     assert sum(in_kafka.values()) > 5000
     assert in_kafka == in_lake == in_catalog == in_warehouse
 

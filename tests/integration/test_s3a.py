@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from smartcity import config, jvm
-from smartcity.config import Params
-from smartcity.engines import EngineError
-from smartcity.spark import S3A_CREDENTIALS, jars_missing, s3a_conf, spark_conf
+from smartcity import params as config
+from smartcity.platform import jvm
+from smartcity.params import Params
+from smartcity.platform.processes import EngineError
+from smartcity.platform.spark import S3A_CREDENTIALS, jars_missing, s3a_conf, spark_conf
 from tests.conftest import lab_params
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def stream_once(spark: SparkSession, cfg: Params) -> list[list[int]]:
 
 def child_main(job: str, params: Path, out: Path) -> None:
     """Run one job in this (child) process with the lab's own session, and write what it saw as JSON."""
-    from smartcity.spark import spark_session
+    from smartcity.platform.spark import spark_session
 
     cfg = config.from_mapping(yaml.safe_load(params.read_text()))
     result: dict[str, Any] = {}

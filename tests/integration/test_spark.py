@@ -7,8 +7,8 @@ import ipaddress
 import psutil
 import pytest
 
-from smartcity.config import Params
-from smartcity.spark import spark_conf
+from smartcity.params import Params
+from smartcity.platform.spark import spark_conf
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from smartcity import config, contracts, kafka, lake, simulate, stream
-from smartcity.config import TOPICS, Params
-from smartcity.producer import produce
+from smartcity import params as config
+from smartcity.fleet import contracts
+from smartcity.platform import kafka
+from smartcity.stream import lake
+from smartcity.fleet import simulation
+from smartcity.stream import query as stream
+from smartcity.params import TOPICS, Params
+from smartcity.ingest.producer import produce
 
 pytestmark = pytest.mark.integration
 
@@ -115,8 +120,8 @@ def _glob(cfg: Params, table: str) -> str:
 
 def test_every_kind_of_bad_input_is_quarantined_while_the_stream_runs(
         broker: kafka.KafkaBroker, spark: object, lab_cfg: Params) -> None:
-    simulate.prepare_run(lab_cfg)
-    good = [e for e in simulate.simulate_journey(lab_cfg) if e.topic in ("gps_data", "weather_data")][:500]
+    simulation.prepare_run(lab_cfg)
+    good = [e for e in simulation.simulate_journey(lab_cfg) if e.topic in ("gps_data", "weather_data")][:500]
     batches: list[dict] = []
     stop = threading.Event()
     runner = threading.Thread(target=stream.serve, args=(spark, lab_cfg),
@@ -180,10 +185,10 @@ def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict()))
     log = tmp_path / "stream.log"
-    simulate.prepare_run(cfg)
-    events = simulate.simulate_journey(cfg)
+    simulation.prepare_run(cfg)
+    events = simulation.simulate_journey(cfg)
     producer = threading.Thread(  # the whole run, paced over about 40 s
-        target=produce, args=(cfg.kafka_bootstrap, simulate.pace(events, 9000 / 40)), kwargs={"progress": False},
+        target=produce, args=(cfg.kafka_bootstrap, simulation.pace(events, 9000 / 40)), kwargs={"progress": False},
     )
     rng = random.Random(6)
     kills = 0

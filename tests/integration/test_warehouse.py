@@ -10,9 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from smartcity import lake, postgres, redshift, simulate
-from smartcity.config import TOPICS, Params
-from smartcity.engines import EngineError, free_port
+from smartcity.stream import lake
+from smartcity.platform import postgres
+from smartcity.warehouse import load
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params
+from smartcity.platform.processes import EngineError, free_port
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import write_lake
 
@@ -27,14 +30,14 @@ def test_server_is_real_postgresql(warehouse: postgres.Warehouse) -> None:
 
 def test_loads_use_copy_and_never_duplicate(tmp_path: Path, warehouse: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
     with warehouse.connect() as conn:
         conn.execute("DROP SCHEMA IF EXISTS smartcity CASCADE")
     other = lab_params(tmp_path / "other", seed=9)  # an earlier run, with other events
-    write_lake(other, simulate.simulate_journey(other))
-    redshift.load_lake(other, warehouse)
-    first = redshift.load_lake(cfg, warehouse).loc[list(TOPICS)]
-    second = redshift.load_lake(cfg, warehouse).loc[list(TOPICS)]
+    write_lake(other, simulation.simulate_journey(other))
+    load.load_lake(other, warehouse)
+    first = load.load_lake(cfg, warehouse).loc[list(TOPICS)]
+    second = load.load_lake(cfg, warehouse).loc[list(TOPICS)]
     assert first["rows copied"].to_dict() == counts
     assert first["rows in warehouse"].to_dict() == counts
     assert (first["reloaded"] == 0).all(), "another lake is a new generation: loaded afresh, not a reload"
@@ -50,19 +53,19 @@ def test_loads_use_copy_and_never_duplicate(tmp_path: Path, warehouse: postgres.
 def test_files_gone_from_the_same_lake_reload_the_table_and_a_reset_lake_starts_afresh(
         tmp_path: Path, warehouse: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    events = simulate.simulate_journey(cfg)
+    events = simulation.simulate_journey(cfg)
     write_lake(cfg, [e for e in events if e.value["timestamp"] < "2026-01-05T09:00"])
     write_lake(cfg, [e for e in events if e.value["timestamp"] >= "2026-01-05T09:00"])
-    redshift.load_lake(cfg, warehouse)
+    load.load_lake(cfg, warehouse)
     removed = sorted(lake.data_files(lake.table_path(cfg, "gps_data")))[0]
     left = lake.count_rows(lake.data_files(lake.table_path(cfg, "gps_data"))) - lake.count_rows([removed])
     removed.unlink()  # by hand, not a reset: the warehouse must not keep rows the lake lost
-    again = redshift.load_lake(cfg, warehouse)
+    again = load.load_lake(cfg, warehouse)
     assert again.at["gps_data", "reloaded"] == 1 and again.at["gps_data", "rows in warehouse"] == left
     assert again.at["vehicle_data", "reloaded"] == 0 and again.at["vehicle_data", "rows copied"] == 0
     lake.reset(cfg)  # a new run
     counts = write_lake(cfg, events[:500])
-    fresh = redshift.load_lake(cfg, warehouse).loc[list(TOPICS)]
+    fresh = load.load_lake(cfg, warehouse).loc[list(TOPICS)]
     assert (fresh["reloaded"] == 0).all() and fresh["rows in warehouse"].to_dict() == counts
 
 
@@ -159,14 +162,14 @@ def test_an_unreachable_dsn_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_table_from_an_older_contract_is_evolved_not_dropped(tmp_path: Path, warehouse: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
     with warehouse.connect() as conn:
         conn.execute("DROP SCHEMA IF EXISTS smartcity CASCADE")
         conn.execute("CREATE SCHEMA smartcity")
         # an older vehicle_data: no odometer, fuel level, route or road, and a column since removed
         conn.execute('CREATE TABLE smartcity.vehicle_data ("id" TEXT PRIMARY KEY, "legacy" TEXT NOT NULL)')
         conn.execute("INSERT INTO smartcity.vehicle_data VALUES ('old-row', 'kept')")
-    loaded = redshift.load_lake(cfg, warehouse)
+    loaded = load.load_lake(cfg, warehouse)
     # the table mirrors the lake (the old row is not in it), and keeps the column it no longer needs
     assert loaded.at["vehicle_data", "rows in warehouse"] == counts["vehicle_data"]
     with warehouse.connect() as conn:

@@ -11,8 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smartcity import athena, catalog, contracts, lake, postgres, redshift, simulate
-from smartcity.config import TOPICS, Params
+from smartcity.query import athena
+from smartcity.catalog import crawler as catalog
+from smartcity.fleet import contracts
+from smartcity.stream import lake
+from smartcity.platform import postgres
+from smartcity.warehouse import load
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import to_row, write_lake
 
@@ -43,12 +49,12 @@ def _warehouse_count(warehouse: postgres.Warehouse, table: str, where: str = "TR
 
 def test_a_second_load_copies_only_the_new_files(tmp_path: Path, fresh: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    events = [e for e in simulate.simulate_journey(cfg) if e.topic == "gps_data"]
+    events = [e for e in simulation.simulate_journey(cfg) if e.topic == "gps_data"]
     half = len(events) // 2
     _write_file(cfg, "gps_data", [to_row(e, n) for n, e in enumerate(events[:half])], "part-1.parquet")
-    first = redshift.load_lake(cfg, fresh)
+    first = load.load_lake(cfg, fresh)
     _write_file(cfg, "gps_data", [to_row(e, n) for n, e in enumerate(events[half:], half)], "part-2.parquet")
-    second = redshift.load_lake(cfg, fresh)
+    second = load.load_lake(cfg, fresh)
     assert first.at["gps_data", "rows copied"] == half
     assert second.at["gps_data", "new files"] == 1
     assert second.at["gps_data", "rows copied"] == len(events) - half
@@ -58,25 +64,25 @@ def test_a_second_load_copies_only_the_new_files(tmp_path: Path, fresh: postgres
 def test_copy_streams_in_bounded_chunks(tmp_path: Path, fresh: postgres.Warehouse,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = lab_params(tmp_path)
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
     monkeypatch.setattr(redshift, "COPY_ROWS", 500)
     files = lake.data_files(lake.table_path(cfg, "vehicle_data"))
-    chunks = [rows for _, rows in redshift._chunks(files, "vehicle_data", lake.table_path(cfg, "vehicle_data"))]
+    chunks = [rows for _, rows in load._chunks(files, "vehicle_data", lake.table_path(cfg, "vehicle_data"))]
     assert max(chunks) <= 500 and sum(chunks) == counts["vehicle_data"] and len(chunks) > 2
-    loaded = redshift.load_lake(cfg, fresh)
+    loaded = load.load_lake(cfg, fresh)
     assert loaded.loc[list(TOPICS), "rows in warehouse"].to_dict() == counts
 
 
 def test_same_id_other_payload_is_counted_and_kept_aside(tmp_path: Path, fresh: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    events = [e for e in simulate.simulate_journey(cfg) if e.topic == "weather_data"][:10]
+    events = [e for e in simulation.simulate_journey(cfg) if e.topic == "weather_data"][:10]
     rows = [to_row(e, n) for n, e in enumerate(events)]
     twin = {**rows[0], "kafka_offset": 100}  # the same event delivered again: a duplicate
     changed = {**rows[1], "kafka_offset": 101, "temperature": 99.0 - 60}  # same id, another payload
     _write_file(cfg, "weather_data", rows, "part-1.parquet")
-    redshift.load_lake(cfg, fresh)
+    load.load_lake(cfg, fresh)
     _write_file(cfg, "weather_data", [twin, changed], "part-2.parquet")
-    loaded = redshift.load_lake(cfg, fresh)
+    loaded = load.load_lake(cfg, fresh)
     assert loaded.at["weather_data", "duplicate ids"] == 1
     assert loaded.at["weather_data", "conflicting ids"] == 1
     assert loaded.at["weather_data", "rows in warehouse"] == 10
@@ -90,38 +96,38 @@ def test_same_id_other_payload_is_counted_and_kept_aside(tmp_path: Path, fresh: 
 
 def test_all_tables_load_in_one_transaction(tmp_path: Path, fresh: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
-    redshift.load_lake(cfg, fresh)
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
+    load.load_lake(cfg, fresh)
     more = lab_params(tmp_path / "more", seed=11)
-    extra = [to_row(e, 10_000 + n) for n, e in enumerate(e for e in simulate.simulate_journey(more)
+    extra = [to_row(e, 10_000 + n) for n, e in enumerate(e for e in simulation.simulate_journey(more)
                                                            if e.topic == "vehicle_data")]
     _write_file(cfg, "vehicle_data", extra, "part-more.parquet")
     broken = lake.table_path(cfg, "weather_data") / "event_date=2026-01-05" / "part-broken.parquet"
     broken.write_bytes(b"PAR1 this is not a parquet file")
     with pytest.raises(Exception, match="(?i)parquet"):
-        redshift.load_lake(cfg, fresh)
+        load.load_lake(cfg, fresh)
     assert _warehouse_count(fresh, "vehicle_data") == counts["vehicle_data"], "vehicle rows were rolled back too"
     broken.unlink()
-    loaded = redshift.load_lake(cfg, fresh)
+    loaded = load.load_lake(cfg, fresh)
     assert loaded.at["vehicle_data", "rows in warehouse"] == counts["vehicle_data"] + len(extra)
 
 
 def test_mixed_contract_versions_load_crawl_and_query(tmp_path: Path, fresh: postgres.Warehouse) -> None:
     old = lab_params(tmp_path, schema_version=1, seed=5)
     cfg = lab_params(tmp_path)
-    v1 = write_lake(old, simulate.simulate_journey(old), version=1)  # a lake made before edgeId existed
+    v1 = write_lake(old, simulation.simulate_journey(old), version=1)  # a lake made before edgeId existed
     v1_files = set(lake.data_files(lake.table_path(cfg, "vehicle_data")))
     assert "edgeId" not in pq.read_schema(next(iter(v1_files))).names
-    new_rows = [to_row(e, 50_000 + n) for n, e in enumerate(e for e in simulate.simulate_journey(cfg)
+    new_rows = [to_row(e, 50_000 + n) for n, e in enumerate(e for e in simulation.simulate_journey(cfg)
                                                              if e.topic == "vehicle_data")]
     _write_file(cfg, "vehicle_data", new_rows, "part-v2.parquet")
     total = v1["vehicle_data"] + len(new_rows)
     # the warehouse
-    loaded = redshift.load_lake(cfg, fresh)
+    loaded = load.load_lake(cfg, fresh)
     assert loaded.at["vehicle_data", "rows in warehouse"] == total
     assert _warehouse_count(fresh, "vehicle_data", "edgeid IS NOT NULL") == len(new_rows)
-    for name in redshift.list_queries():
-        assert len(redshift.run_query(fresh, name)) > 0
+    for name in load.list_queries():
+        assert len(load.run_query(fresh, name)) > 0
     # the catalog and Athena SQL
     catalog.crawl(cfg)
     columns = catalog.describe(cfg, "columns", table="vehicle_data")["column_name"].tolist()
@@ -150,7 +156,7 @@ HOSTILE = [
 
 def test_a_hostile_quarantine_stays_readable_everywhere(tmp_path: Path, fresh: postgres.Warehouse) -> None:
     cfg = lab_params(tmp_path)
-    write_lake(cfg, simulate.simulate_journey(cfg))
+    write_lake(cfg, simulation.simulate_journey(cfg))
     stamp = datetime(2026, 1, 5, 8, tzinfo=timezone.utc)
     rows = [
         {"reason": "not UTF-8", "preview": value.decode(errors="replace").replace("\x00", "\ufffd"), "key": None if n == 3 else b"k\x00",
@@ -162,7 +168,7 @@ def test_a_hostile_quarantine_stays_readable_everywhere(tmp_path: Path, fresh: p
     path = lake.table_path(cfg, lake.QUARANTINE) / "topic=gps_data" / "part-0.parquet"
     path.parent.mkdir(parents=True)
     pq.write_table(table.drop_columns(["topic"]), path)
-    loaded = redshift.load_lake(cfg, fresh)
+    loaded = load.load_lake(cfg, fresh)
     assert loaded.at[lake.QUARANTINE, "rows in warehouse"] == len(HOSTILE)
     with fresh.connect() as conn:
         values = [bytes(v) for (v,) in conn.execute("SELECT value FROM smartcity.quarantine ORDER BY kafka_offset")]

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smartcity import contracts, lake
-from smartcity.config import TOPICS, Params
-from smartcity.contracts import Event
-from smartcity.storage import LakeStore, LocalStore, S3Store
+from smartcity.fleet import contracts
+from smartcity.stream import lake
+from smartcity.params import TOPICS, Params
+from smartcity.fleet.contracts import Event
+from smartcity.stream.store import LakeStore, LocalStore, S3Store
 from tests.conftest import use_fake_aws
 
 

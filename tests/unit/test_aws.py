@@ -17,8 +17,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-from smartcity import aws, config
-from smartcity.config import Params, project_root
+from smartcity.ops.aws import provision as aws
+from smartcity import params as config
+from smartcity.params import Params, project_root
 from tests.conftest import use_fake_aws
 
 REGION = "eu-west-2"

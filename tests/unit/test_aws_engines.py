@@ -25,10 +25,15 @@ import sqlglot
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from smartcity import athena, catalog, contracts, lake, redshift, simulate
-from smartcity.config import TOPICS, Params
-from smartcity.contracts import Event
-from smartcity.storage import LocalStore, ObjectInfo, S3Store
+from smartcity.query import athena
+from smartcity.catalog import crawler as catalog
+from smartcity.fleet import contracts
+from smartcity.stream import lake
+from smartcity.warehouse import load
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params
+from smartcity.fleet.contracts import Event
+from smartcity.stream.store import LocalStore, ObjectInfo, S3Store
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import to_row, write_lake
 
@@ -66,7 +71,7 @@ def glue(aws_env: boto3.Session) -> boto3.Session:
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
     """The default run's events (the same for every profile of these tests: seed and fleet are shared)."""
-    return simulate.simulate_journey(lab_params(tmp_path_factory.mktemp("journey")))
+    return simulation.simulate_journey(lab_params(tmp_path_factory.mktemp("journey")))
 
 
 def glue_table(session: boto3.Session, name: str) -> dict[str, object]:
@@ -284,7 +289,7 @@ def info(key: str, size: int = 100) -> ObjectInfo:
 
 
 def test_manifest_entries_are_mandatory_with_content_length() -> None:
-    manifest = redshift.copy_manifest([("s3://b/p/lake/gps_data/event_date=2026-01-05/a.parquet", 1234),
+    manifest = load.copy_manifest([("s3://b/p/lake/gps_data/event_date=2026-01-05/a.parquet", 1234),
                                        ("s3://b/p/lake/gps_data/event_date=2026-01-06/b.parquet", 99)])
     assert manifest == {"entries": [
         {"url": "s3://b/p/lake/gps_data/event_date=2026-01-05/a.parquet", "mandatory": True,
@@ -293,15 +298,15 @@ def test_manifest_entries_are_mandatory_with_content_length() -> None:
          "meta": {"content_length": 99}},
     ]}
     with pytest.raises(ValueError, match="at least one file"):
-        redshift.copy_manifest([])
+        load.copy_manifest([])
     with pytest.raises(ValueError, match="s3:// objects with a positive size"):
-        redshift.copy_manifest([("/data/lake/a.parquet", 10)])
+        load.copy_manifest([("/data/lake/a.parquet", 10)])
 
 
 def test_part_names_give_batch_and_writer() -> None:
-    assert redshift.part_batch("lake/gps_data/event_date=2026-01-05/part-0000000012-003-ab12cd34.parquet") == \
+    assert load.part_batch("lake/gps_data/event_date=2026-01-05/part-0000000012-003-ab12cd34.parquet") == \
         (12, "ab12cd34")
-    assert redshift.part_batch("lake/gps_data/event_date=2026-01-05/3f2a-0.parquet") is None
+    assert load.part_batch("lake/gps_data/event_date=2026-01-05/3f2a-0.parquet") is None
 
 
 def test_files_to_load_skip_loaded_files_and_the_current_writers_batches_in_flight() -> None:
@@ -311,16 +316,16 @@ def test_files_to_load_skip_loaded_files_and_the_current_writers_batches_in_flig
                info(f"{day}part-0000000005-000-aaaa1111.parquet"), info(f"{day}part-0000000005-001-aaaa1111.parquet"),
                info(f"{day}part-0000000009-000-bbbb2222.parquet"), info(f"{day}written-by-hand.parquet")]
     loaded = {"event_date=2026-01-05/part-0000000003-000-aaaa1111.parquet"}
-    chosen = redshift.files_to_load(listing, loaded, prefix=prefix, writer="aaaa1111", last_done=4)
+    chosen = load.files_to_load(listing, loaded, prefix=prefix, writer="aaaa1111", last_done=4)
     assert [i.key.rsplit("/", 1)[1] for i in chosen] == [
         "part-0000000004-000-aaaa1111.parquet", "part-0000000009-000-bbbb2222.parquet", "written-by-hand.parquet"]
-    nothing_done = redshift.files_to_load(listing, set(), prefix=prefix, writer="aaaa1111", last_done=None)
+    nothing_done = load.files_to_load(listing, set(), prefix=prefix, writer="aaaa1111", last_done=None)
     assert [i.key.rsplit("/", 1)[1] for i in nothing_done] == [
         "part-0000000009-000-bbbb2222.parquet", "written-by-hand.parquet"], "no batch of the writer is done yet"
-    no_log = redshift.files_to_load(listing, set(), prefix=prefix, writer=None, last_done=None)
+    no_log = load.files_to_load(listing, set(), prefix=prefix, writer=None, last_done=None)
     assert len(no_log) == len(listing)
     with pytest.raises(ValueError, match="not under"):
-        redshift.files_to_load([info("lake/other/x.parquet")], set(), prefix=prefix, writer=None, last_done=None)
+        load.files_to_load([info("lake/other/x.parquet")], set(), prefix=prefix, writer=None, last_done=None)
 
 
 def test_writer_progress_reads_the_commit_log(tmp_path: Path) -> None:
@@ -335,47 +340,47 @@ def test_writer_progress_reads_the_commit_log(tmp_path: Path) -> None:
 
 
 def test_copy_statement_loads_a_parquet_manifest_with_the_copy_role() -> None:
-    text = redshift.copy_statement("smartcity_stage.gps_data_0123456789",
+    text = load.copy_statement("smartcity_stage.gps_data_0123456789",
                                    "s3://b/p/warehouse/manifests/g/l/m.json", ROLE)
     assert text.split("\n") == ["COPY smartcity_stage.gps_data_0123456789",
                                 "FROM 's3://b/p/warehouse/manifests/g/l/m.json'", f"IAM_ROLE '{ROLE}'",
                                 "FORMAT AS PARQUET", "MANIFEST"]
-    nested = redshift.copy_statement("s.q", "s3://b/it's.json", ROLE, serialize_to_json=True)
+    nested = load.copy_statement("s.q", "s3://b/it's.json", ROLE, serialize_to_json=True)
     assert "FROM 's3://b/it''s.json'" in nested and nested.endswith("FORMAT AS PARQUET\nSERIALIZETOJSON\nMANIFEST")
     with pytest.raises(ValueError, match="s3://"):
-        redshift.copy_statement("s.t", "/tmp/m.json", ROLE)
+        load.copy_statement("s.t", "/tmp/m.json", ROLE)
     with pytest.raises(ValueError, match="ARN of the role"):
-        redshift.copy_statement("s.t", "s3://b/m.json", "")
+        load.copy_statement("s.t", "s3://b/m.json", "")
 
 
 def test_each_file_layout_gets_its_own_staging_table_shaped_like_the_file() -> None:
-    v1 = redshift.file_layout("vehicle_data", lake._file_schema("vehicle_data").remove(
+    v1 = load.file_layout("vehicle_data", lake._file_schema("vehicle_data").remove(
         lake._file_schema("vehicle_data").get_field_index("edgeId")))
-    v2 = redshift.file_layout("vehicle_data", lake._file_schema("vehicle_data"))
+    v2 = load.file_layout("vehicle_data", lake._file_schema("vehicle_data"))
     assert v1.stage_table != v2.stage_table and v1.stage_table.startswith("smartcity_stage.vehicle_data_")
-    ddl = redshift.staging_table_sql(v2, "redshift")
+    ddl = load.staging_table_sql(v2, "redshift")
     columns = [c.strip().split(" ", 1) for c in ddl[ddl.index("(") + 1:-1].split(", ")]
     assert [name.strip('"') for name, _ in columns] == [contracts.sql_name(n, "redshift") for n in v2.names]
     assert dict(columns)['"timestamp"'] == "TIMESTAMPTZ" and dict(columns)['"deviceid"'] == "VARCHAR(512)"
     assert '"event_date"' not in dict(columns), "no file holds its partition column"
-    insert, params = redshift.stage_insert_sql(v1, "stage_vehicle_data")
-    target = redshift._target("vehicle_data").columns
+    insert, params = load.stage_insert_sql(v1, "stage_vehicle_data")
+    target = load._target("vehicle_data").columns
     select = insert[insert.index(" SELECT ") + 8:insert.index(f" FROM {v1.stage_table}")].split(", ")
     exprs = dict(zip(target, select))
     assert exprs["edgeid"] == "NULL" and exprs["deviceid"] == 's."deviceid"' and params == []
     assert exprs["event_date"] == "CAST(s.\"timestamp\" AT TIME ZONE 'UTC' AS DATE)"
 
-    quarantine = redshift.file_layout(lake.QUARANTINE, lake._file_schema(lake.QUARANTINE))
+    quarantine = load.file_layout(lake.QUARANTINE, lake._file_schema(lake.QUARANTINE))
     assert quarantine.nested and not v2.nested
-    q_ddl = redshift.staging_table_sql(quarantine, "redshift")
+    q_ddl = load.staging_table_sql(quarantine, "redshift")
     assert '"headers" SUPER' in q_ddl and '"key" VARBYTE(1024000)' in q_ddl and '"topic"' not in q_ddl
-    q_insert, q_params = redshift.stage_insert_sql(quarantine, "stage_quarantine", "gps_data")
+    q_insert, q_params = load.stage_insert_sql(quarantine, "stage_quarantine", "gps_data")
     assert q_params == ["gps_data"] and "%s" in q_insert
     with pytest.raises(ValueError, match="one topic partition at a time"):
-        redshift.stage_insert_sql(quarantine, "stage_quarantine")
-    odd = redshift.file_layout("gps_data", pa.schema([("id", pa.string()), ("mystery", pa.string())]))
-    with pytest.raises(redshift.WarehouseError, match="no contract knows: \\['mystery'\\]"):
-        redshift.staging_table_sql(odd)
+        load.stage_insert_sql(quarantine, "stage_quarantine")
+    odd = load.file_layout("gps_data", pa.schema([("id", pa.string()), ("mystery", pa.string())]))
+    with pytest.raises(load.WarehouseError, match="no contract knows: \\['mystery'\\]"):
+        load.staging_table_sql(odd)
 
 
 class RecordingSession:
@@ -394,21 +399,21 @@ def test_manifests_are_written_beside_the_lake_on_s3_and_copied(aws_env: boto3.S
     for n, key in enumerate(keys):
         store.put(key, b"x" * (10 + n))
     session = RecordingSession()
-    copy = redshift._manifest_copier(session, store, "warehouse/manifests/gen1/load1/", ROLE)
-    layout = redshift.file_layout(lake.QUARANTINE, lake._file_schema(lake.QUARANTINE))
+    copy = load._manifest_copier(session, store, "warehouse/manifests/gen1/load1/", ROLE)
+    layout = load.file_layout(lake.QUARANTINE, lake._file_schema(lake.QUARANTINE))
     copy(layout, store.list("lake/_quarantine"))
     [written] = store.list("warehouse/manifests/gen1/load1")
     manifest = json.loads(store.get(written.key))
     assert manifest["entries"] == [{"url": f"s3://{BUCKET}/lab/{k}", "mandatory": True,
                                     "meta": {"content_length": 10 + n}} for n, k in enumerate(keys)]
-    assert session.statements == [redshift.copy_statement(layout.stage_table, store.uri(written.key), ROLE,
+    assert session.statements == [load.copy_statement(layout.stage_table, store.uri(written.key), ROLE,
                                                           serialize_to_json=True)]
 
 
 def test_redshift_serverless_credentials_come_from_get_credentials(tmp_path: Path, aws_env: boto3.Session) -> None:
     cfg = aws_params(tmp_path, warehouse_engine="redshift", redshift_copy_role_arn=ROLE, redshift_workgroup="lab-wg",
                      redshift_database="dev")
-    warehouse = redshift.RedshiftWarehouse(cfg, aws_env)
+    warehouse = load.RedshiftWarehouse(cfg, aws_env)
     client = aws_env.client("redshift-serverless")
     with Stubber(client) as stub:
         stub.add_response("get_workgroup", {"workgroup": {"workgroupName": "lab-wg", "endpoint": {
@@ -419,7 +424,7 @@ def test_redshift_serverless_credentials_come_from_get_credentials(tmp_path: Pat
         stub.add_client_error("get_workgroup", "ResourceNotFoundException", http_status_code=404)
         with mock.patch.object(warehouse, "_serverless", return_value=client):
             args = warehouse.connection_args()
-            with pytest.raises(redshift.WarehouseError, match="no Redshift Serverless workgroup 'lab-wg'"):
+            with pytest.raises(load.WarehouseError, match="no Redshift Serverless workgroup 'lab-wg'"):
                 warehouse.connection_args()
         stub.assert_no_pending_responses()
     assert args == {"host": "lab-wg.123456789012.eu-west-2.redshift-serverless.amazonaws.com", "port": 5439,
@@ -440,9 +445,9 @@ def _write_part(store: LocalStore, table: str, rows: list[dict[str, object]], na
     return ObjectInfo(key, path.stat().st_size)
 
 
-def _postgres_copier(conn: object, store: LocalStore) -> redshift.CopyFiles:
+def _postgres_copier(conn: object, store: LocalStore) -> load.CopyFiles:
     """What COPY ... FORMAT AS PARQUET does on Redshift, done on PostgreSQL: each file's columns, by position."""
-    def copy(layout: redshift.FileLayout, files: list[ObjectInfo]) -> None:
+    def copy(layout: load.FileLayout, files: list[ObjectInfo]) -> None:
         with conn.cursor() as cur, cur.copy(f"COPY {layout.stage_table} FROM STDIN (FORMAT csv)") as out:
             for f in files:
                 table = pq.read_table(store.root / f.key)
@@ -471,20 +476,20 @@ def test_per_layout_staging_and_the_shared_merge_on_postgresql(
     footers = catalog.footer_reader(store, "lake/vehicle_data/")
 
     with warehouse.connect() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {redshift.SCHEMA} CASCADE")
-        conn.execute(f"DROP SCHEMA IF EXISTS {redshift.STAGE_SCHEMA} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {load.SCHEMA} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {load.STAGE_SCHEMA} CASCADE")
         with conn.transaction():
-            redshift.ensure_tables(conn, ["vehicle_data"])
-            first = redshift.load_table_from_files(
+            load.ensure_tables(conn, ["vehicle_data"])
+            first = load.load_table_from_files(
                 conn, "vehicle_data", listing, footers, _postgres_copier(conn, store),
                 dialect="postgres", writer="aaaa1111", last_done=1)
         stages = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
-                              [redshift.STAGE_SCHEMA]).fetchone()[0]
+                              [load.STAGE_SCHEMA]).fetchone()[0]
         null_edges = conn.execute("SELECT count(*) FROM smartcity.vehicle_data WHERE edgeid IS NULL").fetchone()[0]
         wrong_day = conn.execute("SELECT count(*) FROM smartcity.vehicle_data "
                                  "WHERE event_date <> CAST(\"timestamp\" AT TIME ZONE 'UTC' AS DATE)").fetchone()[0]
         with conn.transaction():
-            second = redshift.load_table_from_files(
+            second = load.load_table_from_files(
                 conn, "vehicle_data", listing, footers, _postgres_copier(conn, store),
                 dialect="postgres", writer="aaaa1111", last_done=2)
         days = {str(d) for (d,) in conn.execute("SELECT DISTINCT event_date FROM smartcity.vehicle_data").fetchall()}

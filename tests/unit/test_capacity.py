@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from smartcity import capacity
-from smartcity.cli import main
-from smartcity.config import TOPICS
+from smartcity.ops import capacity
+from smartcity.ops.cli import main
+from smartcity.params import TOPICS
 
 PROVENANCE = {"source": "test", "measured_at": "2026-01-01T00:00:00Z", "conditions": "made up for the arithmetic"}
 
@@ -211,7 +211,7 @@ def test_the_committed_rates_are_complete_and_say_where_they_come_from() -> None
 def test_cli_prints_the_presets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["capacity", "--rates", str(tmp_path / "none.json")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("rates: lib/smartcity/data/capacity_rates.json (measured ")
+    assert out.startswith("rates: lib/smartcity/ops/data/capacity_rates.json (measured ")
     header = next(line for line in out.splitlines() if "corridor" in line)
     assert header.split() == ["corridor", "London", "UK"]
     assert "1 -> 2 executors" in out

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from smartcity import athena, catalog, report, simulate
-from smartcity.config import TOPICS, Params
+from smartcity.query import athena
+from smartcity.catalog import crawler as catalog
+from smartcity.present import report
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import write_lake
 
@@ -15,7 +18,7 @@ from tests.unit.lake_fixture import write_lake
 @pytest.fixture(scope="module")
 def crawled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, dict[str, int]]:
     cfg = lab_params(tmp_path_factory.mktemp("catalog"))
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
     catalog.crawl(cfg)
     return cfg, counts
 
@@ -71,7 +74,7 @@ def test_unknown_query_and_missing_catalog_are_clear(tmp_path: Path) -> None:
 def test_a_table_without_events_yet_is_catalogued_empty_in_its_contracts_schema(tmp_path: Path) -> None:
     """A short live run may have had no incident yet: emergency_data exists all the same, and queries run."""
     cfg = lab_params(tmp_path)
-    events = [e for e in simulate.simulate_journey(cfg) if e.topic != "emergency_data"]
+    events = [e for e in simulation.simulate_journey(cfg) if e.topic != "emergency_data"]
     counts = write_lake(cfg, events)
     summary = catalog.crawl(cfg)
     assert summary.at["emergency_data", "row_count"] == 0 and summary.at["emergency_data", "files"] == 0
@@ -80,5 +83,5 @@ def test_a_table_without_events_yet_is_catalogued_empty_in_its_contracts_schema(
     assert catalog.view_counts(cfg) == {**counts, "emergency_data": 0, "quarantine": 0}
     for name in athena.list_queries():
         athena.run_query(cfg, name)  # none fails for the missing rows
-    write_lake(cfg, simulate.simulate_journey(cfg))  # the incidents arrive: the next crawl picks them up
+    write_lake(cfg, simulation.simulate_journey(cfg))  # the incidents arrive: the next crawl picks them up
     assert catalog.crawl(cfg).at["emergency_data", "row_count"] > 0

@@ -21,13 +21,13 @@ import jsonschema
 import pytest
 import yaml
 
-from smartcity import config
-from smartcity.config import Params
+from smartcity import params as config
+from smartcity.params import Params
 
 ROOT = config.project_root()
 COMPOSE = ROOT / "docker-compose.yml"
 PROFILE = ROOT / "params" / "compose.yaml"
-KAFKA_POM = ROOT / "lib" / "smartcity" / "jvm" / "kafka-broker.pom.xml"
+KAFKA_POM = ROOT / "lib" / "smartcity" / "platform" / "maven" / "kafka-broker.pom.xml"
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL")
 #: a value Compose takes from the environment or .env and refuses to start without: ${NAME:?message}

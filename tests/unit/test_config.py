@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smartcity import config
-from smartcity.config import Params, ParamsError
+from smartcity import params as config
+from smartcity.params import Params, ParamsError
 
 
 PARAMS = config.project_root() / "params"

@@ -5,8 +5,8 @@ import jsonschema
 import pytest
 import sqlglot
 
-from smartcity import contracts
-from smartcity.config import TOPICS
+from smartcity.fleet import contracts
+from smartcity.params import TOPICS
 
 
 @pytest.mark.parametrize("version", contracts.SCHEMA_VERSIONS)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.engines import EngineError, ManagedProcess, free_port, port_open, wait_until
+from smartcity.platform.processes import EngineError, ManagedProcess, free_port, port_open, wait_until
 
 
 def alive(pid: int) -> bool:
@@ -52,7 +52,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from smartcity.engines import ManagedProcess
+    from smartcity.platform.processes import ManagedProcess
     proc = ManagedProcess("sleeper", ["sleep", "60"], log_path=Path(sys.argv[1]))
     print(proc.pid, flush=True)
     sys.stdin.readline()       # the test has seen the engine running

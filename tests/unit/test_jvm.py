@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from smartcity import jvm
-from smartcity.engines import EngineError
+from smartcity.platform import jvm
+from smartcity.platform.processes import EngineError
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smartcity import lake, simulate
-from smartcity.storage import LakeStore, LocalStore
+from smartcity.stream import lake
+from smartcity.fleet import simulation
+from smartcity.stream.store import LakeStore, LocalStore
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import objects_under, open_test_store, write_lake_objects
 
@@ -114,7 +115,7 @@ def test_a_staged_batch_is_rolled_forward_from_its_lines(log: lake.CommitLog) ->
     """A batch Spark finished (``_staged.json``) is converted, planned and published after a crash;
     here its lines are JSON, as the lab staged them before its CSV lines (a batch left staged
     across an upgrade)."""
-    events = [e for e in simulate.simulate_journey(lab_params(Path("/nonexistent")))[:200] if e.topic == "weather_data"]
+    events = [e for e in simulation.simulate_journey(lab_params(Path("/nonexistent")))[:200] if e.topic == "weather_data"]
     assert events
     staging = log.start(5)
     lines = b"".join(orjson.dumps({**e.value, "kafka_partition": 0, "kafka_offset": n,
@@ -146,7 +147,7 @@ def test_staged_csv_lines_convert_to_the_lake_schema(store: LakeStore) -> None:
     latest contract then the lineage, text quoted, an absent field empty, times in epoch microseconds."""
     names = lake._file_schema("emergency_data").names
     descriptions = ['He said "stop", then left', "", "back\\slash, \"x\" \"\"", "ünï \u2028 𝄞", None]
-    events = [e for e in simulate.simulate_journey(lab_params(Path("/nonexistent"))) if e.topic == "emergency_data"]
+    events = [e for e in simulation.simulate_journey(lab_params(Path("/nonexistent"))) if e.topic == "emergency_data"]
     assert events
     rows = []
     for n, text in enumerate(descriptions):
@@ -276,7 +277,7 @@ def test_a_reset_cut_short_blocks_the_lake_until_reset_again(store: LakeStore, t
 
 
 def test_list_data_files_applies_what_every_reader_counts(store: LakeStore) -> None:
-    events = simulate.simulate_journey(lab_params(Path("/nonexistent")))[:300]
+    events = simulation.simulate_journey(lab_params(Path("/nonexistent")))[:300]
     counts = write_lake_objects(store, events)
     store.put(f"{lake.LAKE}/gps_data/_temporary/x.parquet", b"")
     store.put(f"{lake.LAKE}/gps_data/event_date=2026-01-05/.x.parquet", b"")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from smartcity import charts, live
-from smartcity.config import TOPICS, Params
+from smartcity.present import charts
+from smartcity.ops import live
+from smartcity.params import TOPICS, Params
 from tests.conftest import lab_params
 
 

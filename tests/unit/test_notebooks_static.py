@@ -8,7 +8,7 @@ import nbformat
 import papermill
 import pytest
 
-from smartcity import config
+from smartcity import params as config
 
 NOTEBOOK_DIR = config.project_root() / "notebooks"
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from smartcity import report
-from smartcity.config import TOPICS
+from smartcity.present import report
+from smartcity.params import TOPICS
 from tests.conftest import lab_params
 
 
@@ -50,19 +50,22 @@ def test_index_links_what_exists(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def run_outputs(tmp_path_factory: pytest.TempPathFactory) -> object:
     """A small run's lake, catalog, maps and route results, written without Kafka or Spark."""
-    from smartcity import catalog, route_map, routes, simulate
+    from smartcity.catalog import crawler as catalog
+    from smartcity.present import maps
+    from smartcity.routes import model as routes
+    from smartcity.fleet import simulation
     from tests.unit.lake_fixture import write_lake
 
     cfg = lab_params(tmp_path_factory.mktemp("run"))
-    counts = write_lake(cfg, simulate.simulate_journey(cfg))
+    counts = write_lake(cfg, simulation.simulate_journey(cfg))
     for stage in ("produced", "lake"):
         report.record_counts(cfg, stage, counts)
     catalog.crawl(cfg)
     model = routes.fit_edge_times(routes.read_observations(cfg))
     table = routes.suggest(model, routes.departures_by_hour(cfg.start_time, [7, 9]), routes.fleet_weights(cfg))
     routes.save_results(cfg, model, table, routes.judge(cfg, model, seed=cfg.seed + 1, vehicles=3))
-    route_map.save_map(route_map.corridor_map(), cfg, "corridor")
-    route_map.save_map(route_map.journey_map(cfg, suggestions=table), cfg, "journey")
+    maps.save_map(maps.corridor_map(), cfg, "corridor")
+    maps.save_map(maps.journey_map(cfg, suggestions=table), cfg, "journey")
     return cfg
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartcity import routes, simulate
-from smartcity.config import Params
-from smartcity.geo import load_network, offset_m
+from smartcity.routes import model as routes
+from smartcity.fleet import simulation
+from smartcity.params import Params
+from smartcity.fleet.roads import load_network, offset_m
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import write_lake
 
@@ -28,9 +29,9 @@ LEARN = {"seed": 7, "vehicles": 18, "departure_spacing_seconds": 600.0, "inciden
 
 
 @pytest.fixture(scope="module")
-def learnt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, simulate.FleetSimulation, routes.EdgeTimes]]:
+def learnt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, simulation.FleetSimulation, routes.EdgeTimes]]:
     cfg = lab_params(tmp_path_factory.mktemp("learn"), **LEARN)
-    sim = simulate.FleetSimulation(cfg)
+    sim = simulation.FleetSimulation(cfg)
     write_lake(cfg, list(sim.events()))
     yield cfg, sim, routes.fit_edge_times(routes.read_observations(cfg))
 
@@ -38,7 +39,7 @@ def learnt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, s
 @pytest.fixture(scope="module")
 def v1_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, routes.Observations]:
     cfg = lab_params(tmp_path_factory.mktemp("v1"), schema_version=1)
-    write_lake(cfg, simulate.simulate_journey(cfg))
+    write_lake(cfg, simulation.simulate_journey(cfg))
     return cfg, routes.read_observations(cfg)
 
 
@@ -151,13 +152,13 @@ def test_suggestions_by_hour_say_how_sure_they_are(learnt) -> None:  # noqa: ANN
 
 def test_a_plan_of_the_fleets_own_routes_replays_the_same_events() -> None:
     cfg = lab_params(Path("/nonexistent"), vehicles=4, duration_seconds=900.0)
-    mix = simulate.FleetSimulation(cfg)
+    mix = simulation.FleetSimulation(cfg)
     spacing = timedelta(seconds=cfg.departure_spacing_seconds)
     plan = [(cfg.start_time + spacing * i, name)
-            for i, name in enumerate(simulate.assign_routes(routes.fleet_weights(cfg), cfg.vehicles))]
-    assert [e.value for e in simulate.FleetSimulation(cfg, plan=plan).events()] == [e.value for e in mix.events()]
+            for i, name in enumerate(simulation.assign_routes(routes.fleet_weights(cfg), cfg.vehicles))]
+    assert [e.value for e in simulation.FleetSimulation(cfg, plan=plan).events()] == [e.value for e in mix.events()]
     with pytest.raises(ValueError, match="before"):
-        simulate.FleetSimulation(cfg, plan=[(cfg.start_time - timedelta(minutes=1), "M40")])
+        simulation.FleetSimulation(cfg, plan=[(cfg.start_time - timedelta(minutes=1), "M40")])
 
 
 def test_the_counterfactual_judges_on_another_seed_and_measures_minutes_saved(learnt) -> None:  # noqa: ANN001

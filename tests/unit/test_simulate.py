@@ -15,12 +15,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from smartcity import config, contracts, geo, simulate
-from smartcity.config import TOPICS, Params, ParamsError
+from smartcity import params as config
+from smartcity.fleet import contracts
+from smartcity.fleet import roads
+from smartcity.fleet import simulation
+from smartcity.params import TOPICS, Params, ParamsError
 
 # how many examples, and whether random or repeatable: the profiles in tests/conftest.py
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-NETWORK = geo.load_network()
+NETWORK = roads.load_network()
 
 
 @st.composite
@@ -43,7 +46,7 @@ def fleets(draw: st.DrawFn) -> Params:
 
 
 def run(cfg: Params) -> list[contracts.Event]:
-    return simulate.simulate_journey(cfg)
+    return simulation.simulate_journey(cfg)
 
 
 def wire(events: list[contracts.Event]) -> bytes:
@@ -76,14 +79,14 @@ def test_another_seed_gives_other_events() -> None:
 @SETTINGS
 @given(fleets())
 def test_positions_stay_within_gps_noise_of_the_route(cfg: Params) -> None:
-    sim = simulate.FleetSimulation(cfg)
+    sim = simulation.FleetSimulation(cfg)
     routes = {v.device: v.route for v in sim.vehicles}
     for event in sim.events():
         if event.topic == "vehicle_data":  # vehicles that left after the planned ones, too
             assert routes.setdefault(event.key, NETWORK.route(event.value["route"])).name == event.value["route"]
         if event.topic in ("vehicle_data", "gps_data"):
             point = (event.value["latitude"], event.value["longitude"])
-            sigma = max(simulate.GPS_SIGMA_M.values())
+            sigma = max(simulation.GPS_SIGMA_M.values())
             assert routes[event.key].distance_m(point) <= 6 * sigma + 0.5, event
 
 
@@ -132,7 +135,7 @@ def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
         agree = total = 0
         moved_sum = driven_sum = 0.0
         for a, b in zip(track, track[1:]):
-            moved = geo.haversine_km((a["latitude"], a["longitude"]), (b["latitude"], b["longitude"]))
+            moved = roads.haversine_km((a["latitude"], a["longitude"]), (b["latitude"], b["longitude"]))
             driven = b["odometer"] - a["odometer"]
             assert driven >= 0 and b["fuelLevel"] <= a["fuelLevel"]
             # A fix cannot get further than the road driven, but for the change of the GPS error between
@@ -145,7 +148,7 @@ def test_motion_bearing_odometer_and_fuel_are_consistent(cfg: Params) -> None:
                 moved_sum, driven_sum = moved_sum + moved, driven_sum + driven
             if moved > 0.1:
                 total += 1
-                heading = geo.bearing_deg((a["latitude"], a["longitude"]), (b["latitude"], b["longitude"]))
+                heading = roads.bearing_deg((a["latitude"], a["longitude"]), (b["latitude"], b["longitude"]))
                 agree += abs((b["direction"] - heading + 180) % 360 - 180) <= 20
         assert total == 0 or agree / total >= 0.9, "direction is the bearing of the motion"
         # corners make the fixes' chords a little shorter than the road; noise a little longer
@@ -162,7 +165,7 @@ def free_flow(route: str, **extra: object) -> Params:
 
 @pytest.mark.parametrize("route", NETWORK.route_names)
 def test_a_trip_in_free_flow_takes_two_to_three_hours(route: str) -> None:
-    trip = simulate.trips(run(free_flow(route))).iloc[0]
+    trip = simulation.trips(run(free_flow(route))).iloc[0]
     assert trip["route"] == route
     assert 120 <= trip["minutes"] <= 180, trip
     assert trip["km"] == pytest.approx(NETWORK.route(route).length_km, abs=0.2)
@@ -173,12 +176,12 @@ def test_an_active_incident_on_the_way_makes_the_trip_longer() -> None:
     route = NETWORK.route("M1/M6")
     leg = route.leg_at(90.0)
     start = cfg.start_time
-    blockage = simulate.Incident("INC-T", "Accident", "severe", leg.edge.id, 90.0 - leg.start_km,
+    blockage = simulation.Incident("INC-T", "Accident", "severe", leg.edge.id, 90.0 - leg.start_km,
                                  route.position(90.0)[0], leg.edge.road, "test", start, start + timedelta(hours=4))
-    clear = simulate.trips(simulate.FleetSimulation(cfg, incidents=[]).events()).iloc[0]["minutes"]
-    blocked_sim = simulate.FleetSimulation(cfg, incidents=[blockage])
+    clear = simulation.trips(simulation.FleetSimulation(cfg, incidents=[]).events()).iloc[0]["minutes"]
+    blocked_sim = simulation.FleetSimulation(cfg, incidents=[blockage])
     blocked_events = list(blocked_sim.events())
-    blocked = simulate.trips(blocked_events).iloc[0]["minutes"]
+    blocked = simulation.trips(blocked_events).iloc[0]["minutes"]
     # 3 km of queue at 10 km/h instead of ~110 km/h: about 16 minutes more
     assert blocked >= clear + 12, (clear, blocked)
     reports = [e.value["status"] for e in blocked_events if e.topic == "emergency_data"]
@@ -186,24 +189,24 @@ def test_an_active_incident_on_the_way_makes_the_trip_longer() -> None:
 
 
 def test_rush_hour_and_rain_slow_the_fleet() -> None:
-    off_peak = simulate.trips(run(free_flow("M40"))).iloc[0]["minutes"]
-    peak = simulate.trips(run(free_flow("M40", base_date="2026-01-06T07:30:00+00:00"))).iloc[0]["minutes"]
+    off_peak = simulation.trips(run(free_flow("M40"))).iloc[0]["minutes"]
+    peak = simulation.trips(run(free_flow("M40", base_date="2026-01-06T07:30:00+00:00"))).iloc[0]["minutes"]
     assert peak > off_peak + 5
 
 
 def test_cameras_and_stations_have_unique_ids_and_stand_on_the_roads() -> None:
-    cameras = simulate.place_cameras(NETWORK)
+    cameras = simulation.place_cameras(NETWORK)
     assert len({c.camera_id for c in cameras}) == len(cameras) == len({c.device for c in cameras})
     for camera in cameras:
         edge = NETWORK.edges[camera.edge_id]
-        assert geo.distance_to_polyline_m(camera.point, edge.points) < 1.0
+        assert roads.distance_to_polyline_m(camera.point, edge.points) < 1.0
         assert camera.camera_id.startswith(f"CAM-{edge.road.split()[0].split('/')[0]}-")
-    stations = simulate.place_stations(NETWORK)
+    stations = simulation.place_stations(NETWORK)
     assert len({s.device for s in stations}) == len(stations) == 12
 
 
 def test_cameras_see_every_passing_vehicle_once() -> None:
-    sim = simulate.FleetSimulation(Params(vehicles=3, incident_rate=0.0))
+    sim = simulation.FleetSimulation(Params(vehicles=3, incident_rate=0.0))
     events = list(sim.events())
     seen = defaultdict(list)
     for event in events:
@@ -232,8 +235,8 @@ def test_the_weather_front_moves_east_across_the_stations() -> None:
 
 
 def test_incidents_open_then_close_and_follow_the_rate() -> None:
-    quiet = simulate.FleetSimulation(Params(incident_rate=0.0)).incidents
-    busy = simulate.FleetSimulation(Params(incident_rate=1.0)).incidents
+    quiet = simulation.FleetSimulation(Params(incident_rate=0.0)).incidents
+    busy = simulation.FleetSimulation(Params(incident_rate=1.0)).incidents
     assert quiet == [] and len(busy) >= 5
     events = run(Params(incident_rate=1.0))
     states = defaultdict(list)
@@ -244,7 +247,7 @@ def test_incidents_open_then_close_and_follow_the_rate() -> None:
 
 
 def test_the_fleet_mix_and_staggered_departures() -> None:
-    sim = simulate.FleetSimulation(Params(vehicles=6, routes="M1/M6:2,M40:1"))
+    sim = simulation.FleetSimulation(Params(vehicles=6, routes="M1/M6:2,M40:1"))
     fleet = sim.fleet()
     assert fleet["route"].tolist().count("M1/M6") == 4 and fleet["route"].tolist().count("M40") == 2
     assert fleet["departs"].tolist() == ["08:00", "08:03", "08:06", "08:09", "08:12", "08:15"]
@@ -254,10 +257,10 @@ def test_the_fleet_mix_and_staggered_departures() -> None:
 def test_speedup_paces_events_by_the_simulated_clock() -> None:
     events = run(Params(vehicles=1, duration_seconds=30))  # 31 s of simulated time
     started = time.monotonic()
-    assert list(simulate.pace(events, 0)) == events
+    assert list(simulation.pace(events, 0)) == events
     assert time.monotonic() - started < 0.29  # speedup 0: no pacing at all
     started = time.monotonic()
-    assert list(simulate.pace(events, 100)) == events  # 100 simulated seconds per second
+    assert list(simulation.pace(events, 100)) == events  # 100 simulated seconds per second
     assert 0.29 <= time.monotonic() - started < 3.0  # paced, not run as fast as possible
 
 
@@ -292,20 +295,20 @@ def test_ids_are_uuid5_of_seed_topic_device_and_sequence() -> None:
         ids[(event.topic, event.key)].add(event.value["id"])
     assert {topic for topic, _ in ids} == set(TOPICS)
     for (topic, device), seen in ids.items():
-        expected = {str(uuid.uuid5(simulate._NAMESPACE, f"{cfg.seed}/{topic}/{device}/{n}")) for n in range(len(seen))}
+        expected = {str(uuid.uuid5(simulation._NAMESPACE, f"{cfg.seed}/{topic}/{device}/{n}")) for n in range(len(seen))}
         assert seen == expected, (topic, device)
 
 
 @pytest.mark.parametrize("count", [1, 5, 200])  # one by one, and a big fleet's tick in arrays
 def test_uuid5_texts_are_the_uuid_modules(count: int) -> None:
     names = [f"42/vehicle_data/vehicle-{n:03d}/{n * 7}".encode() for n in range(count)]
-    digests = [hashlib.sha1(simulate._NAMESPACE.bytes + name).digest() for name in names]
-    assert simulate.uuid5_texts(digests) == [str(uuid.uuid5(simulate._NAMESPACE, name.decode())) for name in names]
+    digests = [hashlib.sha1(simulation._NAMESPACE.bytes + name).digest() for name in names]
+    assert simulation.uuid5_texts(digests) == [str(uuid.uuid5(simulation._NAMESPACE, name.decode())) for name in names]
 
 
 def test_gps_fixes_scatter_about_the_road_by_its_class_sigma() -> None:
     # across the road, a fix's error is one axis of the receiver's: its spread is the class's sigma
-    sim = simulate.FleetSimulation(free_flow("M1/M6", tick_seconds=10.0))
+    sim = simulation.FleetSimulation(free_flow("M1/M6", tick_seconds=10.0))
     route = sim.vehicles[0].route
     across: dict[str, list[float]] = defaultdict(list)
     for event in sim.events():
@@ -315,7 +318,7 @@ def test_gps_fixes_scatter_about_the_road_by_its_class_sigma() -> None:
     for road_class, distances in across.items():
         if len(distances) >= 200:  # an hour of motorway is ~60 independent errors (they drift over a minute)
             rms = math.sqrt(sum(d * d for d in distances) / len(distances))
-            assert 0.6 <= rms / simulate.GPS_SIGMA_M[road_class] <= 1.5, (road_class, rms, len(distances))
+            assert 0.6 <= rms / simulation.GPS_SIGMA_M[road_class] <= 1.5, (road_class, rms, len(distances))
     assert len(across["motorway"]) >= 200
 
 
@@ -323,44 +326,44 @@ def test_a_plan_drives_one_vehicle_per_entry_in_its_order() -> None:
     cfg = free_flow("M1/M6", tick_seconds=10.0)
     start = cfg.start_time
     plan = [(start + timedelta(minutes=10), "M40"), (start, "A5/A45"), (start + timedelta(minutes=5), "M40")]
-    sim = simulate.FleetSimulation(cfg, plan=plan)
+    sim = simulation.FleetSimulation(cfg, plan=plan)
     fleet = sim.fleet()
     assert fleet.index.tolist() == ["vehicle-001", "vehicle-002", "vehicle-003"]
     assert fleet["route"].tolist() == ["M40", "A5/A45", "M40"]
     assert fleet["departs"].tolist() == ["11:10", "11:00", "11:05"]
     # everything but departure and route is drawn from the seed as for any fleet
-    drawn = simulate.FleetSimulation(config.from_mapping({**cfg.as_dict(), "vehicles": 3})).vehicles
+    drawn = simulation.FleetSimulation(config.from_mapping({**cfg.as_dict(), "vehicles": 3})).vehicles
     assert [(v.profile, v.year, v.driver) for v in sim.vehicles] == [(v.profile, v.year, v.driver) for v in drawn]
-    made = simulate.trips(sim.events())
+    made = simulation.trips(sim.events())
     assert made["route"].tolist() == ["M40", "A5/A45", "M40"]
     assert made["departed"].tolist() == ["11:10", "11:00", "11:05"]
     assert all(made["km"] > 170)
     with pytest.raises(KeyError, match="unknown route 'M99'"):
-        simulate.FleetSimulation(cfg, plan=[(start, "M99")])
+        simulation.FleetSimulation(cfg, plan=[(start, "M99")])
     with pytest.raises(ValueError, match="plan entry 0: the departure must be a datetime with a UTC offset"):
-        simulate.FleetSimulation(cfg, plan=[(datetime(2026, 1, 6, 11), "M40")])
+        simulation.FleetSimulation(cfg, plan=[(datetime(2026, 1, 6, 11), "M40")])
     with pytest.raises(ValueError, match="plan entry 1: departs at .*, before the run starts"):
-        simulate.FleetSimulation(cfg, plan=[(start, "M40"), (start - timedelta(seconds=1), "M40")])
+        simulation.FleetSimulation(cfg, plan=[(start, "M40"), (start - timedelta(seconds=1), "M40")])
     with pytest.raises(ValueError, match="at least one vehicle"):
-        simulate.FleetSimulation(cfg, plan=[])
+        simulation.FleetSimulation(cfg, plan=[])
     # the fleet's own departures and routes as a plan replay the same events (what a counterfactual relies on)
     spaced = config.from_mapping({**cfg.as_dict(), "vehicles": 3, "routes": "M1/M6:1,M40:1", "duration_seconds": 900.0})
     own = [(spaced.start_time + timedelta(seconds=spaced.departure_spacing_seconds) * n, route)
-           for n, route in enumerate(simulate.assign_routes(config.route_weights(spaced.routes), 3))]
-    assert list(simulate.FleetSimulation(spaced, plan=own).events()) == list(simulate.FleetSimulation(spaced).events())
+           for n, route in enumerate(simulation.assign_routes(config.route_weights(spaced.routes), 3))]
+    assert list(simulation.FleetSimulation(spaced, plan=own).events()) == list(simulation.FleetSimulation(spaced).events())
 
 
 def test_an_open_ended_fleet_keeps_leaving_at_its_rate_and_arriving() -> None:
     cfg = config.from_mapping({"vehicles": 1, "departure_rate_per_hour": 30.0, "duration_seconds": 5 * 3600.0,
                                "tick_seconds": 10.0, "incident_rate": 0.0, "base_date": "2026-01-06T10:00:00+00:00"})
-    made = simulate.trips(run(cfg))
+    made = simulation.trips(run(cfg))
     assert 110 <= len(made) <= 195, "1 + 30/h for 5 h, a Poisson count"
     assert made.index[:3].tolist() == ["vehicle-001", "vehicle-002", "vehicle-003"]
     early = made[made["departed"] < "12:00"]  # left in the first two hours: arrived before the end
     assert len(early) >= 40 and all((early["km"] > 170) & (early["minutes"] >= 120))
     # the first vehicles are the fixed fleet's, and a vehicle's trip does not depend on the others on the road
     alone = config.from_mapping({**cfg.as_dict(), "departure_rate_per_hour": 0.0, "duration_seconds": 0.0})
-    assert simulate.FleetSimulation(cfg).vehicles == simulate.FleetSimulation(alone).vehicles
+    assert simulation.FleetSimulation(cfg).vehicles == simulation.FleetSimulation(alone).vehicles
 
     def first_trip(params: Params) -> list[dict]:
         return [e.value for e in run(params) if e.key == "vehicle-001"]
@@ -371,8 +374,8 @@ def test_an_open_ended_fleet_keeps_leaving_at_its_rate_and_arriving() -> None:
 def test_an_endless_run_is_lazy_keeps_reporting_and_drops_who_arrived() -> None:
     cfg = config.from_mapping({"vehicles": 1, "departure_rate_per_hour": 30.0, "tick_seconds": 30.0,
                                "incident_rate": 0.5})
-    sim = simulate.FleetSimulation(cfg)
-    stop_at = simulate.iso(cfg.start_time + timedelta(hours=12))
+    sim = simulation.FleetSimulation(cfg)
+    stop_at = simulation.iso(cfg.start_time + timedelta(hours=12))
     counts: Counter[str] = Counter()
     late_incidents: set[str] = set()
     on_road = []
@@ -382,7 +385,7 @@ def test_an_endless_run_is_lazy_keeps_reporting_and_drops_who_arrived() -> None:
         if stamp >= stop_at:
             break
         counts[event.topic] += 1
-        if event.topic == "emergency_data" and stamp > simulate.iso(cfg.start_time + timedelta(hours=6)):
+        if event.topic == "emergency_data" and stamp > simulation.iso(cfg.start_time + timedelta(hours=6)):
             late_incidents.add(event.value["incidentId"])
         if event.topic == "weather_data" and event.key == "weather-london":
             on_road.append(sim.state.on_road)
@@ -397,14 +400,14 @@ def test_an_endless_run_is_lazy_keeps_reporting_and_drops_who_arrived() -> None:
 
 def test_an_endless_run_is_not_a_list() -> None:
     with pytest.raises(ValueError, match="endless"):
-        simulate.simulate_journey(Params(departure_rate_per_hour=10.0))
+        simulation.simulate_journey(Params(departure_rate_per_hour=10.0))
 
 
 def test_the_notebooks_list_is_the_whole_bounded_run_or_an_endless_runs_first_hour() -> None:
-    bounded = simulate.FleetSimulation(Params(vehicles=2))
-    assert simulate.run_events(bounded) == list(bounded.events())
-    endless = simulate.FleetSimulation(Params(vehicles=2, departure_rate_per_hour=60.0))
-    preview = simulate.run_events(endless, preview=timedelta(minutes=30))
+    bounded = simulation.FleetSimulation(Params(vehicles=2))
+    assert simulation.run_events(bounded) == list(bounded.events())
+    endless = simulation.FleetSimulation(Params(vehicles=2, departure_rate_per_hour=60.0))
+    preview = simulation.run_events(endless, preview=timedelta(minutes=30))
     stamps = [e.value["timestamp"] for e in preview]
     assert stamps == sorted(stamps) and "2026-01-05T08:29:55.000Z" <= stamps[-1] < "2026-01-05T08:30:00.000Z"
     assert len({e.key for e in preview if e.topic == "vehicle_data"}) > 2, "the open-ended fleet kept leaving"

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.stub import Stubber
 
-from smartcity import storage
-from smartcity.storage import LakeStore, LocalStore, ObjectInfo, S3Store, StoreError
+from smartcity.stream import store as storage
+from smartcity.stream.store import LakeStore, LocalStore, ObjectInfo, S3Store, StoreError
 from tests.conftest import lab_params
 from tests.unit.lake_fixture import TEST_BUCKET, TEST_PREFIX, TEST_REGION, open_test_store, use_fake_aws
 

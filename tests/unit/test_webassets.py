@@ -9,25 +9,26 @@ from pathlib import Path
 import folium
 import pytest
 
-from smartcity import route_map, webassets
+from smartcity.present import maps
+from smartcity.present import offline
 
 
 @pytest.fixture(scope="module")
 def corridor_page() -> str:
-    return route_map.offline_page(route_map.corridor_map())
+    return maps.offline_page(maps.corridor_map())
 
 
 def test_every_pinned_package_is_cached_with_its_registry_integrity() -> None:
-    for package in webassets.PACKAGES.values():
-        tarball = webassets.cache_dir() / package.tarball
+    for package in offline.PACKAGES.values():
+        tarball = offline.cache_dir() / package.tarball
         assert tarball.is_file(), f"{package.spec} missing: run make setup"
-        assert webassets.integrity_of(tarball) == package.integrity
+        assert offline.integrity_of(tarball) == package.integrity
 
 
 def test_every_cdn_link_folium_writes_has_a_pinned_copy() -> None:
     page = folium.Map().get_root().render()
     links = set(re.findall(r'(?:src|href)="(https?://[^"]+\.(?:js|css))"', page))
-    assert links and links <= set(webassets.ASSETS), links - set(webassets.ASSETS)
+    assert links and links <= set(offline.ASSETS), links - set(offline.ASSETS)
 
 
 def test_an_offline_page_loads_nothing_from_the_network(corridor_page: str) -> None:
@@ -41,7 +42,7 @@ def test_an_offline_page_loads_nothing_from_the_network(corridor_page: str) -> N
 
 
 def test_the_offline_page_has_the_corridor_under_the_tiles(corridor_page: str) -> None:
-    assert route_map.BACKGROUND_PANE in corridor_page and "corridor-town" in corridor_page
+    assert maps.BACKGROUND_PANE in corridor_page and "corridor-town" in corridor_page
     # tiles are in Leaflet's tilePane (z-index 200): online they cover the background
     assert re.search(r'createPane\(\s*"corridor-background"', corridor_page)
     assert re.search(r"style\.zIndex = 150;", corridor_page)
@@ -49,32 +50,32 @@ def test_the_offline_page_has_the_corridor_under_the_tiles(corridor_page: str) -
 
 def test_a_link_without_a_pinned_copy_is_an_error() -> None:
     page = folium.Map().get_root().render().replace("</head>", '<script src="https://cdn.example/x.js"></script></head>')
-    with pytest.raises(webassets.AssetError, match="cdn.example/x.js"):
-        webassets.inline_assets(page)
+    with pytest.raises(offline.AssetError, match="cdn.example/x.js"):
+        offline.inline_assets(page)
 
 
 def test_a_tampered_tarball_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    package = webassets.PACKAGES["leaflet"]
-    shutil.copy(webassets.cache_dir() / package.tarball, tmp_path / package.tarball)
+    package = offline.PACKAGES["leaflet"]
+    shutil.copy(offline.cache_dir() / package.tarball, tmp_path / package.tarball)
     with open(tmp_path / package.tarball, "ab") as handle:
         handle.write(b"\0")
-    monkeypatch.setattr(webassets, "cache_dir", lambda: tmp_path)
-    webassets.package_file.cache_clear()
+    monkeypatch.setattr(offline, "cache_dir", lambda: tmp_path)
+    offline.package_file.cache_clear()
     try:
-        with pytest.raises(webassets.AssetError, match="make setup"):
-            webassets.package_file("leaflet", "dist/leaflet.js")
+        with pytest.raises(offline.AssetError, match="make setup"):
+            offline.package_file("leaflet", "dist/leaflet.js")
     finally:
-        webassets.package_file.cache_clear()
+        offline.package_file.cache_clear()
 
 
 def test_saving_leaves_the_notebooks_map_as_it_was(tmp_path: Path) -> None:
     from tests.conftest import lab_params
 
     # what notebook 01 shows after saving, as when save_map was folium's Map.save
-    control = route_map.corridor_map()
+    control = maps.corridor_map()
     control.save(str(tmp_path / "control.html"))
-    fmap = route_map.corridor_map()
-    saved = route_map.save_map(fmap, lab_params(tmp_path), "corridor")
+    fmap = maps.corridor_map()
+    saved = maps.save_map(fmap, lab_params(tmp_path), "corridor")
     assert fmap._repr_html_() == control._repr_html_()
     assert saved.read_text().startswith("<!DOCTYPE html>")
     assert saved.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,9 +84,9 @@ def test_saving_leaves_the_notebooks_map_as_it_was(tmp_path: Path) -> None:
 def test_maps_embedded_in_a_rendered_notebook_are_inlined_too() -> None:
     import html
 
-    page = f"<html><body><p>a notebook</p>{route_map.corridor_map()._repr_html_()}</body></html>"
+    page = f"<html><body><p>a notebook</p>{maps.corridor_map()._repr_html_()}</body></html>"
     assert "cdn.jsdelivr.net" in html.unescape(page)
-    inlined = webassets.inline_frames(page)
+    inlined = offline.inline_frames(page)
     frame = html.unescape(re.search(r'srcdoc="([^"]*)"', inlined).group(1))
     assert "L.AwesomeMarkers" in frame and not re.search(r'<(script|link)\b[^>]*(src|href)="https?://', frame)
     assert "<p>a notebook</p>" in inlined

@@ -1,0 +1,2 @@
+"""Running the lab: the command line, the notebook runner, live mode, benchmarks, the capacity
+model and AWS provisioning."""

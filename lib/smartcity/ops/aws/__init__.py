@@ -1,0 +1,1 @@
+"""``smartcity aws provision | teardown``: the AWS resources of the aws profile."""

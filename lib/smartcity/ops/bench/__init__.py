@@ -1,0 +1,1 @@
+"""``make bench``: one module per benchmark, results in ``outputs/bench/``."""

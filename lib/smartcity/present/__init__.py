@@ -1,0 +1,1 @@
+"""What people look at: charts, offline maps and the HTML report."""
