@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-
 ENGINES = {"kafka": b"kafka.Kafka", "spark": b"org.apache.spark.deploy.SparkSubmit"}
 
 
@@ -77,9 +76,16 @@ def main() -> int:
         by_engine = tree_rss_by_engine(proc.pid)
         peak = max(peak, sum(by_engine.values()))
         if series and time.monotonic() >= next_line:
-            series.write(json.dumps({"elapsed_s": round(time.monotonic() - started, 1),
-                                     **{f"{k}_mib": round(v / 2**20, 1) for k, v in by_engine.items()},
-                                     "total_mib": round(sum(by_engine.values()) / 2**20, 1)}) + "\n")
+            series.write(
+                json.dumps(
+                    {
+                        "elapsed_s": round(time.monotonic() - started, 1),
+                        **{f"{k}_mib": round(v / 2**20, 1) for k, v in by_engine.items()},
+                        "total_mib": round(sum(by_engine.values()) / 2**20, 1),
+                    }
+                )
+                + "\n"
+            )
             series.flush()
             next_line += args.every
         time.sleep(0.2)
@@ -92,7 +98,7 @@ def main() -> int:
         "wall_seconds": round(time.monotonic() - started, 1),
         "peak_tree_rss_mib": round(peak / 2**20),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"{round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30)} GiB, {platform.platform()}",
+        f"{round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30)} GiB, {platform.platform()}",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     print(json.dumps(result, indent=2), file=sys.stderr)

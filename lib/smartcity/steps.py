@@ -1,94 +1,429 @@
-"""The engines a profile's stages run on, chosen in one place (docs/decisions/0002-aws-profile.md §7).
+"""The notebooks' steps: one function per step, and the only code that chooses an engine or a mode.
 
-A stage never opens DuckDB, Glue, Athena or a warehouse from ``cfg`` itself: the notebook asks
-:func:`open_engines` once and hands the stage what it needs, so the same notebook cell runs on
-the local profile (a folder, DuckDB, PostgreSQL) and on AWS (S3, Glue, Athena, Redshift). One
-boto3 session, from the standard credential chain (never from params), serves every AWS call.
+01_simulate ... 06_route_map call these, and so do the runner, ``smartcity live`` and the benchmarks.
+A profile's engines are chosen once, by :func:`open_lab`, from its selectors (``lake_storage``,
+``catalog_engine``, ``query_engine``, ``warehouse_engine``) and ``mode``; the stage packages below
+(:mod:`smartcity.fleet` ... :mod:`smartcity.routes`) never look at them, they are handed what they
+use. So the same notebook cell runs on the local profile (a folder, DuckDB, PostgreSQL) and on AWS
+(S3, Glue, Athena, Redshift). One boto3 session, from the standard credential chain (never from
+params), serves every AWS call. Resetting a run and starting live mode happen here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import yaml
+from IPython.display import Markdown
 
-from smartcity.query import athena
-from smartcity.catalog import crawler as catalog
-from smartcity.params import Params, engines_in_use, fill_account
-from smartcity.stream.store import LakeStore, open_store
+from smartcity.catalog import crawler, glue
+from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.fleet.simulation import FleetSimulation
+from smartcity.ingest.producer import produce
+from smartcity.params import Params, ParamsError, fill_account, uses_aws
+from smartcity.platform import aws, broker, topics
+from smartcity.platform.background import Background, BackgroundError
+from smartcity.platform.ledger import Ledger
+from smartcity.platform.params import display_path, project_root
+from smartcity.platform.postgres import ensure_server
+from smartcity.platform.spark import SessionSpec, get_spark, spark_session, stop_spark
+from smartcity.present import charts, maps
+from smartcity.present.report import NotebookRun, RunRecord, write_index
+from smartcity.query.athena import AthenaEngine, DuckDBEngine, QueryEngine
+from smartcity.routes.edge_times import EdgeTimes, Observations, read_observations
+from smartcity.routes.judge import Verdict, save_results
+from smartcity.stream import contract_check, lake, monitor, query
+from smartcity.stream.store import LakeStore, LocalStore, S3Store
+from smartcity.warehouse.postgres import PostgresWarehouse
+from smartcity.warehouse.redshift import RedshiftWarehouse
 
 if TYPE_CHECKING:
     import boto3
+    import duckdb
+    from pyspark.sql import SparkSession
 
-    from smartcity.platform.postgres import Warehouse
-    from smartcity.warehouse.load import RedshiftWarehouse
-
-
-class Catalog(Protocol):
-    """Registers the lake's tables where the query engine looks them up: DuckDB's views, or Glue."""
-
-    def crawl(self, store: LakeStore) -> pd.DataFrame: ...
-
-
-class DuckDBCatalog:
-    """The lab's own crawler into a DuckDB file (:func:`smartcity.catalog.crawl`), over a local lake."""
-
-    def __init__(self, cfg: Params) -> None:
-        self.cfg = cfg
-
-    def crawl(self, store: LakeStore) -> pd.DataFrame:
-        return catalog.crawl(self.cfg)
+#: The six notebooks, in run order.
+NOTEBOOKS: tuple[str, ...] = ("01_simulate", "02_stream", "03_catalog", "04_athena", "05_redshift", "06_route_map")
+#: Every lake table: a table per topic, then the quarantine.
+TABLES: tuple[str, ...] = (*TOPICS, lake.QUARANTINE)
+#: Scratch topics the stream's warm-up reads from ('warmup-vehicle_data', ...), on the profile's own broker.
+WARM_UP_PREFIX = "warmup-"
+Warehouse = PostgresWarehouse | RedshiftWarehouse
 
 
-@dataclass(frozen=True)
-class Engines:
-    """What the stages after the stream use: the lake's store, the catalog and the query engine."""
+# -- a profile's engines ---------------------------------------------------------------------------
+@dataclass
+class Lab:
+    """A profile's engines, chosen once: what every step runs on. ``stop()`` stops what it started."""
 
     cfg: Params
     store: LakeStore
-    catalog: Catalog
-    query: athena.QueryEngine
     boto3_session: boto3.Session | None = None
+    _stops: dict[str, Callable[[], None]] = field(default_factory=dict, repr=False)  # what it started: how to stop it
 
-    def crawl(self) -> pd.DataFrame:
-        """03_catalog's step: register what is in the lake now (incremental, safe to re-run)."""
-        return self.catalog.crawl(self.store)
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.cfg.paths.counts, TOPICS)
 
-    def query_lake(self, name: str) -> pd.DataFrame:
-        """04_athena's step: one of the shipped Athena queries, on this profile's engine."""
-        return self.query.run(name)
+    def spark(self) -> SparkSession:
+        """This profile's Spark session, started on first use (stopped by :meth:`stop`)."""
+        session = get_spark(session_spec(self.cfg))
+        self._stops.setdefault("spark", lambda: stop_spark(session))
+        return session
+
+    def broker(self) -> broker.KafkaBroker:
+        """This profile's Kafka broker, started if it does not run (stopped by :meth:`stop` if started here)."""
+        running = open_broker(self.cfg)
+        if running.owned:
+            self._stops.setdefault("broker", running.stop)
+        return running
+
+    def stop(self) -> None:
+        """Stop the engines this lab started, the last first."""
+        for name in reversed(list(self._stops)):
+            self._stops.pop(name)()
 
 
-#: The engines of config.engines_in_use that are AWS services.
-AWS_ENGINES = frozenset({"s3", "glue", "athena", "redshift"})
-
-
-def uses_aws(cfg: Params) -> bool:
-    return bool(AWS_ENGINES & engines_in_use(cfg))
-
-
-def open_engines(cfg: Params, boto3_session: boto3.Session | None = None) -> Engines:
+def open_lab(cfg: Params, boto3_session: boto3.Session | None = None) -> Lab:
     """The profile's engines; an AWS profile's '{account}' names are filled in from the caller's account."""
-    session = boto3_session
+    session = None
     if uses_aws(cfg):
-        import boto3
-
-        session = session or boto3.Session(region_name=cfg.aws_region or None)
+        session = aws.session(cfg.aws.region, boto3_session)
         cfg = fill_account(cfg, session)
-    store = open_store(cfg, session)
-    lake_catalog: Catalog = catalog.GlueCatalog(cfg, session) if cfg.catalog_engine == "glue" else DuckDBCatalog(cfg)
-    query: athena.QueryEngine = (athena.AthenaEngine(cfg, session) if cfg.query_engine == "athena"
-                                 else athena.DuckDBEngine(cfg, store, session))
-    return Engines(cfg, store, lake_catalog, query, session)
+    return Lab(cfg, open_store(cfg, session), session)
 
 
-def open_warehouse(engines: Engines) -> Warehouse | RedshiftWarehouse:
+def open_store(cfg: Params, boto3_session: boto3.Session | None = None) -> LakeStore:
+    """The profile's store: its data_dir (lake_storage local) or s3://s3_bucket/s3_prefix (lake_storage s3)."""
+    if cfg.pipeline.lake_storage == "local":
+        return LocalStore(cfg.paths.data)
+    session = aws.session(cfg.aws.region, boto3_session)
+    cfg = fill_account(cfg, session)  # a bucket named smartcity-{account}-{region}
+    return S3Store(cfg.aws.s3_bucket, cfg.aws.s3_prefix, session)
+
+
+def session_spec(cfg: Params) -> SessionSpec:
+    """The profile's Spark session: its Spark settings, the contract check's jar, S3A if the lake is on S3."""
+    region = cfg.aws.region if cfg.pipeline.lake_storage == "s3" else ""
+    return SessionSpec(cfg.spark, cfg.paths.data, f"smartcity-{cfg.profile}", (contract_check.jar(),), region)
+
+
+@contextmanager
+def spark(cfg: Params) -> Iterator[SparkSession]:
+    """The profile's Spark session, stopped (its driver JVM too) when the block ends."""
+    with spark_session(session_spec(cfg)) as session:
+        yield session
+
+
+def open_broker(cfg: Params) -> broker.KafkaBroker:
+    """The profile's Kafka broker: running already, external, or started here (``with`` stops what was started)."""
+    return broker.ensure_broker(cfg.kafka, cfg.paths.kafka)
+
+
+def stream_job(lab: Lab) -> query.StreamJob:
+    return query.StreamJob(lab.store, lab.cfg.kafka, lab.cfg.stream, lab.cfg.paths.data)
+
+
+def _tables(lab: Lab) -> Callable[[], duckdb.DuckDBPyConnection]:
+    """Opens a DuckDB connection where ``smartcity.<table>`` is each catalogued table, whatever the catalog."""
+    if lab.cfg.pipeline.catalog_engine == "glue":
+        return lambda: glue.connect_tables(lab.cfg.aws.glue_database, lab.store, lab.boto3_session)
+    return lambda: crawler.connect(lab.cfg.paths.catalog, read_only=True)
+
+
+def _query_engine(lab: Lab) -> QueryEngine:
+    if lab.cfg.pipeline.query_engine == "athena":
+        return AthenaEngine(lab.cfg.aws, lab.boto3_session)
+    return DuckDBEngine(_tables(lab))
+
+
+def open_warehouse(lab: Lab) -> Warehouse:
     """05_redshift's warehouse: PostgreSQL (started here if the profile owns it) or Redshift Serverless."""
-    if engines.cfg.warehouse_engine == "redshift":
-        from smartcity.warehouse.load import RedshiftWarehouse
+    if lab.cfg.pipeline.warehouse_engine == "redshift":
+        return RedshiftWarehouse(lab.cfg.warehouse, lab.boto3_session)
+    return PostgresWarehouse(ensure_server(lab.cfg.warehouse, lab.cfg.paths.postgres))
 
-        return RedshiftWarehouse(engines.cfg, engines.boto3_session)
-    from smartcity.platform.postgres import ensure_warehouse
 
-    return ensure_warehouse(engines.cfg)
+# -- 01_simulate -------------------------------------------------------------------------------------
+def reset_run(lab: Lab) -> pd.DataFrame:
+    """Topics ready for this run; with reset_run, empty topics and no lake, checkpoints or counts left over.
+
+    Emptying happens only on this profile's own broker: an external one (kafka_embedded: false)
+    or another data dir's is an error, raised before anything is deleted.
+    """
+    cfg, kafka = lab.cfg, lab.cfg.kafka
+    if cfg.pipeline.reset_run:
+        if not kafka.embedded:
+            raise broker.EngineError(
+                f"reset_run would delete every record of the run's topics on {kafka.bootstrap}, a broker the lab "
+                "does not own (kafka_embedded: false), and the lab never deletes data there: empty the topics "
+                "yourself (e.g. kafka-delete-records.sh), or set reset_run: false"
+            )
+        broker.check_broker_is_ours(kafka, cfg.paths.kafka)
+    held = topics.ensure_topics(
+        kafka.bootstrap,
+        TOPICS,
+        partitions=kafka.partitions,
+        replication=kafka.replication,
+        empty=cfg.pipeline.reset_run,
+    )
+    if cfg.pipeline.reset_run:
+        lake.reset(lab.store, cfg.paths.data)
+        if cfg.pipeline.catalog_engine == "glue":  # no Glue partition may point at files of the lake just deleted
+            _glue_catalog(lab).reset()
+        lab.ledger.clear()
+    return held
+
+
+def produce_events(lab: Lab, events: list[Event]) -> pd.DataFrame:
+    """01_simulate's Kafka step, by mode.
+
+    Batch: this profile's broker (started for the step and stopped after it), the run reset, the
+    whole run produced, and a table of what the broker acknowledged and holds. Live: the background
+    live run is started (broker, stream and the endless fleet in one process that outlives the
+    notebook; ``events`` were only its preview) and the table says where it reports.
+    """
+    cfg = lab.cfg
+    if cfg.pipeline.mode == "live":
+        info = start_live(cfg)
+        return pd.DataFrame({"live run": {k: info[k] for k in ("params", "log", "status", "stops")}})
+    with open_broker(cfg):
+        reset_run(lab)
+        delivery = produce(
+            cfg.kafka.bootstrap,
+            events,
+            backend=cfg.kafka.producer_backend,
+            total=len(events),
+            speedup=cfg.fleet.speedup,
+        )
+        lab.ledger.record("produced", delivery.acked)
+        return delivery.table(held=topics.topic_counts(cfg.kafka.bootstrap, TOPICS))
+
+
+# -- 02_stream ---------------------------------------------------------------------------------------
+def stream_lake(lab: Lab) -> pd.DataFrame:
+    """02_stream's step, by mode: batch drains the topics with this profile's Spark session into the lake;
+    live attaches to the background run 01_simulate started, waits for it to end (a bounded one) and
+    tabulates its counts, without starting a Spark of its own meanwhile."""
+    if lab.cfg.pipeline.mode != "live":
+        lab.broker()
+        written = query.run_bounded(lab.spark(), stream_job(lab))
+        lab.ledger.record("lake", written["rows in lake"].to_dict())
+        return written
+    summary = wait_live(lab.cfg)
+    produced = summary.get("produced", {})
+    in_lake = summary["in_lake"] if "in_lake" in summary else query.lake_counts(lab.store, TABLES)
+    rows = [{"table": t, "produced": produced.get(t), "rows in lake": in_lake.get(t, 0)} for t in TABLES]
+    return pd.DataFrame(rows).set_index("table")
+
+
+def plot_live_run(lab: Lab) -> Any:
+    """02_stream's figure: the live run's throughput, lag and freshness over time (a note in batch mode)."""
+    status = monitor.read_status(lab.cfg.paths.live)
+    if lab.cfg.pipeline.mode != "live" or status.empty:
+        return Markdown(
+            "Batch mode drains the topics and stops, so there is no live run to plot; "
+            "run the notebooks with `params/live.yaml` to see throughput, lag and freshness over time."
+        )
+    return charts.live_run(status)
+
+
+def describe_lake(lab: Lab) -> pd.DataFrame:
+    """Every lake table and partition with its files and rows."""
+    return lake.describe(lab.store)
+
+
+def preview_lake(lab: Lab, table: str, rows: int = 5) -> pd.DataFrame:
+    """The first rows of a lake table in event-time order, read back by Spark."""
+    return query.preview(lab.spark(), lab.store, table, rows)
+
+
+# -- 03_catalog --------------------------------------------------------------------------------------
+def _glue_catalog(lab: Lab) -> glue.GlueCatalog:
+    return glue.GlueCatalog(lab.cfg.aws, lab.cfg.profile, lab.cfg.paths.catalog, lab.boto3_session)
+
+
+def crawl_lake(lab: Lab) -> pd.DataFrame:
+    """03_catalog's step: register what is in the lake now (incremental, safe to re-run), in DuckDB or Glue."""
+    if lab.cfg.pipeline.catalog_engine == "glue":
+        summary = _glue_catalog(lab).crawl(lab.store)
+        # Glue has no rows to count; the footers' counts are what a query over these files returns
+        lab.ledger.record("catalog", summary["row_count"].to_dict())
+        return summary
+    summary = crawler.crawl(lab.cfg.paths.catalog, lab.cfg.paths.lake)
+    lab.ledger.record("catalog", catalog_counts(lab))
+    return summary
+
+
+def describe_catalog(lab: Lab, what: str, table: str | None = None) -> pd.DataFrame:
+    """One of the catalog's metadata tables ('tables', 'columns', 'partitions'), optionally for one table."""
+    return crawler.describe(lab.cfg.paths.catalog, what, table)
+
+
+def catalog_counts(lab: Lab) -> dict[str, int]:
+    """Rows each catalogued table returns when queried (through its view or Glue table, not the metadata)."""
+    con = _tables(lab)()
+    try:
+        return crawler.view_counts(con)
+    finally:
+        con.close()
+
+
+# -- 04_athena ---------------------------------------------------------------------------------------
+def query_lake(lab: Lab, name: str) -> pd.DataFrame:
+    """04_athena's step: one of the shipped Athena queries, on this profile's engine."""
+    return _query_engine(lab).run(name)
+
+
+# -- 05_redshift -------------------------------------------------------------------------------------
+def load_warehouse(lab: Lab, warehouse: Warehouse) -> pd.DataFrame:
+    """05_redshift's step: what is new in the lake into the warehouse, in one transaction; lake vs warehouse."""
+    loaded = warehouse.load_lake(lab.store, TOPICS)
+    lab.ledger.record("warehouse", {t: loaded.loc[t, "rows in warehouse"] for t in TOPICS})
+    return loaded
+
+
+# -- 06_route_map ------------------------------------------------------------------------------------
+def observations(lab: Lab) -> Observations:
+    """Telemetry, incident reports and weather of the run, from its lake."""
+    return read_observations(lab.store)
+
+
+def routes_file(cfg: Params) -> Path:
+    return cfg.paths.output / "routes" / "routes.json"
+
+
+def save_routes(lab: Lab, model: EdgeTimes, suggestions: pd.DataFrame, verdict: Verdict | None = None) -> Path:
+    """The suggestions, what they were learnt from and the verdict, for the report."""
+    return save_results(routes_file(lab.cfg), lab.cfg.fleet.seed, model, suggestions, verdict)
+
+
+def journey_map(lab: Lab, suggestions: pd.DataFrame | None = None) -> Any:
+    """The journey as the catalog's tables tell it: tracks, incidents, weather, cameras, suggestions."""
+    con = _tables(lab)()
+    try:
+        layers = maps.journey_layers(con)
+    finally:
+        con.close()
+    return maps.journey_map(layers, lab.cfg.fleet.tick_seconds, suggestions=suggestions)
+
+
+# -- the report --------------------------------------------------------------------------------------
+def write_report(lab: Lab, runs: list[NotebookRun]) -> Path:
+    """The run's front page (``outputs/<profile>/index.html``): counts, maps, routes, charts, notebooks."""
+    cfg = lab.cfg
+    record = RunRecord(
+        cfg.profile,
+        cfg.paths.output,
+        cfg.as_dict(),
+        lab.ledger,
+        lambda table: lake.read_table(lab.store, table).to_pandas(),
+        routes_file(cfg),
+    )
+    return write_index(record, runs, sorted(cfg.paths.maps.glob("*.html")))
+
+
+# -- live mode ---------------------------------------------------------------------------------------
+def check_unattended(cfg: Params) -> None:
+    """A run of all the notebooks must end by itself: in live mode it needs a duration."""
+    if cfg.pipeline.mode == "live" and not cfg.pipeline.live_seconds:
+        raise ParamsError(
+            "a run of the notebooks in live mode needs live_seconds > 0 (the fleet drives that long, "
+            "then the stream drains); live_seconds 0 runs until stopped: use `make live` or the notebooks"
+        )
+
+
+def warm_up_stream(cfg: Params, session: SparkSession, events: int = 300_000, rounds: int = 5) -> None:
+    """Run the stream's whole path on simulated messages through scratch topics of the profile's broker.
+
+    ``events`` of the profile's fleet go to ``warmup-<topic>`` topics (emptied afterwards) and are
+    read back by Spark's Kafka source, routed and written ``rounds`` times (see
+    :func:`smartcity.stream.query.warm_up`); nothing reaches the lake.
+    """
+    kafka = cfg.kafka
+    scratch = [WARM_UP_PREFIX + t for t in TOPICS]
+    topics.ensure_topics(
+        kafka.bootstrap, scratch, partitions=kafka.partitions, replication=kafka.replication, empty=True
+    )
+    sample = (
+        Event(WARM_UP_PREFIX + e.topic, e.key, e.value) for e in islice(FleetSimulation(cfg.fleet).events(), events)
+    )
+    produce(kafka.bootstrap, sample, backend=kafka.producer_backend, total=events, progress=False)
+    try:
+        query.warm_up(session, kafka.bootstrap, scratch, cfg.paths.data, WARM_UP_PREFIX, rounds)
+    finally:
+        topics.truncate_topics(kafka.bootstrap, scratch)
+
+
+def live_process(cfg: Params) -> Background:
+    """The profile's live run as a background process (``smartcity live``), watched through outputs/<profile>/live/."""
+    return Background(cfg.paths.live, "live run", (b"smartcity", b"live"), "live.log")
+
+
+def start_live(cfg: Params, ready_timeout_s: float = 300.0) -> dict[str, Any]:
+    """Start ``smartcity live`` for this profile as a process of its own (01_simulate in live mode).
+
+    It outlives the notebook that started it: 02_stream attaches to it, and it stops by itself after
+    ``live_seconds`` (or on :func:`stop_live`, ``smartcity live --stop``, Ctrl-C in its terminal).
+    Returns once its first status sample is written, so a failure to start is raised here.
+    """
+    process, out = live_process(cfg), cfg.paths.live
+    pid = process.running_pid()
+    if pid is not None:
+        raise BackgroundError(
+            f"a live run of profile {cfg.profile!r} is already running (pid {pid}); stop it "
+            f"first: smartcity live --stop --params {display_path(out / 'params.yaml')}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (monitor.STATUS_FILE, monitor.BATCHES_FILE, monitor.SUMMARY_FILE):
+        (out / name).unlink(missing_ok=True)
+    params = out / "params.yaml"
+    params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    status = out / monitor.STATUS_FILE
+    live_seconds = cfg.pipeline.live_seconds
+    return process.start(
+        ["live", "--params", str(params), "--quiet"],
+        lambda: status.exists() and status.stat().st_size > 0,
+        cwd=project_root(),
+        timeout_s=ready_timeout_s,
+        params=display_path(params),
+        log=display_path(process.log),
+        status=display_path(status),
+        stops=f"after {live_seconds:g} s, then drains" if live_seconds else "when stopped",
+    )
+
+
+def wait_live(cfg: Params, timeout_s: float | None = None, progress: bool = True) -> dict[str, Any]:
+    """Wait for a bounded background run to finish (02_stream in live mode) and return its summary.
+
+    An open-ended run (``live_seconds`` 0) is not waited for: the summary so far is returned and it
+    keeps running. A failed run raises with its error and log.
+    """
+    process, live_seconds = live_process(cfg), cfg.pipeline.live_seconds
+    info = process.info()
+    if info is None:
+        raise BackgroundError(f"no live run of profile {cfg.profile!r} was started: run 01_simulate with mode: live")
+    if live_seconds == 0 and process.alive(info["pid"]):
+        return monitor.summarize_run(cfg.paths.live)
+    timeout = timeout_s if timeout_s is not None else live_seconds + cfg.stream.timeout_seconds + 120
+    monitor.wait_for(
+        lambda: not process.alive(info["pid"]),
+        info["started_at"],
+        live_seconds,
+        timeout,
+        f"stop it with smartcity live --stop --params {info['params']}",
+        progress,
+    )
+    process.ended()
+    return monitor.read_summary(cfg.paths.live)
+
+
+def stop_live(cfg: Params, timeout_s: float | None = None) -> bool:
+    """Stop this profile's background run the way Ctrl-C does (producer stops, stream drains); True if one ran."""
+    return live_process(cfg).stop(timeout_s if timeout_s is not None else cfg.stream.timeout_seconds + 60)

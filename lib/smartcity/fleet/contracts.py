@@ -90,8 +90,12 @@ def _version_field() -> Field:
 
 def _common(device_doc: str) -> list[Field]:
     return [
-        Field("id", "string", "event id: uuid5 of seed, topic, device and sequence, so reruns give the same ids",
-              pattern=UUID_PATTERN),
+        Field(
+            "id",
+            "string",
+            "event id: uuid5 of seed, topic, device and sequence, so reruns give the same ids",
+            pattern=UUID_PATTERN,
+        ),
         _version_field(),
         Field("deviceId", "string", device_doc),
         Field("timestamp", "timestamp", "event time (simulated clock), ISO 8601 UTC with milliseconds"),
@@ -107,40 +111,58 @@ INCIDENT_TYPES = ("Accident", "Breakdown", "Roadworks", "Fire", "Medical", "Poli
 SEVERITIES = ("minor", "major", "severe")
 
 CONTRACTS: dict[str, list[Field]] = {
-    "vehicle_data": _common("vehicle id")
-    + [
+    "vehicle_data": [
+        *_common("vehicle id"),
         Field("speed", "double", "speed over ground", "km/h", minimum=0, maximum=250),
-        Field("direction", "double", "bearing of travel from the vehicle's motion, clockwise from north", "deg",
-              minimum=0, maximum=360),
+        Field(
+            "direction",
+            "double",
+            "bearing of travel from the vehicle's motion, clockwise from north",
+            "deg",
+            minimum=0,
+            maximum=360,
+        ),
         Field("make", "string", "manufacturer"),
         Field("model", "string", "model"),
         Field("year", "int", "model year", minimum=1990, maximum=2030),
         Field("fuelType", "string", "energy source", enum=FUEL_TYPES),
-        Field("odometer", "double", "total distance driven by the vehicle", "km", minimum=0, maximum=2_000_000),
+        Field("odometer", "double", "total distance driven by the vehicle", "km", minimum=0, maximum=2000000),
         Field("fuelLevel", "double", "fuel (or battery charge) left", "%", minimum=0, maximum=100),
         Field("route", "string", "name of the route the vehicle follows"),
         Field("road", "string", "road the vehicle is on"),
-        Field("edgeId", "string", "edge of the corridor's road graph the vehicle is on (lib/smartcity/data/"
-              "corridor.json), for travel times per road stretch", required=False, since=2),
+        Field(
+            "edgeId",
+            "string",
+            "edge of the corridor's road graph the vehicle is on (lib/smartcity/fleet/"
+            "data/corridor.json), for travel times per road stretch",
+            required=False,
+            since=2,
+        ),
     ],
-    "gps_data": _common("vehicle id")
-    + [
+    "gps_data": [
+        *_common("vehicle id"),
         Field("speed", "double", "speed over ground", "km/h", minimum=0, maximum=250),
-        Field("direction", "double", "bearing of travel from the vehicle's motion, clockwise from north", "deg",
-              minimum=0, maximum=360),
+        Field(
+            "direction",
+            "double",
+            "bearing of travel from the vehicle's motion, clockwise from north",
+            "deg",
+            minimum=0,
+            maximum=360,
+        ),
         Field("vehicleType", "string", "vehicle category", enum=VEHICLE_TYPES),
         Field("accuracy", "double", "estimated horizontal error of the fix (1 sigma)", "m", minimum=0, maximum=500),
     ],
-    "traffic_data": _common("camera device id")
-    + [
+    "traffic_data": [
+        *_common("camera device id"),
         Field("cameraId", "string", "camera name"),
         Field("road", "string", "road the camera watches"),
         Field("vehicleId", "string", "vehicle seen passing the camera"),
         Field("speed", "double", "speed of the vehicle as it passed", "km/h", minimum=0, maximum=250),
         Field("snapshot", "string", "object key of the image taken (in the snapshots bucket)"),
     ],
-    "weather_data": _common("weather station id")
-    + [
+    "weather_data": [
+        *_common("weather station id"),
         Field("stationName", "string", "place the station is named after"),
         Field("temperature", "double", "air temperature", "degC", minimum=-40, maximum=50),
         Field("weatherCondition", "string", "observed condition", enum=WEATHER_CONDITIONS),
@@ -149,8 +171,8 @@ CONTRACTS: dict[str, list[Field]] = {
         Field("humidity", "double", "relative humidity", "%", minimum=0, maximum=100),
         Field("airQualityIndex", "double", "air quality index (lower is cleaner)", minimum=0, maximum=500),
     ],
-    "emergency_data": _common("who reported the incident (traffic control centre)")
-    + [
+    "emergency_data": [
+        *_common("who reported the incident (traffic control centre)"),
         Field("incidentId", "string", "incident id, shared by every report of one incident"),
         Field("type", "string", "incident category", enum=INCIDENT_TYPES),
         Field("severity", "string", "how much of the road it blocks", enum=SEVERITIES),
@@ -159,6 +181,8 @@ CONTRACTS: dict[str, list[Field]] = {
         Field("description", "string", "free text", required=False),
     ],
 }
+#: The five seed topics, in the order the pipeline treats them.
+TOPICS: tuple[str, ...] = tuple(CONTRACTS)
 
 
 def fields_of(topic: str, version: int = SCHEMA_VERSION) -> list[Field]:
@@ -217,7 +241,7 @@ def json_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
 
 
 def schema_path(topic: str, version: int = SCHEMA_VERSION) -> Path:
-    """Where a topic's JSON Schema is published: ``lib/smartcity/schemas/<topic>.v<N>.schema.json``."""
+    """Where a topic's JSON Schema is published: ``lib/smartcity/fleet/schemas/<topic>.v<N>.schema.json``."""
     return SCHEMA_DIR / f"{topic}.v{version}.schema.json"
 
 
@@ -241,7 +265,7 @@ def published_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any
     return json.loads(schema_path(topic, version).read_text())
 
 
-# -- the stream's contract check (a Spark Java UDF, lib/smartcity/jvm/ContractCheck.java) -------------
+# -- the stream's contract check (a Spark Java UDF, lib/smartcity/stream/ContractCheck.java) ----------
 #: Messages larger than this are quarantined unparsed (contract messages are about 300 bytes).
 MAX_MESSAGE_BYTES = 64 * 1024
 #: Deeper JSON is refused unparsed as "nested too deep" (contract messages are flat objects).
@@ -250,23 +274,36 @@ NESTING_LIMIT = 1000
 
 def check_spec(max_bytes: int = MAX_MESSAGE_BYTES, nesting_limit: int = NESTING_LIMIT) -> str:
     """Every topic's contract as the JSON the stream's Java check reads: Python stays the one source."""
+
     def field(f: Field) -> dict[str, Any]:
         pattern = TIMESTAMP_PATTERN if f.type == "timestamp" else f.pattern
         return {
-            "name": f.name, "type": f.type, "required": f.required, "since": f.since,
-            "minimum": f.minimum, "maximum": f.maximum,
+            "name": f.name,
+            "type": f.type,
+            "required": f.required,
+            "since": f.since,
+            "minimum": f.minimum,
+            "maximum": f.maximum,
             "minimum_text": None if f.minimum is None else f"{f.minimum:g}",
             "maximum_text": None if f.maximum is None else f"{f.maximum:g}",
-            "enum": list(f.enum), "enum_text": ", ".join(f.enum), "pattern": pattern or None,
+            "enum": list(f.enum),
+            "enum_text": ", ".join(f.enum),
+            "pattern": pattern or None,
             "pattern_name": "a UUID" if f.pattern == UUID_PATTERN else f"matching {f.pattern}",
         }
 
-    return json.dumps({
-        "max_bytes": max_bytes, "nesting_limit": nesting_limit, "window": list(TIMESTAMP_WINDOW),
-        "window_text": f"{TIMESTAMP_WINDOW[0][:10]} .. {TIMESTAMP_WINDOW[1][:10]}",
-        "versions": list(SCHEMA_VERSIONS), "versions_text": ", ".join(map(str, SCHEMA_VERSIONS)),
-        "topics": {topic: {"fields": [field(f) for f in fields_of(topic)]} for topic in CONTRACTS},
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "max_bytes": max_bytes,
+            "nesting_limit": nesting_limit,
+            "window": list(TIMESTAMP_WINDOW),
+            "window_text": f"{TIMESTAMP_WINDOW[0][:10]} .. {TIMESTAMP_WINDOW[1][:10]}",
+            "versions": list(SCHEMA_VERSIONS),
+            "versions_text": ", ".join(map(str, SCHEMA_VERSIONS)),
+            "topics": {topic: {"fields": [field(f) for f in fields_of(topic)]} for topic in CONTRACTS},
+        },
+        sort_keys=True,
+    )
 
 
 # -- Spark ----------------------------------------------------------------------------------------
@@ -286,11 +323,15 @@ def all_fields() -> list[Field]:
 
 def spark_schema(topic: str | None = None) -> Any:
     """StructType parsing one topic's JSON values, or (no topic) any topic's: the union of their fields."""
-    from pyspark.sql import types as T
+    from pyspark.sql import types as T  # noqa: PLC0415 - Spark's schema only: the fleet and producer never load pyspark
 
     spark_types = {
-        "string": T.StringType(), "timestamp": T.TimestampType(), "double": T.DoubleType(),
-        "int": T.IntegerType(), "long": T.LongType(), "date": T.DateType(),
+        "string": T.StringType(),
+        "timestamp": T.TimestampType(),
+        "double": T.DoubleType(),
+        "int": T.IntegerType(),
+        "long": T.LongType(),
+        "date": T.DateType(),
     }
     fields = fields_of(topic) if topic else all_fields()
     return T.StructType([T.StructField(f.name, spark_types[f.type], nullable=True) for f in fields])
@@ -299,11 +340,15 @@ def spark_schema(topic: str | None = None) -> Any:
 # -- Arrow ----------------------------------------------------------------------------------------
 def arrow_schema(topic: str, *, lake: bool = True, version: int = SCHEMA_VERSION) -> Any:
     """Arrow schema of a lake table (contract fields, then the stream's lake columns)."""
-    import pyarrow as pa
+    import pyarrow as pa  # noqa: PLC0415 - Arrow's schema only: the fleet and producer never load pyarrow
 
     arrow_types = {
-        "string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "double": pa.float64(),
-        "int": pa.int32(), "long": pa.int64(), "date": pa.date32(),
+        "string": pa.string(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "double": pa.float64(),
+        "int": pa.int32(),
+        "long": pa.int64(),
+        "date": pa.date32(),
     }
     cols = [(f.name, f.type, not f.required) for f in fields_of(topic, version)]
     if lake:
@@ -313,14 +358,38 @@ def arrow_schema(topic: str, *, lake: bool = True, version: int = SCHEMA_VERSION
 
 # -- SQL DDL --------------------------------------------------------------------------------------
 _SQL_TYPES = {
-    "duckdb": {"string": "VARCHAR", "timestamp": "TIMESTAMPTZ", "double": "DOUBLE", "int": "INTEGER",
-               "long": "BIGINT", "date": "DATE"},
-    "postgres": {"string": "TEXT", "timestamp": "TIMESTAMPTZ", "double": "DOUBLE PRECISION",
-                 "int": "INTEGER", "long": "BIGINT", "date": "DATE"},
-    "redshift": {"string": "VARCHAR(512)", "timestamp": "TIMESTAMPTZ", "double": "DOUBLE PRECISION",
-                 "int": "INTEGER", "long": "BIGINT", "date": "DATE"},
-    "athena": {"string": "string", "timestamp": "timestamp", "double": "double", "int": "int",
-               "long": "bigint", "date": "date"},
+    "duckdb": {
+        "string": "VARCHAR",
+        "timestamp": "TIMESTAMPTZ",
+        "double": "DOUBLE",
+        "int": "INTEGER",
+        "long": "BIGINT",
+        "date": "DATE",
+    },
+    "postgres": {
+        "string": "TEXT",
+        "timestamp": "TIMESTAMPTZ",
+        "double": "DOUBLE PRECISION",
+        "int": "INTEGER",
+        "long": "BIGINT",
+        "date": "DATE",
+    },
+    "redshift": {
+        "string": "VARCHAR(512)",
+        "timestamp": "TIMESTAMPTZ",
+        "double": "DOUBLE PRECISION",
+        "int": "INTEGER",
+        "long": "BIGINT",
+        "date": "DATE",
+    },
+    "athena": {
+        "string": "string",
+        "timestamp": "timestamp",
+        "double": "double",
+        "int": "int",
+        "long": "bigint",
+        "date": "date",
+    },
 }
 #: Column that spreads and orders each table in Redshift (DISTKEY, SORTKEY).
 _REDSHIFT_KEYS = {"distkey": "deviceid", "sortkey": "timestamp"}

@@ -10,12 +10,15 @@ the distance a vehicle has travelled.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
+
+import numpy as np
 
 EARTH_RADIUS_KM = 6371.0088
 CORRIDOR_FILE = Path(__file__).with_name("data") / "corridor.json"
@@ -56,7 +59,7 @@ def local_xy_km(point: LatLon, origin: LatLon) -> tuple[float, float]:
 def polyline_km(points: Sequence[LatLon]) -> list[float]:
     """Cumulative length at each vertex of a polyline, starting at 0."""
     chainage = [0.0]
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         chainage.append(chainage[-1] + haversine_km(a, b))
     return chainage
 
@@ -73,17 +76,29 @@ def interpolate(points: Sequence[LatLon], chainage: Sequence[float], km: float) 
 
 def distance_to_polyline_m(point: LatLon, points: Sequence[LatLon]) -> float:
     """Shortest distance from a point to a polyline, in metres."""
-    best = math.inf
-    px, py = 0.0, 0.0
-    for a, b in zip(points, points[1:]):
-        ax, ay = local_xy_km(a, point)
-        bx, by = local_xy_km(b, point)
-        dx, dy = bx - ax, by - ay
+    return float(distances_to_polyline_m([point], points)[0])
+
+
+#: Points measured against a polyline at once (bounds the arrays to points x vertices of them).
+_POINTS_PER_CHUNK = 512
+
+
+def distances_to_polyline_m(points: Sequence[LatLon], polyline: Sequence[LatLon]) -> np.ndarray:
+    """Shortest distance from each point to a polyline, in metres: each point's own local frame
+    (:func:`local_xy_km` with the point as origin), the nearest spot of every segment, in arrays."""
+    vertices = np.radians(np.asarray(polyline, dtype=float))
+    out = []
+    for start in range(0, len(points), _POINTS_PER_CHUNK):
+        here = np.radians(np.asarray(points[start : start + _POINTS_PER_CHUNK], dtype=float))
+        lat, lon = here[:, :1], here[:, 1:]
+        x = (vertices[None, :, 1] - lon) * EARTH_RADIUS_KM * np.cos(lat)  # vertices east of each point
+        y = (vertices[None, :, 0] - lat) * EARTH_RADIUS_KM  # and north of it
+        ax, ay, dx, dy = x[:, :-1], y[:, :-1], np.diff(x, axis=1), np.diff(y, axis=1)
         length2 = dx * dx + dy * dy
-        t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / length2))
-        cx, cy = ax + t * dx, ay + t * dy
-        best = min(best, math.hypot(cx - px, cy - py))
-    return best * 1000
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.where(length2 == 0, 0.0, np.clip(-(ax * dx + ay * dy) / length2, 0.0, 1.0))
+        out.append(np.hypot(ax + t * dx, ay + t * dy).min(axis=1) * 1000)
+    return np.concatenate(out) if out else np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -167,7 +182,9 @@ class Route:
 
     def node_km(self) -> list[tuple[float, Node]]:
         """Each node of the route with its distance from the start."""
-        return [(self.legs[0].start_km, self.nodes[0])] + [(leg.end_km, node) for leg, node in zip(self.legs, self.nodes[1:])]
+        return [(self.legs[0].start_km, self.nodes[0])] + [
+            (leg.end_km, node) for leg, node in zip(self.legs, self.nodes[1:])
+        ]
 
     def nearest_place(self, km: float) -> str:
         return min(self.node_km(), key=lambda item: abs(item[0] - km))[1].name
@@ -197,7 +214,13 @@ class RoadNetwork:
                 if haversine_km(point, nodes[end].point) > 0.01:
                     raise ValueError(f"{path}: edge {e['id']} does not start or end at node {end}")
             edges[e["id"]] = Edge(
-                e["id"], e["from"], e["to"], e["road"], e["class"], float(e["speed_limit_kmh"]), points,
+                e["id"],
+                e["from"],
+                e["to"],
+                e["road"],
+                e["class"],
+                float(e["speed_limit_kmh"]),
+                points,
                 tuple(polyline_km(points)),
             )
         network = cls(doc["name"], doc["source"], nodes, edges, {r["name"]: tuple(r["nodes"]) for r in doc["routes"]})
@@ -230,7 +253,7 @@ class RoadNetwork:
         legs: list[Leg] = []
         points: list[LatLon] = []
         km = 0.0
-        for a, b in zip(ids, ids[1:]):
+        for a, b in itertools.pairwise(ids):
             edge, forward = self.edge_between(a, b)
             legs.append(Leg(edge, km, forward))
             pts = edge.points if forward else tuple(reversed(edge.points))

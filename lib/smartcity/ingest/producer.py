@@ -20,16 +20,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
 import pandas as pd
+from confluent_kafka import KafkaException, Producer
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
 from tqdm import tqdm
 
-from smartcity.params import TOPICS, Params
-from smartcity.fleet.contracts import SCHEMA_VERSIONS, Event
+from smartcity.fleet.contracts import SCHEMA_VERSIONS, TOPICS, Event
 from smartcity.platform.processes import EngineError
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,10 @@ class ProduceReport:
             self.first_error = self.first_error or f"{sum(pending.values())} events {why}"
 
     def summary(self) -> str:
-        return (f"{sum(self.sent.values())} sent, {sum(self.acked.values())} acknowledged, "
-                f"{sum(self.failed.values())} failed" + (f", {self.not_sent} not sent" if self.not_sent else ""))
+        return (
+            f"{sum(self.sent.values())} sent, {sum(self.acked.values())} acknowledged, "
+            f"{sum(self.failed.values())} failed" + (f", {self.not_sent} not sent" if self.not_sent else "")
+        )
 
     def table(self, held: dict[str, int] | None = None) -> pd.DataFrame:
         """Per topic: sent, acknowledged, failed, and (if given) what the topic now holds."""
@@ -87,9 +91,6 @@ class _KafkaPython:
     """kafka-python: zstd batches of up to 1 MiB, 50 ms linger, acks=all, idempotent."""
 
     def __init__(self, bootstrap: str, report: ProduceReport, connect_timeout_s: float, delivery_timeout_s: float):
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaTimeoutError
-
         self.report = report
         try:
             self.producer = KafkaProducer(
@@ -109,7 +110,9 @@ class _KafkaPython:
                 reconnect_backoff_max_ms=1000,  # the Java client's value: back within a second of a broker restart
             )
         except KafkaTimeoutError:
-            raise EngineError(f"no Kafka broker answers at {bootstrap} (gave up after {connect_timeout_s:.0f} s)") from None
+            raise EngineError(
+                f"no Kafka broker answers at {bootstrap} (gave up after {connect_timeout_s:.0f} s)"
+            ) from None
         self.failure = threading.Event()
         self._ok = {t: self._acker(t) for t in TOPICS}
         self._fail = {t: self._failer(t) for t in TOPICS}
@@ -120,7 +123,9 @@ class _KafkaPython:
     def _failer(self, topic: str) -> Callable[[BaseException], None]:
         def failed(exc: BaseException) -> None:
             text = str(exc)  # kafka-python's errors often start with their class name already
-            self.report.record_failure(topic, text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")
+            self.report.record_failure(
+                topic, text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+            )
             self.failure.set()
 
         return failed
@@ -130,8 +135,6 @@ class _KafkaPython:
         self.failure.wait(seconds)
 
     def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        from kafka.errors import KafkaError
-
         try:
             future = self.producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as exc:
@@ -142,14 +145,13 @@ class _KafkaPython:
 
     def close(self, timeout_s: float) -> None:
         """Flush; on a timeout fail what is still buffered instead of raising KafkaTimeoutError."""
-        from kafka.errors import KafkaTimeoutError
-
         try:
             self.producer.flush(timeout=timeout_s)
         except KafkaTimeoutError:
             buffered = sum((self.report.sent - self.report.acked - self.report.failed).values())
             self.report.first_error = self.report.first_error or (
-                f"{buffered} events still buffered when the flush timed out after {timeout_s:.0f} s")
+                f"{buffered} events still buffered when the flush timed out after {timeout_s:.0f} s"
+            )
             # close() would flush again and raise again: stop the client's I/O thread first, which
             # fails every batch it still holds (kafka-python has no public call for this)
             self.producer._sender.force_close()
@@ -162,25 +164,25 @@ class _Confluent:
     """confluent-kafka (librdkafka) with the same guarantees; lz4, which measured fastest here."""
 
     def __init__(self, bootstrap: str, report: ProduceReport, connect_timeout_s: float, delivery_timeout_s: float):
-        from confluent_kafka import Producer
-
         self.report = report
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap,
-            "client.id": "smartcity-fleet",
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": LINGER_MS,
-            "batch.size": BATCH_BYTES,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-            # retries are unlimited by default: a message is retried until message.timeout.ms
-            "message.timeout.ms": int(delivery_timeout_s * 1000),
-            # murmur2 of the key like kafka-python and the Java client (librdkafka's default is CRC32),
-            # random for a null key; so a device's partition does not depend on the backend
-            "partitioner": "murmur2_random",
-            "logger": logging.getLogger("smartcity.producer.librdkafka"),
-        })
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": "smartcity-fleet",
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": LINGER_MS,
+                "batch.size": BATCH_BYTES,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                # retries are unlimited by default: a message is retried until message.timeout.ms
+                "message.timeout.ms": int(delivery_timeout_s * 1000),
+                # murmur2 of the key like kafka-python and the Java client (librdkafka's default is CRC32),
+                # random for a null key; so a device's partition does not depend on the backend
+                "partitioner": "murmur2_random",
+                "logger": logging.getLogger("smartcity.ingest.producer.librdkafka"),
+            }
+        )
         if not _reachable(self.producer, connect_timeout_s):
             raise EngineError(f"no Kafka broker answers at {bootstrap} (gave up after {connect_timeout_s:.0f} s)")
         self._count = 0
@@ -215,7 +217,8 @@ class _Confluent:
         left = self.producer.flush(timeout_s)
         if left:
             self.report.first_error = self.report.first_error or (
-                f"{left} events still buffered when the flush timed out after {timeout_s:.0f} s")
+                f"{left} events still buffered when the flush timed out after {timeout_s:.0f} s"
+            )
             self.producer.purge()
             self.producer.flush(5)  # serves the purged messages' failure reports
         del self.producer
@@ -223,8 +226,6 @@ class _Confluent:
 
 
 def _reachable(producer: object, timeout_s: float) -> bool:
-    from confluent_kafka import KafkaException
-
     try:
         producer.list_topics(timeout=timeout_s)  # type: ignore[attr-defined]
         return True
@@ -269,26 +270,12 @@ def produce(
     sender = BACKENDS[backend](bootstrap, report, connect_timeout_s, delivery_timeout_s)
     if total is None and isinstance(events, Sized):
         total = len(events)
-    remaining = iter(events)  # counted from here, unpaced, when the run stops early
     pacer = _Pacer(speedup) if speedup > 0 else None
     interrupted = False
     try:
-        for event in tqdm(remaining, total=total, desc=f"producing ({backend})", unit="event", mininterval=1.0,
-                          disable=not progress):
-            if pacer is not None and (due := pacer.seconds_until(event)) > 0:
-                sender.wait(due)
-            if report.failed:  # a delivery failed meanwhile: stop instead of failing again for every event
-                report.not_sent = 1 + sum(1 for _ in remaining)
-                break
-            report.sent[event.topic] += 1
-            try:
-                version = event.value.get("schemaVersion")
-                headers = HEADERS.get(version) or [("schemaVersion", str(version).encode())]
-                sender.send(event.topic, event.key.encode(), orjson.dumps(event.value), headers)
-            except _SendFailed as exc:
-                report.record_failure(event.topic, exc)
-                report.not_sent = sum(1 for _ in remaining)
-                break
+        remaining = iter(events)  # counted from here, unpaced, when the run stops early
+        shown = _progress(remaining, total, backend, progress)
+        _send_all(sender, remaining, shown, report, pacer)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -296,6 +283,42 @@ def produce(
     if interrupted:
         print(f"\ninterrupted: {report.summary()}", file=sys.stderr)
         raise KeyboardInterrupt
+    _check_delivered(report)
+    return report
+
+
+def _progress(events: Iterator[Event], total: int | None, backend: str, progress: bool) -> Iterable[Event]:
+    return tqdm(events, total=total, desc=f"producing ({backend})", unit="event", mininterval=1.0, disable=not progress)
+
+
+def _send_all(
+    sender: _KafkaPython | _Confluent,
+    remaining: Iterator[Event],
+    shown: Iterable[Event],
+    report: ProduceReport,
+    pacer: _Pacer | None,
+) -> None:
+    """Send ``shown`` (``remaining`` with a progress bar) until it ends or the first failure; what is left
+    then is counted as not sent, straight from ``remaining``."""
+    for event in shown:
+        if pacer is not None and (due := pacer.seconds_until(event)) > 0:
+            sender.wait(due)
+        if report.failed:  # a delivery failed meanwhile: stop instead of failing again for every event
+            report.not_sent = 1 + sum(1 for _ in remaining)
+            return
+        report.sent[event.topic] += 1
+        try:
+            version = event.value.get("schemaVersion")
+            headers = HEADERS.get(version) or [("schemaVersion", str(version).encode())]
+            sender.send(event.topic, event.key.encode(), orjson.dumps(event.value), headers)
+        except _SendFailed as exc:
+            report.record_failure(event.topic, exc)
+            report.not_sent = sum(1 for _ in remaining)
+            return
+
+
+def _check_delivered(report: ProduceReport) -> None:
+    """Raise :class:`ProduceError` when any event was not acknowledged or not sent."""
     lost = sum(report.sent.values()) - sum(report.acked.values())
     if lost or report.not_sent:
         raise ProduceError(
@@ -305,7 +328,6 @@ def produce(
             + f"); first error: {report.first_error or 'unknown'}",
             report,
         )
-    return report
 
 
 class _Pacer:
@@ -319,41 +341,11 @@ class _Pacer:
         try:
             at = datetime.fromisoformat(event.value["timestamp"]).timestamp()
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"pacing (speedup) needs an ISO 8601 'timestamp' in every event; {event.topic} "
-                             f"event {event.key!r} has {event.value.get('timestamp')!r}") from None
+            raise ValueError(
+                f"pacing (speedup) needs an ISO 8601 'timestamp' in every event; {event.topic} "
+                f"event {event.key!r} has {event.value.get('timestamp')!r}"
+            ) from None
         if self.start is None:
             self.start = (time.monotonic(), at)
         wall0, sim0 = self.start
         return (at - sim0) / self.speedup - (time.monotonic() - wall0)
-
-
-def produce_run(cfg: Params, events: Iterable[Event], *, total: int | None = None) -> ProduceReport:
-    """Produce a simulated run to the lab's broker at the params' pace, and record what was acknowledged."""
-    from smartcity.present import report as stage_report
-
-    if total is None and isinstance(events, list):
-        total = len(events)
-    result = produce(cfg.kafka_bootstrap, events, backend=cfg.producer_backend, total=total, speedup=cfg.speedup)
-    stage_report.record_counts(cfg, "produced", result.acked)
-    return result
-
-
-def produce_stage(cfg: Params, events: list[Event]) -> pd.DataFrame:
-    """01_simulate's Kafka step, by mode.
-
-    Batch: this profile's broker (started for the notebook and stopped after it), topics prepared,
-    the whole run produced, and a table of what the broker acknowledged and holds. Live: the
-    background live run is started (broker, stream and the endless fleet in one process that
-    outlives the notebook; ``events`` were only its preview) and the table says where it reports.
-    """
-    from smartcity.platform import kafka
-    from smartcity.ops import live
-    from smartcity.fleet import simulation
-
-    if cfg.mode == "live":
-        info = live.start_background(cfg)
-        return pd.DataFrame({"live run": {k: info[k] for k in ("params", "log", "status", "stops")}})
-    with kafka.ensure_broker(cfg):
-        simulation.prepare_run(cfg)
-        delivery = produce_run(cfg, events)
-        return delivery.table(held=kafka.topic_counts(cfg.kafka_bootstrap))

@@ -8,7 +8,7 @@ the machine while it was measured (wall-clock rates on a shared 2-core machine s
 neighbours than about the code). Every input figure comes from ``smartcity bench`` runs and keeps
 its provenance (file, case, date, conditions, machine) in the rates file:
 
-* ``lib/smartcity/data/capacity_rates.json``: the committed rates;
+* ``lib/smartcity/ops/data/capacity_rates.json``: the committed rates;
 * ``outputs/bench/rates.json``: written by ``smartcity bench --only capacity-rates``; the command
   uses it instead when it was measured later than the committed file, and says which it used.
 
@@ -42,7 +42,8 @@ from typing import Any
 
 import pandas as pd
 
-from smartcity.params import TOPICS, display_path, project_root
+from smartcity.fleet.contracts import TOPICS
+from smartcity.platform.params import display_path, project_root
 
 #: The committed rates, with their provenance.
 COMMITTED_RATES = Path(__file__).with_name("data") / "capacity_rates.json"
@@ -70,10 +71,16 @@ SECONDS_PER_DAY = 86_400
 
 #: Rate names the model reads, each ``{"value": ..., "source": ..., "measured_at": ..., "conditions": ...}``.
 REQUIRED_RATES = (
-    "simulator_events_per_cpu_s", "producer_events_per_cpu_s", "stream_events_per_cpu_s_net_of_batches",
+    "simulator_events_per_cpu_s",
+    "producer_events_per_cpu_s",
+    "stream_events_per_cpu_s_net_of_batches",
     "stream_cpu_s_per_batch",
-    "stream_driver_events_per_cpu_s", "stream_events_per_s_wall_max", "broker_ingest_events_per_cpu_s",
-    "broker_fetch_events_per_cpu_s", "catalog_cpu_s_per_new_file", "warehouse_events_per_cpu_s",
+    "stream_driver_events_per_cpu_s",
+    "stream_events_per_s_wall_max",
+    "broker_ingest_events_per_cpu_s",
+    "broker_fetch_events_per_cpu_s",
+    "catalog_cpu_s_per_new_file",
+    "warehouse_events_per_cpu_s",
 )
 PROVENANCE = ("source", "measured_at", "conditions")
 
@@ -90,10 +97,18 @@ class Preset:
 #: The three fleets of the README table.
 PRESETS: tuple[Preset, ...] = (
     Preset("corridor", 1_000, "a corridor fleet: 1,000 connected vehicles on London - Birmingham (the lab's roads)"),
-    Preset("London", 2_600_000, "about 2.6 million licensed vehicles in London (DfT vehicle licensing statistics, "
-                                "VEH0105 by local authority; about 2.6 million cars in 2020)"),
-    Preset("UK", 41_200_000, "41.2 million licensed vehicles in the UK at the end of December 2023 (DfT, Vehicle "
-                             "licensing statistics: 2023, table VEH0101a, published 15 May 2024)"),
+    Preset(
+        "London",
+        2_600_000,
+        "about 2.6 million licensed vehicles in London (DfT vehicle licensing statistics, "
+        "VEH0105 by local authority; about 2.6 million cars in 2020)",
+    ),
+    Preset(
+        "UK",
+        41_200_000,
+        "41.2 million licensed vehicles in the UK at the end of December 2023 (DfT, Vehicle "
+        "licensing statistics: 2023, table VEH0101a, published 15 May 2024)",
+    ),
 )
 
 
@@ -102,35 +117,49 @@ class RatesError(ValueError):
 
 
 # -- the rates ----------------------------------------------------------------------------------------
-def check_rates(rates: dict[str, Any]) -> None:
-    """Refuse rates that lack a figure or its provenance: a sizing must say what it stands on."""
+def _missing_rates(rates: dict[str, Any]) -> list[str]:
+    """The rate figures that are absent or not positive, or lack where they come from."""
     missing = []
-    for key in ("measured_at", "machine", "rates", "event_mix", "bytes_per_event"):
-        if key not in rates:
-            missing.append(key)
     for name in REQUIRED_RATES:
         entry = rates.get("rates", {}).get(name)
         if not isinstance(entry, dict) or not isinstance(entry.get("value"), int | float) or entry["value"] <= 0:
             missing.append(f"rates.{name}.value (a positive number)")
             continue
         missing += [f"rates.{name}.{p}" for p in PROVENANCE if not entry.get(p)]
+    return missing
+
+
+def _missing_scaling(rates: dict[str, Any]) -> list[str]:
+    """The 1 -> 2 executor scaling: null until measured, else a positive figure that says where it comes from."""
+    if "stream_scaling_1_to_2" not in rates:
+        return ["stream_scaling_1_to_2 (null until measured)"]
+    ratio = rates["stream_scaling_1_to_2"]
+    if ratio is None:
+        return []
+    missing = []
+    if not isinstance(ratio, int | float) or ratio <= 0:
+        missing.append("stream_scaling_1_to_2 as a positive number (or null)")
+    if not rates.get("stream_scaling_note"):
+        missing.append("stream_scaling_note (how, when and where the scaling was measured)")
+    return missing
+
+
+def check_rates(rates: dict[str, Any]) -> None:
+    """Refuse rates that lack a figure or its provenance: a sizing must say what it stands on."""
+    missing = [key for key in ("measured_at", "machine", "rates", "event_mix", "bytes_per_event") if key not in rates]
+    missing += _missing_rates(rates)
     mix = rates.get("event_mix", {})
-    for key in ("per_vehicle_fix", "traffic_data_per_vehicle_second", "background_per_hour", *PROVENANCE):
-        if key not in mix:
-            missing.append(f"event_mix.{key}")
+    missing += [
+        f"event_mix.{key}"
+        for key in ("per_vehicle_fix", "traffic_data_per_vehicle_second", "background_per_hour", *PROVENANCE)
+        if key not in mix
+    ]
     sizes = rates.get("bytes_per_event", {})
     for key in ("kafka_log", "parquet"):
         if not all(isinstance(sizes.get(key, {}).get(t), int | float) for t in TOPICS):
             missing.append(f"bytes_per_event.{key} (every topic)")
     missing += [f"bytes_per_event.{p}" for p in PROVENANCE if p not in sizes]
-    if "stream_scaling_1_to_2" not in rates:
-        missing.append("stream_scaling_1_to_2 (null until measured)")
-    elif rates["stream_scaling_1_to_2"] is not None:  # a figure says where it comes from, as every other one
-        ratio = rates["stream_scaling_1_to_2"]
-        if not isinstance(ratio, int | float) or ratio <= 0:
-            missing.append("stream_scaling_1_to_2 as a positive number (or null)")
-        if not rates.get("stream_scaling_note"):
-            missing.append("stream_scaling_note (how, when and where the scaling was measured)")
+    missing += _missing_scaling(rates)
     if missing:
         raise RatesError("the rates lack: " + ", ".join(missing))
 
@@ -165,8 +194,10 @@ def load_rates(committed_path: Path = COMMITTED_RATES, measured_path: Path | Non
     measured = read_rates(measured_path) if measured_path.is_file() else None
     rates, which = choose_rates(committed, measured)
     if which == "measured":
-        line = (f"rates: {display_path(measured_path)} (measured {rates['measured_at']}, newer than the committed "
-                f"{committed_path.name} of {committed['measured_at']})")
+        line = (
+            f"rates: {display_path(measured_path)} (measured {rates['measured_at']}, newer than the committed "
+            f"{committed_path.name} of {committed['measured_at']})"
+        )
     else:
         newer = "" if measured is None else f"; {display_path(measured_path)} ({measured['measured_at']}) is not newer"
         line = f"rates: {display_path(committed_path)} (measured {committed['measured_at']}{newer})"
@@ -211,8 +242,9 @@ def broker_cpu_cores(rates: dict[str, Any], events_s: float, replication: int = 
     return events_s * replication * (append + fetch)
 
 
-def batches_per_second(events_s: float, trigger_seconds: float = TRIGGER_SECONDS,
-                       max_batch_events: int = MAX_BATCH_EVENTS) -> float:
+def batches_per_second(
+    events_s: float, trigger_seconds: float = TRIGGER_SECONDS, max_batch_events: int = MAX_BATCH_EVENTS
+) -> float:
     """Micro-batches a live stream runs per second: one per trigger, or back to back once a trigger's
     events exceed what one batch takes (then it is ``max_batch_events`` per batch)."""
     return max(1 / trigger_seconds, events_s / max_batch_events) if events_s > 0 else 0.0
@@ -246,8 +278,15 @@ class Estimate:
     times_largest_measured: float  # events/s over the largest stream rate measured here
 
 
-def estimate(rates: dict[str, Any], vehicles: int, fix_seconds: float, *, trigger_seconds: float = TRIGGER_SECONDS,
-             replication: int = REPLICATION_FACTOR, broker_cores: int = BROKER_CORES) -> Estimate:
+def estimate(
+    rates: dict[str, Any],
+    vehicles: int,
+    fix_seconds: float,
+    *,
+    trigger_seconds: float = TRIGGER_SECONDS,
+    replication: int = REPLICATION_FACTOR,
+    broker_cores: int = BROKER_CORES,
+) -> Estimate:
     """Size the pipeline for ``vehicles`` reporting every ``fix_seconds``, from measured rates (see the module doc)."""
     topics = events_per_second(rates, vehicles, fix_seconds)
     events_s = sum(topics.values())
@@ -255,37 +294,56 @@ def estimate(rates: dict[str, Any], vehicles: int, fix_seconds: float, *, trigge
     kafka_bytes_s = sum(topics[t] * float(sizes["kafka_log"][t]) for t in TOPICS)
     parquet_bytes_s = sum(topics[t] * float(sizes["parquet"][t]) for t in TOPICS)
     batches_s = batches_per_second(events_s, trigger_seconds)
-    spark_work = (events_s / rate(rates, "stream_events_per_cpu_s_net_of_batches")
-                  + batches_s * rate(rates, "stream_cpu_s_per_batch"))
+    spark_work = events_s / rate(rates, "stream_events_per_cpu_s_net_of_batches") + batches_s * rate(
+        rates, "stream_cpu_s_per_batch"
+    )
     spark = max(1, cores(spark_work))
     broker_work = broker_cpu_cores(rates, events_s, replication)
     brokers = max(replication, math.ceil(cores(broker_work) / broker_cores))
     heavy = max(MIN_PARTITIONS, math.ceil(spark / len(HEAVY_TOPICS)))
     heavy = math.ceil(heavy / brokers) * brokers  # as many leaders on every broker
     return Estimate(
-        vehicles=vehicles, fix_seconds=fix_seconds, events_per_s=events_s,
-        kafka_mb_per_s=kafka_bytes_s / 1e6, broker_work=broker_work, brokers=brokers,
-        partitions_per_heavy_topic=heavy, spark_work=spark_work, spark_cores=spark,
+        vehicles=vehicles,
+        fix_seconds=fix_seconds,
+        events_per_s=events_s,
+        kafka_mb_per_s=kafka_bytes_s / 1e6,
+        broker_work=broker_work,
+        brokers=brokers,
+        partitions_per_heavy_topic=heavy,
+        spark_work=spark_work,
+        spark_cores=spark,
         driver_work=events_s / rate(rates, "stream_driver_events_per_cpu_s"),
         simulator_cores=cores(events_s / rate(rates, "simulator_events_per_cpu_s")),
         producer_cores=cores(events_s / rate(rates, "producer_events_per_cpu_s")),
         lake_gb_per_day=parquet_bytes_s * SECONDS_PER_DAY / 1e9,
         kafka_gb_per_day=kafka_bytes_s * replication * SECONDS_PER_DAY / 1e9,
         warehouse_load_cpu_h_per_day=events_s * SECONDS_PER_DAY / rate(rates, "warehouse_events_per_cpu_s") / 3600,
-        catalog_cpu_min_per_day=batches_s * FILES_PER_BATCH * SECONDS_PER_DAY * rate(rates, "catalog_cpu_s_per_new_file") / 60,
+        catalog_cpu_min_per_day=batches_s
+        * FILES_PER_BATCH
+        * SECONDS_PER_DAY
+        * rate(rates, "catalog_cpu_s_per_new_file")
+        / 60,
         times_largest_measured=events_s / rate(rates, "stream_events_per_s_wall_max"),
     )
 
 
 #: Column titles of the table, by :class:`Estimate` field.
 COLUMNS = {
-    "vehicles": "vehicles", "fix_seconds": "fix s", "events_per_s": "events/s", "kafka_mb_per_s": "Kafka MB/s in",
+    "vehicles": "vehicles",
+    "fix_seconds": "fix s",
+    "events_per_s": "events/s",
+    "kafka_mb_per_s": "Kafka MB/s in",
     "brokers": f"brokers ({BROKER_CORES} cores, RF {REPLICATION_FACTOR})",
-    "partitions_per_heavy_topic": "partitions per heavy topic", "spark_cores": "Spark cores",
-    "driver_work": "driver Python cores (work)", "simulator_cores": "simulator cores", "producer_cores": "producer cores",
-    "lake_gb_per_day": "lake GB/day (Parquet)", "kafka_gb_per_day": f"Kafka disk GB/day (x{REPLICATION_FACTOR})",
+    "partitions_per_heavy_topic": "partitions per heavy topic",
+    "spark_cores": "Spark cores",
+    "driver_work": "driver Python cores (work)",
+    "simulator_cores": "simulator cores",
+    "producer_cores": "producer cores",
+    "lake_gb_per_day": "lake GB/day (Parquet)",
+    "kafka_gb_per_day": f"Kafka disk GB/day (x{REPLICATION_FACTOR})",
     "warehouse_load_cpu_h_per_day": "warehouse load CPU-h per day of data",
-    "catalog_cpu_min_per_day": "catalog crawl CPU-min/day", "times_largest_measured": "x largest measured stream rate",
+    "catalog_cpu_min_per_day": "catalog crawl CPU-min/day",
+    "times_largest_measured": "x largest measured stream rate",
 }
 
 
@@ -295,7 +353,9 @@ def table(estimates: dict[str, Estimate]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def preset_table(rates: dict[str, Any], fix_seconds: float = 5.0, presets: tuple[Preset, ...] = PRESETS) -> pd.DataFrame:
+def preset_table(
+    rates: dict[str, Any], fix_seconds: float = 5.0, presets: tuple[Preset, ...] = PRESETS
+) -> pd.DataFrame:
     """The corridor, London and UK rows at one fix interval."""
     return table({p.name: estimate(rates, p.vehicles, fix_seconds) for p in presets})
 
@@ -321,8 +381,10 @@ def scaling_line(rates: dict[str, Any]) -> str:
     ratio = rates.get("stream_scaling_1_to_2")
     if ratio is None:
         return "stream scaling 1 -> 2 executors (cluster profile): not measured"
-    return (f"stream scaling measured 1 -> 2 executors (cluster profile): ratio {float(ratio):.2f} "
-            f"({float(ratio) / 2:.0%} of linear)")
+    return (
+        f"stream scaling measured 1 -> 2 executors (cluster profile): ratio {float(ratio):.2f} "
+        f"({float(ratio) / 2:.0%} of linear)"
+    )
 
 
 def backing_lines(rates: dict[str, Any], frame: pd.DataFrame) -> list[str]:
@@ -332,42 +394,54 @@ def backing_lines(rates: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     if ratio is None:
         backed = "backed only to 2 cores of one machine (local[*]); 1 -> 2 executors not measured"
     elif float(ratio) < 1.8:  # the second executor added little: the measurement does not back linear scaling
-        backed = (f"which nothing measured here backs: a second executor gave {float(ratio):.2f}x, not 2x, on a "
-                  f"machine of {rates['machine']['cores']} cores shared with the driver, the broker and the "
-                  "publisher; measure on more cores before trusting this row")
+        backed = (
+            f"which nothing measured here backs: a second executor gave {float(ratio):.2f}x, not 2x, on a "
+            f"machine of {rates['machine']['cores']} cores shared with the driver, the broker and the "
+            "publisher; measure on more cores before trusting this row"
+        )
     else:
         backed = f"backed to 2 executors (ratio {float(ratio):.2f})"
     lines = [scaling_line(rates)]
     for name, row in frame.iterrows():
         times = row[COLUMNS["times_largest_measured"]]
         if times <= 1:
-            lines.append(f"{name}: within the stream rates measured here ({_number(times)}x the largest, "
-                         f"{largest:,.0f} events/s)")
+            lines.append(
+                f"{name}: within the stream rates measured here ({_number(times)}x the largest, "
+                f"{largest:,.0f} events/s)"
+            )
         else:
-            lines.append(f"{name}: {_number(times)}x the largest stream rate measured here ({largest:,.0f} events/s); "
-                         f"assumes linear scaling, {backed}")
+            lines.append(
+                f"{name}: {_number(times)}x the largest stream rate measured here ({largest:,.0f} events/s); "
+                f"assumes linear scaling, {backed}"
+            )
     driver = rate(rates, "stream_driver_events_per_cpu_s")
     over = [str(name) for name, row in frame.iterrows() if row[COLUMNS["driver_work"]] > 1]
     if over:
-        lines.append(f"{', '.join(over)}: the driver's Python publisher (lines to Parquet, {driver:,.0f} events per "
-                     "CPU-second) needs more than one core; it runs in the one driver process, so one stream "
-                     "query cannot go there as built: split the stream (by topic or region) or publish on executors")
+        lines.append(
+            f"{', '.join(over)}: the driver's Python publisher (lines to Parquet, {driver:,.0f} events per "
+            "CPU-second) needs more than one core; it runs in the one driver process, so one stream "
+            "query cannot go there as built: split the stream (by topic or region) or publish on executors"
+        )
     return lines
 
 
 def render(rates: dict[str, Any], source_line: str, frame: pd.DataFrame) -> str:
     """The command's output: where the rates come from, the table, its assumptions and its backing."""
     m = rates["machine"]
-    assumptions = (f"assumptions: components at most {TARGET_UTILISATION:.0%} busy; replication {REPLICATION_FACTOR}, "
-                   f"{BROKER_CORES}-core brokers; partitions by consumer parallelism (every Spark core reads one); "
-                   f"live trigger {TRIGGER_SECONDS:g} s, at most {MAX_BATCH_EVENTS:,} events per micro-batch; "
-                   "'vehicles' report at the same time (licensed vehicles are the upper bound)")
-    return "\n".join([
-        source_line,
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}",
-        "",
-        format_table(frame).to_string(),
-        "",
-        assumptions,
-        *backing_lines(rates, frame),
-    ])
+    assumptions = (
+        f"assumptions: components at most {TARGET_UTILISATION:.0%} busy; replication {REPLICATION_FACTOR}, "
+        f"{BROKER_CORES}-core brokers; partitions by consumer parallelism (every Spark core reads one); "
+        f"live trigger {TRIGGER_SECONDS:g} s, at most {MAX_BATCH_EVENTS:,} events per micro-batch; "
+        "'vehicles' report at the same time (licensed vehicles are the upper bound)"
+    )
+    return "\n".join(
+        [
+            source_line,
+            f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}",
+            "",
+            format_table(frame).to_string(),
+            "",
+            assumptions,
+            *backing_lines(rates, frame),
+        ]
+    )

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
+from smartcity import steps
+from smartcity.params import Params
 from smartcity.platform import jvm
-from smartcity.present import report
+from smartcity.platform.params import project_root
 from smartcity.present import offline
-from smartcity.params import NOTEBOOKS, Params, load_params, project_root, resolve_file
+from smartcity.present.report import NotebookRun
+from smartcity.profiles import load_params, resolve_file
+from smartcity.steps import NOTEBOOKS
+from smartcity.stream import contract_check
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +55,7 @@ class _DropUnknownParameterWarnings(logging.Filter):
 @dataclass
 class RunResult:
     cfg: Params
-    notebooks: list[report.NotebookRun] = field(default_factory=list)
+    notebooks: list[NotebookRun] = field(default_factory=list)
     index: Path | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -56,11 +66,6 @@ def notebook_dir() -> Path:
 
 def check_kernel(kernel: str = "python3") -> None:
     """The notebooks must run on this environment's Python, where smartcity is installed."""
-    import shutil
-    import sys
-
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
     try:
         spec = KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
@@ -76,33 +81,36 @@ def check_kernel(kernel: str = "python3") -> None:
 
 def render_html(executed: Path, target: Path) -> Path:
     """An executed notebook as standalone HTML, for sharing without Jupyter."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(offline.inline_frames(body))  # the notebook's maps render offline too
     return target
 
 
-def execute(name: str, cfg: Params, parameters: dict[str, Any], kernel: str = "python3") -> report.NotebookRun:
+def execute(name: str, cfg: Params, parameters: dict[str, Any], kernel: str = "python3") -> NotebookRun:
     """Execute one notebook into <output_dir>/notebooks/ and render it; raise RunError on failure."""
     source = notebook_dir() / f"{name}.ipynb"
-    executed = cfg.output_path / "notebooks" / f"{name}.ipynb"
+    executed = cfg.paths.output / "notebooks" / f"{name}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         papermill.execute_notebook(
-            source, executed, parameters=parameters, kernel_name=kernel, cwd=notebook_dir(),
-            progress_bar=False, request_save_on_cell_execute=True, extra_arguments=QUIET_KERNEL,
+            source,
+            executed,
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=notebook_dir(),
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+            extra_arguments=QUIET_KERNEL,
         )
     except PapermillExecutionError as exc:
         raise RunError(
             f"notebook {name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
             f"{exc.ename}: {exc.evalue}\nthe executed notebook is kept at {executed}"
         ) from None
-    html = render_html(executed, cfg.output_path / "html" / f"{name}.html")
-    return report.NotebookRun(name, executed, html, time.monotonic() - started)
+    html = render_html(executed, cfg.paths.output / "html" / f"{name}.html")
+    return NotebookRun(name, executed, html, time.monotonic() - started)
 
 
 def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTEBOOKS) -> RunResult:
@@ -112,19 +120,11 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
     if unknown:
         raise RunError(f"unknown notebook(s) {', '.join(unknown)}; the lab's notebooks are {', '.join(NOTEBOOKS)}")
     notebooks = tuple(n for n in NOTEBOOKS if n in notebooks)
-    if cfg.mode == "live" and not cfg.live_seconds:
-        raise RunError("a run of the notebooks in live mode needs live_seconds > 0 (the fleet drives that long, then "
-                       "the stream drains); live_seconds 0 runs until stopped: use `make live` or the notebooks")
+    steps.check_unattended(cfg)
     # what `smartcity params resolve` writes: the profile merged with what it extends, and its fingerprint
     parameters = resolve_file(params_path or project_root() / "params" / "local.yaml")
-    jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
-    offline.setup_all()  # map assets cached (npm once): fail now rather than when 01 saves its map
-    check_kernel()
-    logging.getLogger("papermill").addFilter(_DropUnknownParameterWarnings())
-    if notebooks[0] == NOTEBOOKS[0]:  # a run from the start: nothing of an earlier run may linger
-        for stale in ("notebooks", "html", "maps"):
-            shutil.rmtree(cfg.output_path / stale, ignore_errors=True)
-        report.clear_counts(cfg)
+    _prepare(cfg, fresh=notebooks[0] == NOTEBOOKS[0])
+    lab = steps.open_lab(cfg)
     result = RunResult(cfg)
     progress = tqdm(notebooks, desc="notebooks", unit="nb")
     try:
@@ -133,23 +133,34 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
             try:
                 result.notebooks.append(execute(name, cfg, parameters))
             except BaseException as exc:  # a live run started by 01 must not outlive a failed or interrupted run
-                if cfg.mode == "live":
-                    from smartcity.ops import live
-
-                    live.stop_background(cfg, timeout_s=60)
+                steps.stop_live(cfg, timeout_s=60)
                 if not isinstance(exc, RunError):
                     raise
-                executed = cfg.output_path / "notebooks" / f"{name}.ipynb"
-                result.notebooks.append(report.NotebookRun(name, executed, None, 0.0, str(exc).splitlines()[0]))
-                result.index = report.write_index(cfg, result.notebooks, _maps(cfg))
+                executed = cfg.paths.output / "notebooks" / f"{name}.ipynb"
+                result.notebooks.append(NotebookRun(name, executed, None, 0.0, str(exc).splitlines()[0]))
+                result.index = steps.write_report(lab, result.notebooks)
                 raise
     finally:
         progress.close()
-    result.index = report.write_index(cfg, result.notebooks, _maps(cfg))
-    _, result.problems = report.reconcile(cfg)
+    result.index = steps.write_report(lab, result.notebooks)
+    _, result.problems = lab.ledger.reconcile()
     if result.problems and set(notebooks) == set(NOTEBOOKS):
         raise RunError("the stages disagree on event counts:\n" + "\n".join(result.problems))
     return result
+
+
+def _prepare(cfg: Params, fresh: bool) -> None:
+    """What every notebook needs, checked before the first starts; a run from the start leaves nothing of an
+    earlier run's outputs."""
+    jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
+    contract_check.jar()  # the stream's contract check compiled
+    offline.setup_all()  # map assets cached (npm once): fail now rather than when 01 saves its map
+    check_kernel()
+    logging.getLogger("papermill").addFilter(_DropUnknownParameterWarnings())
+    if fresh:
+        for stale in ("notebooks", "html", "maps"):
+            shutil.rmtree(cfg.paths.output / stale, ignore_errors=True)
+        steps.open_lab(cfg).ledger.clear()
 
 
 def refresh_stored_outputs(notebooks: tuple[str, ...] = NOTEBOOKS, timeout: int = 1800) -> None:
@@ -158,21 +169,19 @@ def refresh_stored_outputs(notebooks: tuple[str, ...] = NOTEBOOKS, timeout: int 
     Streams are coalesced (carriage returns resolved) the way nbval reads a live run, and no
     timing metadata is written, so a refresh only changes what really changed.
     """
-    import nbformat
-    from nbclient import NotebookClient
-
     for name in tqdm(notebooks, desc="refreshing", unit="nb"):
         path = notebook_dir() / f"{name}.ipynb"
         book = nbformat.read(path, as_version=4)
         client = NotebookClient(
-            book, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(notebook_dir())}},
-            coalesce_streams=True, record_timing=False, extra_arguments=QUIET_KERNEL,
+            book,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(notebook_dir())}},
+            coalesce_streams=True,
+            record_timing=False,
+            extra_arguments=QUIET_KERNEL,
         )
         try:
             client.execute()
         finally:
             nbformat.write(book, path)
-
-
-def _maps(cfg: Params) -> list[Path]:
-    return sorted((cfg.output_path / "maps").glob("*.html"))

@@ -1,27 +1,26 @@
 """JVM prerequisites and artifacts: Java is checked up front, jars come from Maven Central once.
 
 The Kafka broker, Spark's Kafka connector and S3A (hadoop-aws with the AWS SDK modules it uses)
-are declared as Maven POMs next to this module.
-`resolve_jars` copies each POM's runtime closure into a git-ignored cache the first time and
-reuses it offline afterwards; a changed POM (new version) is resolved again. The lab's one Java
-source, the stream's contract check, is compiled into the same cache by `udf_jar`.
+are declared as Maven POMs in ``maven/`` beside this module. `resolve_jars` copies each POM's
+runtime closure into a git-ignored cache the first time and reuses it offline afterwards; a changed
+POM (new version) is resolved again. A Java source of the lab's own (the stream's contract check)
+is compiled against pyspark's jars into the same cache by `udf_jar`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from smartcity.params import project_root
-from smartcity.platform.processes import EngineError
+import pyspark
+
+from smartcity.platform.params import project_root
+from smartcity.platform.processes import EngineError, folder_lock
 
 POMS = {
     "kafka-broker": "kafka-broker.pom.xml",
@@ -83,24 +82,13 @@ def _pom(name: str) -> Path:
     return Path(__file__).with_name("maven") / POMS[name]
 
 
-@contextmanager
-def _cache_lock() -> Iterator[None]:
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with open(cache_dir() / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def resolve_jars(name: str) -> list[Path]:
     """Jars of one artifact set, resolved from Maven Central on first use and cached after."""
     pom = _pom(name)
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()
     target = cache_dir() / name
     stamp = target / ".resolved"
-    with _cache_lock():
+    with folder_lock(cache_dir()):
         if not (stamp.is_file() and stamp.read_text().strip() == digest):
             _maven_copy(pom, target)
             stamp.write_text(digest + "\n")
@@ -114,8 +102,14 @@ def _maven_copy(pom: Path, target: Path) -> None:
     check_java()
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     cmd = [
-        mvn, "-B", "-q", "-f", str(pom), f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -134,8 +128,6 @@ def artifact_name(jar: Path) -> str:
 
 def pyspark_jars() -> list[Path]:
     """The jars pyspark ships (its own classpath)."""
-    import pyspark
-
     return sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
 
 
@@ -181,38 +173,46 @@ def s3a_jars() -> list[Path]:
     return jars_beside_pyspark("hadoop-aws")
 
 
-UDF_SOURCE = Path(__file__).parents[1] / "stream" / "ContractCheck.java"
-
-
-def udf_jar() -> Path:
-    """The lab's own Spark UDF (the contract check), compiled against pyspark's jars on first use.
+def udf_jar(source: Path) -> Path:
+    """A Java source of the lab's (a Spark UDF) compiled against pyspark's jars on first use.
 
     No download: javac and jar come with the JDK, the classpath is the jars pyspark ships, and the
     jar is rebuilt when the source or the pyspark version changes.
     """
-    import pyspark
-
     spark_jars = Path(pyspark.__file__).parent / "jars"
-    digest = hashlib.sha256(UDF_SOURCE.read_bytes() + pyspark.__version__.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(source.read_bytes() + pyspark.__version__.encode()).hexdigest()[:12]
     target = cache_dir() / "smartcity-udf" / f"smartcity-udf-{digest}.jar"
-    with _cache_lock():
+    with folder_lock(cache_dir()):
         if target.exists():
             return target
         bin_dir = check_java().resolve().parent
         javac, jar = bin_dir / "javac", bin_dir / "jar"
         if not javac.exists():
-            raise EngineError(f"a JDK (with javac) is required to build the lab's Spark UDF, found only {bin_dir}: "
-                              f"{INSTALL_JAVA}")
+            raise EngineError(
+                f"a JDK (with javac) is required to build the lab's Spark UDF, found only {bin_dir}: {INSTALL_JAVA}"
+            )
         build = Path(tempfile.mkdtemp(prefix=".udf-", dir=cache_dir()))
         try:
             for argv, what in (
-                ([str(javac), "--release", str(MIN_JAVA), "-nowarn", "-cp", f"{spark_jars}/*", "-d",
-                  str(build / "classes"), str(UDF_SOURCE)], "compiling"),
+                (
+                    [
+                        str(javac),
+                        "--release",
+                        str(MIN_JAVA),
+                        "-nowarn",
+                        "-cp",
+                        f"{spark_jars}/*",
+                        "-d",
+                        str(build / "classes"),
+                        str(source),
+                    ],
+                    "compiling",
+                ),
                 ([str(jar), "cf", str(build / target.name), "-C", str(build / "classes"), "."], "packaging"),
             ):
                 result = subprocess.run(argv, capture_output=True, text=True, check=False)
                 if result.returncode != 0:
-                    raise EngineError(f"{what} {UDF_SOURCE.name} failed:\n{result.stdout}{result.stderr}")
+                    raise EngineError(f"{what} {source.name} failed:\n{result.stdout}{result.stderr}")
             shutil.rmtree(target.parent, ignore_errors=True)  # older builds
             target.parent.mkdir(parents=True)
             (build / target.name).rename(target)
@@ -222,13 +222,11 @@ def udf_jar() -> Path:
 
 
 def setup_all() -> dict[str, int]:
-    """Check Java, resolve every artifact set and build the UDF; what `make setup` runs once per machine.
+    """Check Java and resolve every artifact set; what `make setup` runs once per machine.
 
     S3A's set (19 MB, 13.4 MB of it on Spark's classpath) is resolved here too, although only
     profiles with lake_storage s3 use it: `make setup` stays the one step that needs the network, so
     switching to the aws-moto profile later works offline, and the runner's up-front check covers it.
     """
     check_java()
-    counts = {name: len(resolve_jars(name)) for name in POMS}
-    counts["smartcity-udf"] = len([udf_jar()])
-    return counts
+    return {name: len(resolve_jars(name)) for name in POMS}

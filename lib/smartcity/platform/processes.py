@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import logging
 import signal
 import socket
@@ -17,10 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """One process at a time in a folder (``.lock`` in it, an flock): the lab's download caches."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str, alive: Callable[[], bool]) -> None:
     """Poll a real readiness check (an API call, not a sleep) until it passes or the engine dies."""
     deadline = time.monotonic() + timeout
@@ -91,8 +105,8 @@ class StopsOnExit:
 class ManagedProcess(StopsOnExit):
     """A child process the lab started, stopped by signal, then killed if it does not exit in time."""
 
-    _live: set[ManagedProcess] = set()
-    _lock = threading.Lock()
+    _live: ClassVar[set[ManagedProcess]] = set()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -120,7 +134,8 @@ class ManagedProcess(StopsOnExit):
             cwd=cwd,
             user=user,
             env=None if env is None else dict(env),
-            preexec_fn=_die_with_parent(stop_signal),
+            # PR_SET_PDEATHSIG must be set in the child, between fork and exec: what preexec_fn is for
+            preexec_fn=_die_with_parent(stop_signal),  # noqa: PLW1509
             # a session of its own: a terminal's Ctrl-C reaches the lab, which stops its engines in
             # order (a live run drains the stream before its broker goes), not the engines directly
             start_new_session=True,
@@ -179,7 +194,7 @@ class ManagedProcess(StopsOnExit):
         for proc in list(cls._live):
             try:
                 proc.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the others
+            except Exception:
                 log.exception("could not stop %s", proc.name)
 
 

@@ -1,7 +1,9 @@
 """The one Spark session factory: master from params, Kafka connector on the classpath, quiet.
 
-A profile whose lake is on S3 also gets S3A (hadoop-aws and the AWS SDK modules it needs) and its
-settings (:func:`s3a_conf`); the local profiles' settings do not change.
+A session is described by a :class:`SessionSpec`: the Spark settings, the profile's data dir, the
+jars of the stages that run on it (the stream's contract check), and whether the lake is on S3.
+A lake on S3 also gets S3A (hadoop-aws and the AWS SDK modules it needs) and its settings
+(:func:`s3a_conf`); the local profiles' settings do not change.
 
 Spark's own logs go to ``<data_dir>/logs/spark.log`` (not the notebook), the UI and the console
 progress bar are off, timestamps are UTC and Parquet timestamps are written as standard INT64
@@ -17,17 +19,17 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from pyspark import SparkContext
+from pyspark.sql import SparkSession
 
 from smartcity.platform import jvm
 from smartcity.platform.cluster import SparkCluster, ensure_cluster
-from smartcity.params import LOCAL_HOSTS, Params
+from smartcity.platform.engine_params import LOCAL_HOSTS, SparkParams
 from smartcity.platform.processes import EngineError
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
 
 _LOG4J = Path(__file__).with_name("conf") / "log4j2-spark.properties"
 _EXECUTOR_LOG4J = Path(__file__).with_name("conf") / "log4j2-executor.properties"
@@ -42,7 +44,22 @@ _cluster: SparkCluster | None = None
 JVM_GC = "-XX:+UseParallelGC"
 
 
-def spark_conf(cfg: Params) -> dict[str, str]:
+@dataclass(frozen=True)
+class SessionSpec:
+    """What one of the lab's Spark sessions is made of."""
+
+    spark: SparkParams
+    data_dir: Path  # logs, the driver's scratch space, a standalone cluster's workers
+    app: str  # spark.app.name: smartcity-<profile>
+    jars: tuple[Path, ...] = ()  # the stages' own jars (the stream's contract check)
+    s3_region: str = ""  # the lake is on S3 in this region: S3A's jars and settings
+
+    @property
+    def on_s3(self) -> bool:
+        return bool(self.s3_region)
+
+
+def spark_conf(spec: SessionSpec) -> dict[str, str]:
     """Every setting the lab gives Spark, in one place (tests and docs read it too).
 
     On a standalone cluster the executors are other JVMs, maybe on other hosts: they get their own
@@ -50,17 +67,18 @@ def spark_conf(cfg: Params) -> dict[str, str]:
     file, and their scratch space is their worker's (SPARK_LOCAL_DIRS), not the driver's
     (which :func:`get_spark` sets in the driver's environment, not in this conf).
     """
-    log_file = cfg.data_path / "logs" / "spark.log"
+    spark = spec.spark
+    log_file = spec.data_dir / "logs" / "spark.log"
     driver_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J} -Dsmartcity.spark.log={log_file} {JVM_GC}"
-    loopback = cfg.spark_driver_host in LOCAL_HOSTS
+    loopback = spark.driver_host in LOCAL_HOSTS
     conf = {
-        "spark.master": cfg.spark_master,
-        "spark.driver.host": cfg.spark_driver_host,
+        "spark.master": spark.master,
+        "spark.driver.host": spark.driver_host,
         # behind a container's name the driver must listen on the container's interfaces
         "spark.driver.bindAddress": LOCAL_IP if loopback else "0.0.0.0",
-        "spark.app.name": f"smartcity-{cfg.profile}",
-        "spark.jars": ",".join(str(j) for j in [*jvm.spark_connector_jars(), jvm.udf_jar()]),
-        "spark.driver.memory": cfg.spark_driver_memory,
+        "spark.app.name": spec.app,
+        "spark.jars": ",".join(str(j) for j in [*jvm.spark_connector_jars(), *spec.jars]),
+        "spark.driver.memory": spark.driver_memory,
         "spark.driver.extraJavaOptions": driver_opts,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
@@ -75,20 +93,21 @@ def spark_conf(cfg: Params) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     }
-    if cfg.lake_storage == "local":
+    if not spec.on_s3:
         # the stream's checkpoint (offsets, commits) through Hadoop's FileSystem: an atomic rename
         # on a local disk. The default manager (FileContext) cost 150-200 ms per micro-batch here, a
         # fifth of a 10,000-event batch; this one 30 ms (measured with the queries' durationMs)
         conf["spark.sql.streaming.checkpointFileManagerClass"] = (
-            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+        )
     else:  # s3
         conf["spark.jars"] = ",".join([conf["spark.jars"], *(str(j) for j in jvm.s3a_jars())])
-        conf.update(s3a_conf(cfg))
-    if cfg.spark_standalone:
+        conf.update(s3a_conf(spec.s3_region))
+    if spark.standalone:
         conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.configurationFile={_EXECUTOR_LOG4J.as_uri()} {JVM_GC}"
-        conf["spark.executor.memory"] = cfg.spark_executor_memory
-        if cfg.spark_cores_max:
-            conf["spark.cores.max"] = str(cfg.spark_cores_max)
+        conf["spark.executor.memory"] = spark.executor_memory
+        if spark.cores_max:
+            conf["spark.cores.max"] = str(spark.cores_max)
     else:  # local[*]: the executor is the driver's JVM
         conf["spark.executor.extraJavaOptions"] = driver_opts
     return conf
@@ -111,7 +130,7 @@ def s3_endpoint(environ: Mapping[str, str] | None = None) -> str:
     return (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
 
 
-def s3a_conf(cfg: Params, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def s3a_conf(region: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Spark settings for s3a:// when the lake is on S3 (docs/decisions/0002-aws-profile.md §1, §5).
 
     Credentials come from the AWS default chain, never from params. The classic `file` committer
@@ -120,11 +139,9 @@ def s3a_conf(cfg: Params, environ: Mapping[str, str] | None = None) -> dict[str,
     there. An endpoint from the environment (moto in tests, any S3-compatible store) is addressed
     path-style: a bucket as a host name needs DNS that a test endpoint does not have.
     """
-    if cfg.lake_storage != "s3":
-        return {}
     conf = {
         "spark.hadoop.fs.s3a.aws.credentials.provider": S3A_CREDENTIALS,
-        "spark.hadoop.fs.s3a.endpoint.region": cfg.aws_region,
+        "spark.hadoop.fs.s3a.endpoint.region": region,
         "spark.hadoop.fs.s3a.committer.name": "file",
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "1",
         # S3A buffers uploads in local files it gets through FileSystem.getLocal, which must be the
@@ -136,40 +153,39 @@ def s3a_conf(cfg: Params, environ: Mapping[str, str] | None = None) -> dict[str,
     if endpoint:
         scheme = urlsplit(endpoint).scheme
         if scheme not in ("http", "https"):
-            raise EngineError(f"the S3 endpoint must be an http:// or https:// URL, got {endpoint!r} "
-                             "(from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)")
+            raise EngineError(
+                f"the S3 endpoint must be an http:// or https:// URL, got {endpoint!r} "
+                "(from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)"
+            )
         conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
         conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
         conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(scheme == "https").lower()
     return conf
 
 
-def get_spark(cfg: Params) -> SparkSession:
+def get_spark(spec: SessionSpec) -> SparkSession:
     """Start (or return the running) Spark session for this profile."""
-    from pyspark.sql import SparkSession
-
     global _cluster
     os.environ.setdefault("JAVA_HOME", str(jvm.java_home()))
-    if cfg.spark_driver_host in LOCAL_HOSTS:
+    if spec.spark.driver_host in LOCAL_HOSTS:
         os.environ["SPARK_LOCAL_IP"] = LOCAL_IP  # read by the JVM at start-up, before any conf is applied
-    (cfg.data_path / "logs").mkdir(parents=True, exist_ok=True)
-    scratch = cfg.data_path / "spark" / "driver-tmp"
+    (spec.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    scratch = spec.data_dir / "spark" / "driver-tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     # the driver's scratch space, as an environment variable: spark.local.dir would also be sent to
     # executors, which must use their worker's (SPARK_LOCAL_DIRS, set by the lab's workers)
     os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
-    conf = spark_conf(cfg)
-    if cfg.lake_storage == "s3":
+    conf = spark_conf(spec)
+    if spec.on_s3:
         refuse_session_without(conf["spark.jars"])
     if _cluster is None or not _cluster.alive():
-        _cluster = ensure_cluster(cfg)
+        _cluster = ensure_cluster(spec.spark, spec.data_dir / "spark")
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
-    with _jvm_output_to(cfg.data_path / "logs" / "spark-driver.out"):
+    with _jvm_output_to(spec.data_dir / "logs" / "spark-driver.out"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    register_functions(spark)
     return spark
 
 
@@ -185,8 +201,6 @@ def refuse_session_without(jars: str) -> None:
     getOrCreate would return that session as it is (jars are fixed when its JVM starts), and an s3a://
     path would then fail far from the cause, with "No FileSystem for scheme s3a".
     """
-    from pyspark import SparkContext
-
     running = SparkContext._active_spark_context
     if running is None:
         return
@@ -194,24 +208,9 @@ def refuse_session_without(jars: str) -> None:
     if missing:
         raise EngineError(
             f"this process already runs a Spark session ({running.appName}) without {len(missing)} of the jars this "
-            f"profile needs ({Path(missing[0]).name}, ...); stop it first (smartcity.spark.stop_spark) or restart "
+            f"profile needs ({Path(missing[0]).name}, ...); stop it first (smartcity.platform.spark.stop_spark) or restart "
             "the kernel"
         )
-
-
-CONTRACT_CHECK = "smartcity_contract_violation"
-
-
-def register_functions(spark: SparkSession) -> None:
-    """The lab's Java UDF (lib/smartcity/jvm/ContractCheck.java) under its SQL name, holding the contracts.
-
-    It returns (table, partition value, line) for each message. Registered as non-deterministic so
-    that Spark calls it once per message even where three columns read its result.
-    """
-    from smartcity.fleet import contracts
-
-    function = spark._jvm.smartcity.ContractCheck.function(contracts.check_spec())
-    spark._jsparkSession.udf().register(CONTRACT_CHECK, function)
 
 
 @contextmanager
@@ -244,8 +243,6 @@ def stop_spark(spark: SparkSession, timeout_s: float = 30.0) -> None:
     lives; the lab stops what it starts, so the JVM goes too (it exits when its stdin closes), and
     the next :func:`get_spark` starts a fresh one.
     """
-    from pyspark import SparkContext
-
     global _cluster
     try:
         spark.stop()
@@ -273,9 +270,9 @@ def stop_spark(spark: SparkSession, timeout_s: float = 30.0) -> None:
 
 
 @contextmanager
-def spark_session(cfg: Params) -> Iterator[SparkSession]:
+def spark_session(spec: SessionSpec) -> Iterator[SparkSession]:
     """A Spark session whose driver JVM is stopped on exit, also on error and Ctrl-C."""
-    spark = get_spark(cfg)
+    spark = get_spark(spec)
     try:
         yield spark
     finally:

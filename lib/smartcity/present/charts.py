@@ -1,6 +1,6 @@
 """The report's charts, each a PNG with the sentence that says what it shows.
 
-Drawn with matplotlib from the lake's tables (committed files, through :mod:`smartcity.lake`),
+Drawn with matplotlib from the lake's tables (committed files, through :mod:`smartcity.stream.lake`),
 so the report shows what the pipeline stored, not what the simulator meant to send. Every
 function returns a :class:`Chart`; the sentence is computed from the same data as the picture.
 """
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from smartcity.fleet.roads import RoadNetwork, load_network
+from smartcity.routes.matching import incident_spans
 
 ROUTE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -31,18 +32,20 @@ class Chart:
         return self.png
 
 
-def _figure(width: float, height: float):  # noqa: ANN202 - matplotlib's Figure, imported lazily
-    import matplotlib
+def _figure(width: float, height: float):
+    # matplotlib (a second to import) is loaded when a chart is drawn, told Agg first: a notebook that only
+    # imports the lab keeps its own backend
+    import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
     return plt.figure(figsize=(width, height), dpi=100)
 
 
-def _png(fig) -> bytes:  # noqa: ANN001
-    import matplotlib.pyplot as plt
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - loaded already by _figure
 
     out = io.BytesIO()
     fig.savefig(out, format="png", bbox_inches="tight", metadata={"Software": None})
@@ -59,8 +62,13 @@ def trip_table(fixes: pd.DataFrame) -> pd.DataFrame:
     """Per vehicle: route, departure and trip minutes, from its first and last telemetry."""
     ordered = fixes.sort_values(["deviceId", "timestamp"])
     grouped = ordered.groupby("deviceId")
-    trips = pd.DataFrame({"route": grouped["route"].first(), "departed": grouped["timestamp"].first(),
-                          "arrived": grouped["timestamp"].last()})
+    trips = pd.DataFrame(
+        {
+            "route": grouped["route"].first(),
+            "departed": grouped["timestamp"].first(),
+            "arrived": grouped["timestamp"].last(),
+        }
+    )
     trips["minutes"] = (trips["arrived"] - trips["departed"]).dt.total_seconds() / 60
     return trips
 
@@ -69,7 +77,9 @@ def trip_times(fixes: pd.DataFrame, network: RoadNetwork | None = None) -> Chart
     """Each vehicle's London -> Birmingham time, grouped by route."""
     network = network or load_network()
     trips = trip_table(fixes)
-    routes = [r for r in network.route_names if r in set(trips["route"])] + sorted(set(trips["route"]) - set(network.route_names))
+    routes = [r for r in network.route_names if r in set(trips["route"])] + sorted(
+        set(trips["route"]) - set(network.route_names)
+    )
     fig = _figure(7, 0.6 + 0.55 * len(routes))
     ax = fig.add_subplot()
     for y, route in enumerate(routes):
@@ -83,9 +93,11 @@ def trip_times(fixes: pd.DataFrame, network: RoadNetwork | None = None) -> Chart
     ax.grid(axis="x", color="#dddddd")
     medians = trips.groupby("route")["minutes"].median().sort_values()
     if len(medians) > 1:
-        sentence = (f"{len(trips)} trips took {trips['minutes'].min():.0f} to {trips['minutes'].max():.0f} minutes; "
-                    f"the {medians.index[0]} was quickest (median {medians.iloc[0]:.0f} min) and the "
-                    f"{medians.index[-1]} slowest (median {medians.iloc[-1]:.0f} min).")
+        sentence = (
+            f"{len(trips)} trips took {trips['minutes'].min():.0f} to {trips['minutes'].max():.0f} minutes; "
+            f"the {medians.index[0]} was quickest (median {medians.iloc[0]:.0f} min) and the "
+            f"{medians.index[-1]} slowest (median {medians.iloc[-1]:.0f} min)."
+        )
     else:
         sentence = f"{len(trips)} trips took {trips['minutes'].min():.0f} to {trips['minutes'].max():.0f} minutes."
     return Chart("Trip times by route", _png(fig), sentence)
@@ -99,15 +111,21 @@ def incidents_on_routes(spans: pd.DataFrame, network: RoadNetwork) -> pd.DataFra
         legs = {leg.edge.id: leg for leg in route.legs}
         for span in spans.itertuples():
             if span.edgeId in legs:
-                rows.append({"route": name, "km": legs[span.edgeId].route_km(span.edge_km), "incidentId": span.incidentId,
-                             "severity": span.severity, "start": span.start, "end": span.end})
+                rows.append(
+                    {
+                        "route": name,
+                        "km": legs[span.edgeId].route_km(span.edge_km),
+                        "incidentId": span.incidentId,
+                        "severity": span.severity,
+                        "start": span.start,
+                        "end": span.end,
+                    }
+                )
     return pd.DataFrame(rows, columns=["route", "km", "incidentId", "severity", "start", "end"])
 
 
 def speed_along_routes(fixes: pd.DataFrame, reports: pd.DataFrame, network: RoadNetwork | None = None) -> Chart:
     """Speed against distance driven, one panel per route, with the incidents on each route marked."""
-    from smartcity.routes.model import incident_spans
-
     network = network or load_network()
     fixes = fixes.sort_values(["deviceId", "timestamp"]).copy()
     fixes["km"] = fixes["odometer"] - fixes.groupby("deviceId")["odometer"].transform("first")
@@ -122,35 +140,53 @@ def speed_along_routes(fixes: pd.DataFrame, reports: pd.DataFrame, network: Road
         for mark in marks[marks["route"] == route].itertuples():
             ax.axvline(mark.km, color="#c0392b", linewidth=1.2, linestyle="--")
             until = f"{mark.end:%H:%M}" if pd.notna(mark.end) else "end"
-            ax.annotate(f"{mark.incidentId} {mark.severity}\n{mark.start:%H:%M}-{until}", (mark.km, 1.0),
-                        xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=7, color="#c0392b",
-                        xytext=(3, -2), textcoords="offset points")
+            ax.annotate(
+                f"{mark.incidentId} {mark.severity}\n{mark.start:%H:%M}-{until}",
+                (mark.km, 1.0),
+                xycoords=("data", "axes fraction"),
+                ha="left",
+                va="top",
+                fontsize=7,
+                color="#c0392b",
+                xytext=(3, -2),
+                textcoords="offset points",
+            )
         ax.set_ylabel(f"{route}\nkm/h")
         ax.set_ylim(0, max(130.0, float(fixes["speed"].max()) * 1.05))
         ax.grid(axis="y", color="#eeeeee")
     axes[-1].set_xlabel("km driven from London")
     if marks.empty:
-        sentence = "Speed along each route (one line per vehicle, one-minute median): slow in London and Birmingham, " \
-                   "fastest on the motorways; no incident was reported on a route the fleet drove."
+        sentence = (
+            "Speed along each route (one line per vehicle, one-minute median): slow in London and Birmingham, "
+            "fastest on the motorways; no incident was reported on a route the fleet drove."
+        )
     else:
-        listed = "; ".join(f"{m.incidentId} ({m.severity}) at km {m.km:.0f} of the {m.route}, active "
-                           f"{m.start:%H:%M}-{m.end:%H:%M}" if pd.notna(m.end) else f"{m.incidentId} ({m.severity}) at km "
-                           f"{m.km:.0f} of the {m.route}" for m in marks.itertuples())
-        sentence = ("Speed along each route (one line per vehicle, one-minute median), slow in the cities and fastest on "
-                    f"the motorways; dashed red lines mark the incidents reported on the routes: {listed}. A dip at a "
-                    "line means a vehicle reached it while it was active.")
+        listed = "; ".join(
+            f"{m.incidentId} ({m.severity}) at km {m.km:.0f} of the {m.route}, active {m.start:%H:%M}-{m.end:%H:%M}"
+            if pd.notna(m.end)
+            else f"{m.incidentId} ({m.severity}) at km {m.km:.0f} of the {m.route}"
+            for m in marks.itertuples()
+        )
+        sentence = (
+            "Speed along each route (one line per vehicle, one-minute median), slow in the cities and fastest on "
+            f"the motorways; dashed red lines mark the incidents reported on the routes: {listed}. A dip at a "
+            "line means a vehicle reached it while it was active."
+        )
     return Chart("Speed along each route, incidents marked", _png(fig), sentence)
 
 
 def rain_band(weather: pd.DataFrame, threshold_mm_h: float = 1.0) -> Chart:
     """Rain at each weather station over time, stations west to east: the band's passage is the diagonal."""
     order = weather.groupby("stationName")["longitude"].first().sort_values().index
-    grid = weather.pivot_table(index="stationName", columns="timestamp", values="precipitation", aggfunc="mean").reindex(order)
+    grid = weather.pivot_table(
+        index="stationName", columns="timestamp", values="precipitation", aggfunc="mean"
+    ).reindex(order)
     fig = _figure(7, 0.6 + 0.22 * len(order))
     ax = fig.add_subplot()
     times = pd.to_datetime(grid.columns)
-    mesh = ax.pcolormesh(np.arange(len(times) + 1), np.arange(len(order) + 1), grid.to_numpy(), cmap="Blues",
-                         vmin=0, shading="flat")
+    mesh = ax.pcolormesh(
+        np.arange(len(times) + 1), np.arange(len(order) + 1), grid.to_numpy(), cmap="Blues", vmin=0, shading="flat"
+    )
     ax.set_yticks(np.arange(len(order)) + 0.5, order)
     ax.invert_yaxis()
     step = max(1, len(times) // 8)
@@ -159,8 +195,10 @@ def rain_band(weather: pd.DataFrame, threshold_mm_h: float = 1.0) -> Chart:
     fig.colorbar(mesh, ax=ax, label="rain mm/h", fraction=0.04, pad=0.02)
     wet = weather[weather["precipitation"] >= threshold_mm_h].groupby("stationName")["timestamp"].min().sort_values()
     if len(wet) >= 2:
-        sentence = (f"Rain of {threshold_mm_h:g} mm/h or more reached {wet.index[0]} first, at {wet.iloc[0]:%H:%M}, and "
-                    f"{wet.index[-1]} last, at {wet.iloc[-1]:%H:%M}: {len(wet)} of {len(order)} stations saw the band pass.")
+        sentence = (
+            f"Rain of {threshold_mm_h:g} mm/h or more reached {wet.index[0]} first, at {wet.iloc[0]:%H:%M}, and "
+            f"{wet.index[-1]} last, at {wet.iloc[-1]:%H:%M}: {len(wet)} of {len(order)} stations saw the band pass."
+        )
     elif len(wet) == 1:
         sentence = f"Only {wet.index[0]} saw rain of {threshold_mm_h:g} mm/h or more, from {wet.iloc[0]:%H:%M}."
     else:
@@ -183,9 +221,11 @@ def minutes_saved(trips: pd.DataFrame, column: str = "saved min") -> Chart:
         ax.bar([0], [0], color=_colour(network, route), label=route)
     ax.legend(frameon=False, fontsize=8)
     saved = trips[column]
-    sentence = (f"On the judged run, following the suggestion saved {saved.mean():.1f} minutes per vehicle on average "
-                f"(from {saved.min():.1f} to {saved.max():.1f}); {int((saved > 0.5).sum())} of {len(saved)} vehicles "
-                "arrived sooner.")
+    sentence = (
+        f"On the judged run, following the suggestion saved {saved.mean():.1f} minutes per vehicle on average "
+        f"(from {saved.min():.1f} to {saved.max():.1f}); {int((saved > 0.5).sum())} of {len(saved)} vehicles "
+        "arrived sooner."
+    )
     return Chart("Minutes saved by following the suggestion", _png(fig), sentence)
 
 
@@ -195,10 +235,10 @@ def live_run(status: pd.DataFrame, goal_p95_s: float = 3.0) -> Chart:
     axes = fig.subplots(3, 1, sharex=True)
     t = status["elapsed_s"]
     # a batch publishes every second or two: per-second rates alternate, a 5 s mean reads better
-    axes[0].plot(t, status["produced_per_s"].rolling(5, min_periods=1).mean(), label="produced",
-                 color=ROUTE_COLOURS[0])
-    axes[0].plot(t, status["written_per_s"].rolling(5, min_periods=1).mean(), label="written to the lake",
-                 color=ROUTE_COLOURS[1])
+    axes[0].plot(t, status["produced_per_s"].rolling(5, min_periods=1).mean(), label="produced", color=ROUTE_COLOURS[0])
+    axes[0].plot(
+        t, status["written_per_s"].rolling(5, min_periods=1).mean(), label="written to the lake", color=ROUTE_COLOURS[1]
+    )
     axes[0].set_ylabel("events/s (5 s mean)")
     axes[0].legend(loc="upper right", frameon=False)
     axes[1].plot(t, status["lag"], color=ROUTE_COLOURS[3])
@@ -219,8 +259,12 @@ def live_run(status: pd.DataFrame, goal_p95_s: float = 3.0) -> Chart:
         f"Over {t.iloc[-1]:.0f} s the fleet produced {producing['produced_per_s'].mean():,.0f} events/s on average "
         f"and the stream wrote {producing['written_per_s'].mean():,.0f}/s; the Kafka lag peaked at "
         f"{int(status['lag'].max()):,} events and ended at {int(status['lag'].iloc[-1]):,}; "
-        + (f"the freshness p95 (produced to readable in the lake) stayed between {fresh.min():.1f} and "
-           f"{fresh.max():.1f} s" if len(fresh) else "no batch was published")
+        + (
+            f"the freshness p95 (produced to readable in the lake) stayed between {fresh.min():.1f} and "
+            f"{fresh.max():.1f} s"
+            if len(fresh)
+            else "no batch was published"
+        )
         + (" (grey: producer stopped, stream draining)." if len(draining) else ".")
     )
     return Chart("The live run", _png(fig), sentence)

@@ -5,7 +5,7 @@ the vehicles' GPS tracks, incidents, weather stations and traffic cameras, so a 
 switch them on and off, plus the suggested routes when there are some.
 
 Saved maps render anywhere: :func:`save_map` inlines Leaflet, its plugins and their CSS from the
-pinned packages of :mod:`smartcity.webassets` (nothing is loaded from a CDN), and draws the
+pinned packages of :mod:`smartcity.present.offline` (nothing is loaded from a CDN), and draws the
 corridor's roads and towns in a pane *under* the tiles, so with network the OpenStreetMap tiles
 cover it as before and without network the map still has a plain background to sit on. Next to
 each map goes a PNG thumbnail drawn from the same layers, for the report.
@@ -16,18 +16,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import folium
 import pandas as pd
 from branca.element import Element
 
-from smartcity.catalog import crawler as catalog
-from smartcity.present import offline
-from smartcity.params import Params
 from smartcity.fleet.roads import LatLon, RoadNetwork, load_network
+from smartcity.fleet.sensors import place_cameras, place_stations
+from smartcity.present import offline
+from smartcity.routes.routing import path_points
 
 ROUTE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 TRACK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -48,7 +50,7 @@ def stable_ids(fmap: folium.Map) -> folium.Map:
     """
 
     def visit(element: Any, path: str) -> None:
-        element._id = hashlib.md5(path.encode()).hexdigest()  # noqa: S324 - a name, not security
+        element._id = hashlib.md5(path.encode()).hexdigest()
         children = getattr(element, "_children", None)
         if children:
             renamed = []
@@ -77,108 +79,92 @@ def _base_map(network: RoadNetwork) -> folium.Map:
 
 def corridor_map(network: RoadNetwork | None = None) -> folium.Map:
     """The routes the fleet can take, with the cameras and weather stations along them."""
-    from smartcity.fleet.simulation import place_cameras, place_stations
-
     network = network or load_network()
     fmap = _base_map(network)
     for n, name in enumerate(network.route_names):
         route = network.route(name)
         layer = folium.FeatureGroup(name=f"{name} ({route.length_km:.0f} km)")
-        folium.PolyLine(route.points, color=ROUTE_COLOURS[n % len(ROUTE_COLOURS)], weight=5, opacity=0.75,
-                        tooltip=f"{name}: {route.length_km:.0f} km").add_to(layer)
+        folium.PolyLine(
+            route.points,
+            color=ROUTE_COLOURS[n % len(ROUTE_COLOURS)],
+            weight=5,
+            opacity=0.75,
+            tooltip=f"{name}: {route.length_km:.0f} km",
+        ).add_to(layer)
         for km, node in route.node_km():
-            folium.CircleMarker(node.point, radius=3, color="#333333", fill=True,
-                                tooltip=f"{node.name} (km {km:.0f} on {name})").add_to(layer)
+            folium.CircleMarker(
+                node.point, radius=3, color="#333333", fill=True, tooltip=f"{node.name} (km {km:.0f} on {name})"
+            ).add_to(layer)
         layer.add_to(fmap)
     cameras = folium.FeatureGroup(name="Traffic cameras")
     for camera in place_cameras(network):
-        folium.CircleMarker(camera.point, radius=5, color="#c0392b", fill=True, fill_opacity=0.9,
-                            tooltip=f"{camera.camera_id} on the {camera.road}").add_to(cameras)
+        folium.CircleMarker(
+            camera.point,
+            radius=5,
+            color="#c0392b",
+            fill=True,
+            fill_opacity=0.9,
+            tooltip=f"{camera.camera_id} on the {camera.road}",
+        ).add_to(cameras)
     cameras.add_to(fmap)
     stations = folium.FeatureGroup(name="Weather stations")
     for station in place_stations(network):
-        folium.Marker(station.point, tooltip=f"weather station {station.name}",
-                      icon=folium.Icon(color="lightblue", icon="cloud")).add_to(stations)
+        folium.Marker(
+            station.point, tooltip=f"weather station {station.name}", icon=folium.Icon(color="lightblue", icon="cloud")
+        ).add_to(stations)
     stations.add_to(fmap)
     folium.LayerControl(collapsed=False).add_to(fmap)
     return stable_ids(fmap)
 
 
-def _query(cfg: Params, sql: str) -> pd.DataFrame:
-    con = catalog.connect_tables(cfg)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        return con.execute(sql).df()
-    finally:
-        con.close()
-
-
-def journey_layers(cfg: Params) -> dict[str, pd.DataFrame]:
-    """The data behind the journey map, from the catalogued lake tables."""
+def journey_layers(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """The data behind the journey map, from the catalogued lake tables (``smartcity.<table>`` on ``con``)."""
+    con.execute("SET TimeZone = 'UTC'")
     return {
-        "tracks": _query(cfg, 'SELECT deviceId, route, "timestamp", latitude, longitude, speed '
-                              'FROM smartcity.vehicle_data ORDER BY deviceId, "timestamp"'),
-        "incidents": _query(cfg, 'SELECT incidentId, type, severity, status, description, "timestamp", latitude, '
-                                 'longitude FROM smartcity.emergency_data ORDER BY "timestamp", incidentId'),
-        "weather": _query(cfg, 'SELECT stationName, max(precipitation) AS max_rain, '
-                               'min(CASE WHEN weatherCondition = \'Rain\' THEN "timestamp" END) AS rain_from, '
-                               'round(avg(temperature), 1) AS temperature, any_value(latitude) AS latitude, '
-                               'any_value(longitude) AS longitude FROM smartcity.weather_data '
-                               'GROUP BY stationName ORDER BY stationName'),
-        "cameras": _query(cfg, 'SELECT cameraId, any_value(road) AS road, any_value(latitude) AS latitude, '
-                               'any_value(longitude) AS longitude, count(*) AS passages, round(avg(speed)) AS speed '
-                               'FROM smartcity.traffic_data GROUP BY cameraId ORDER BY cameraId'),
+        "tracks": con.sql(
+            'SELECT deviceId, route, "timestamp", latitude, longitude, speed '
+            'FROM smartcity.vehicle_data ORDER BY deviceId, "timestamp"'
+        ).df(),
+        "incidents": con.sql(
+            'SELECT incidentId, type, severity, status, description, "timestamp", latitude, '
+            'longitude FROM smartcity.emergency_data ORDER BY "timestamp", incidentId'
+        ).df(),
+        "weather": con.sql(
+            "SELECT stationName, max(precipitation) AS max_rain, "
+            "min(CASE WHEN weatherCondition = 'Rain' THEN \"timestamp\" END) AS rain_from, "
+            "round(avg(temperature), 1) AS temperature, any_value(latitude) AS latitude, "
+            "any_value(longitude) AS longitude FROM smartcity.weather_data "
+            "GROUP BY stationName ORDER BY stationName"
+        ).df(),
+        "cameras": con.sql(
+            "SELECT cameraId, any_value(road) AS road, any_value(latitude) AS latitude, "
+            "any_value(longitude) AS longitude, count(*) AS passages, round(avg(speed)) AS speed "
+            "FROM smartcity.traffic_data GROUP BY cameraId ORDER BY cameraId"
+        ).df(),
     }
 
 
-def journey_map(cfg: Params, network: RoadNetwork | None = None, suggestions: pd.DataFrame | None = None) -> folium.Map:
+def journey_map(
+    data: dict[str, pd.DataFrame],
+    tick_seconds: float,
+    network: RoadNetwork | None = None,
+    suggestions: pd.DataFrame | None = None,
+) -> folium.Map:
     """Tracks, incidents, weather and cameras on one map, each a layer that can be toggled.
 
-    ``suggestions`` (from :func:`smartcity.routes.suggest`) adds a layer per suggested route.
+    ``data`` is :func:`journey_layers`; ``tick_seconds`` the fleet's fix interval; ``suggestions``
+    (from :func:`smartcity.routes.routing.suggest`) adds a layer per suggested route.
     """
     network = network or load_network()
-    data = journey_layers(cfg)
     fmap = _base_map(network)
 
-    tracks = folium.FeatureGroup(name="Vehicle tracks (GPS)")
-    for n, (device, fixes) in enumerate(data["tracks"].groupby("deviceId", sort=True)):
-        colour = TRACK_COLOURS[n % len(TRACK_COLOURS)]
-        # one point every MAP_TRACK_SECONDS is plenty at this zoom and keeps the page light
-        step = max(1, round(MAP_TRACK_SECONDS / cfg.tick_seconds))
-        points = fixes[["latitude", "longitude"]].iloc[::step].round(5).values.tolist()
-        route = fixes["route"].iloc[0]
-        folium.PolyLine(points, color=colour, weight=3, opacity=0.8,
-                        tooltip=f"{device} via {route}: {len(fixes)} fixes, avg {fixes['speed'].mean():.0f} km/h"
-                        ).add_to(tracks)
-    tracks.add_to(fmap)
-
-    incidents = folium.FeatureGroup(name="Incidents")
-    for _, row in data["incidents"].iterrows():
-        folium.Marker(
-            [row.latitude, row.longitude],
-            tooltip=f"{row.incidentId} {row.severity} {row.type.lower()} ({row.status}) {row.timestamp:%H:%M}",
-            popup=folium.Popup(f"{row.description}<br>{row.status} at {row.timestamp:%Y-%m-%d %H:%M} UTC", max_width=250),
-            icon=folium.Icon(color=INCIDENT_COLOURS.get(row.status, "orange"), icon="exclamation-sign"),
-        ).add_to(incidents)
-    incidents.add_to(fmap)
-
-    weather = folium.FeatureGroup(name="Weather stations")
-    for _, row in data["weather"].iterrows():
-        rain = f"rain from {row.rain_from:%H:%M}, up to {row.max_rain:.1f} mm/h" if pd.notna(row.rain_from) else "dry"
-        folium.CircleMarker(
-            [row.latitude, row.longitude], radius=9, color="#1f4e79", fill=True, fill_opacity=min(0.9, 0.2 + row.max_rain / 8),
-            tooltip=f"{row.stationName}: {rain}, avg {row.temperature} °C",
-        ).add_to(weather)
-    weather.add_to(fmap)
-
-    cameras = folium.FeatureGroup(name="Traffic cameras")
-    for _, row in data["cameras"].iterrows():
-        folium.Marker(
-            [row.latitude, row.longitude],
-            tooltip=f"{row.cameraId} ({row.road}): {row.passages} passages, avg {row.speed:.0f} km/h",
-            icon=folium.Icon(color="blue", icon="camera"),
-        ).add_to(cameras)
-    cameras.add_to(fmap)
+    for layer in (
+        _tracks_layer(data["tracks"], tick_seconds),
+        _incidents_layer(data["incidents"]),
+        _weather_layer(data["weather"]),
+        _cameras_layer(data["cameras"]),
+    ):
+        layer.add_to(fmap)
 
     if suggestions is not None:
         add_suggestions(fmap, suggestions, network)
@@ -186,10 +172,70 @@ def journey_map(cfg: Params, network: RoadNetwork | None = None, suggestions: pd
     return stable_ids(fmap)
 
 
+def _tracks_layer(rows: pd.DataFrame, tick_seconds: float) -> folium.FeatureGroup:
+    """The GPS track of each vehicle, one point every ``MAP_TRACK_SECONDS``."""
+    tracks = folium.FeatureGroup(name="Vehicle tracks (GPS)")
+    for n, (device, fixes) in enumerate(rows.groupby("deviceId", sort=True)):
+        colour = TRACK_COLOURS[n % len(TRACK_COLOURS)]
+        # one point every MAP_TRACK_SECONDS is plenty at this zoom and keeps the page light
+        step = max(1, round(MAP_TRACK_SECONDS / tick_seconds))
+        points = fixes[["latitude", "longitude"]].iloc[::step].round(5).values.tolist()
+        route = fixes["route"].iloc[0]
+        folium.PolyLine(
+            points,
+            color=colour,
+            weight=3,
+            opacity=0.8,
+            tooltip=f"{device} via {route}: {len(fixes)} fixes, avg {fixes['speed'].mean():.0f} km/h",
+        ).add_to(tracks)
+    return tracks
+
+
+def _incidents_layer(rows: pd.DataFrame) -> folium.FeatureGroup:
+    """A marker per incident report, coloured by its status."""
+    incidents = folium.FeatureGroup(name="Incidents")
+    for _, row in rows.iterrows():
+        folium.Marker(
+            [row.latitude, row.longitude],
+            tooltip=f"{row.incidentId} {row.severity} {row.type.lower()} ({row.status}) {row.timestamp:%H:%M}",
+            popup=folium.Popup(
+                f"{row.description}<br>{row.status} at {row.timestamp:%Y-%m-%d %H:%M} UTC", max_width=250
+            ),
+            icon=folium.Icon(color=INCIDENT_COLOURS.get(row.status, "orange"), icon="exclamation-sign"),
+        ).add_to(incidents)
+    return incidents
+
+
+def _weather_layer(rows: pd.DataFrame) -> folium.FeatureGroup:
+    """A circle per weather station, the deeper the blue the more rain."""
+    weather = folium.FeatureGroup(name="Weather stations")
+    for _, row in rows.iterrows():
+        rain = f"rain from {row.rain_from:%H:%M}, up to {row.max_rain:.1f} mm/h" if pd.notna(row.rain_from) else "dry"
+        folium.CircleMarker(
+            [row.latitude, row.longitude],
+            radius=9,
+            color="#1f4e79",
+            fill=True,
+            fill_opacity=min(0.9, 0.2 + row.max_rain / 8),
+            tooltip=f"{row.stationName}: {rain}, avg {row.temperature} °C",
+        ).add_to(weather)
+    return weather
+
+
+def _cameras_layer(rows: pd.DataFrame) -> folium.FeatureGroup:
+    """A marker per traffic camera with its passages and average speed."""
+    cameras = folium.FeatureGroup(name="Traffic cameras")
+    for _, row in rows.iterrows():
+        folium.Marker(
+            [row.latitude, row.longitude],
+            tooltip=f"{row.cameraId} ({row.road}): {row.passages} passages, avg {row.speed:.0f} km/h",
+            icon=folium.Icon(color="blue", icon="camera"),
+        ).add_to(cameras)
+    return cameras
+
+
 def add_suggestions(fmap: folium.Map, suggestions: pd.DataFrame, network: RoadNetwork) -> None:
     """One layer per distinct suggested route, naming the departures it is suggested for."""
-    from smartcity.routes.model import path_points
-
     by_path: dict[tuple[str, ...], list[str]] = {}
     for departs, row in suggestions.iterrows():
         by_path.setdefault(tuple(row["nodes"]), []).append(str(departs))
@@ -197,12 +243,21 @@ def add_suggestions(fmap: folium.Map, suggestions: pd.DataFrame, network: RoadNe
         rows = suggestions.loc[departures]
         label = rows["suggested"].iloc[0]
         minutes = f"{rows['expected min'].min():.0f}-{rows['expected min'].max():.0f} min"
-        when = ", ".join(departures) if len(departures) <= 3 else f"{departures[0]} … {departures[-1]}, {len(departures)} departures"
+        when = (
+            ", ".join(departures)
+            if len(departures) <= 3
+            else f"{departures[0]} … {departures[-1]}, {len(departures)} departures"
+        )
         layer = folium.FeatureGroup(name=f"Suggested ({when}): {label}")
-        folium.PolyLine([list(p) for p in path_points(network, nodes)], color=SUGGESTION_COLOURS[n % len(SUGGESTION_COLOURS)],
-                        weight=7, opacity=0.7, dash_array="12 8",
-                        tooltip=f"suggested for departures at {', '.join(departures)}: {label}, "
-                                f"{rows['km'].iloc[0]:.0f} km, expected {minutes}").add_to(layer)
+        folium.PolyLine(
+            [list(p) for p in path_points(network, nodes)],
+            color=SUGGESTION_COLOURS[n % len(SUGGESTION_COLOURS)],
+            weight=7,
+            opacity=0.7,
+            dash_array="12 8",
+            tooltip=f"suggested for departures at {', '.join(departures)}: {label}, "
+            f"{rows['km'].iloc[0]:.0f} km, expected {minutes}",
+        ).add_to(layer)
         layer.add_to(fmap)
 
 
@@ -212,19 +267,32 @@ def add_offline_background(fmap: folium.Map, network: RoadNetwork) -> None:
     group = folium.FeatureGroup(name="Corridor roads (background)", control=False)
     for edge in network.edges.values():
         colour, weight = ROAD_STYLE[edge.road_class]
-        line = folium.PolyLine([list(p) for p in edge.points], color=colour, weight=weight, opacity=1.0, interactive=False)
+        line = folium.PolyLine(
+            [list(p) for p in edge.points], color=colour, weight=weight, opacity=1.0, interactive=False
+        )
         line.options["pane"] = BACKGROUND_PANE  # folium's PolyLine has no pane argument; Leaflet's has
         line.add_to(group)
     for node in network.nodes.values():
         if node.kind in ("city", "town"):
             name = node.name.split(",")[0].split(" (")[0]
-            folium.Marker(node.point, pane=BACKGROUND_PANE, interactive=False, icon=folium.DivIcon(
-                html=f'<div class="corridor-town">{name}</div>', icon_size=(160, 14), icon_anchor=(-6, 7),
-            )).add_to(group)
+            folium.Marker(
+                node.point,
+                pane=BACKGROUND_PANE,
+                interactive=False,
+                icon=folium.DivIcon(
+                    html=f'<div class="corridor-town">{name}</div>',
+                    icon_size=(160, 14),
+                    icon_anchor=(-6, 7),
+                ),
+            ).add_to(group)
     group.add_to(fmap)
-    fmap.get_root().header.add_child(Element(
-        f"<style>div.folium-map.leaflet-container {{ background: {LAND_COLOUR}; }} .corridor-town {{ font: 11px/14px sans-serif; "
-        "color: #6b6b6b; white-space: nowrap; }</style>"), name="corridor_background_css")
+    fmap.get_root().header.add_child(
+        Element(
+            f"<style>div.folium-map.leaflet-container {{ background: {LAND_COLOUR}; }} .corridor-town {{ font: 11px/14px sans-serif; "
+            "color: #6b6b6b; white-space: nowrap; }</style>"
+        ),
+        name="corridor_background_css",
+    )
 
 
 def offline_page(fmap: folium.Map, network: RoadNetwork | None = None) -> str:
@@ -247,17 +315,19 @@ def _elements(element: Any) -> Iterator[Any]:
 
 
 def _mercator(points: Sequence[LatLon]) -> tuple[list[float], list[float]]:
-    import math
+    return [p[1] for p in points], [
+        math.degrees(math.log(math.tan(math.pi / 4 + math.radians(p[0]) / 2))) for p in points
+    ]
 
-    return [p[1] for p in points], [math.degrees(math.log(math.tan(math.pi / 4 + math.radians(p[0]) / 2))) for p in points]
 
-
-def map_thumbnail(fmap: folium.Map, network: RoadNetwork | None = None, width_px: int = 480, height_px: int = 320) -> bytes:
+def map_thumbnail(
+    fmap: folium.Map, network: RoadNetwork | None = None, width_px: int = 480, height_px: int = 320
+) -> bytes:
     """A PNG of a map's lines and markers on the corridor background, drawn from its own layers."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - loaded when drawn, told Agg first (see smartcity.present.charts)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     network = network or load_network()
     fig = plt.figure(figsize=(width_px / 100, height_px / 100), dpi=100)
@@ -269,8 +339,14 @@ def map_thumbnail(fmap: folium.Map, network: RoadNetwork | None = None, width_px
     for element in _elements(fmap):
         if isinstance(element, folium.PolyLine):
             o = element.options
-            ax.plot(*_mercator([tuple(p) for p in element.locations]), color=o["color"], alpha=o["opacity"],
-                    linewidth=o["weight"] * 0.6, linestyle=(0, (4, 3)) if o.get("dashArray") else "-", zorder=2)
+            ax.plot(
+                *_mercator([tuple(p) for p in element.locations]),
+                color=o["color"],
+                alpha=o["opacity"],
+                linewidth=o["weight"] * 0.6,
+                linestyle=(0, (4, 3)) if o.get("dashArray") else "-",
+                zorder=2,
+            )
         elif isinstance(element, folium.CircleMarker):
             x, y = _mercator([tuple(element.location)])
             ax.scatter(x, y, s=element.options.get("radius", 5) ** 2, color=element.options["color"], zorder=3)
@@ -278,8 +354,16 @@ def map_thumbnail(fmap: folium.Map, network: RoadNetwork | None = None, width_px
             icons = [c for c in element._children.values() if isinstance(c, folium.Icon)]
             if icons:
                 x, y = _mercator([tuple(element.location)])
-                ax.scatter(x, y, s=30, marker="v", color=_ICON_COLOURS.get(icons[0].options["marker_color"], "#555555"),
-                           edgecolors="white", linewidths=0.5, zorder=4)
+                ax.scatter(
+                    x,
+                    y,
+                    s=30,
+                    marker="v",
+                    color=_ICON_COLOURS.get(icons[0].options["marker_color"], "#555555"),
+                    edgecolors="white",
+                    linewidths=0.5,
+                    zorder=4,
+                )
     xs, ys = _mercator([n.point for n in network.nodes.values()])
     pad_x, pad_y = (max(xs) - min(xs)) * 0.08, (max(ys) - min(ys)) * 0.08
     ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
@@ -293,13 +377,23 @@ def map_thumbnail(fmap: folium.Map, network: RoadNetwork | None = None, width_px
 
 
 #: Folium marker colour names as they look on the awesome-markers sprite.
-_ICON_COLOURS = {"red": "#d63e2a", "blue": "#38aadd", "green": "#72b026", "orange": "#f69730", "gray": "#575757",
-                 "lightblue": "#8adaff", "darkred": "#a23336", "purple": "#d252b9", "darkblue": "#0067a3"}
+_ICON_COLOURS = {
+    "red": "#d63e2a",
+    "blue": "#38aadd",
+    "green": "#72b026",
+    "orange": "#f69730",
+    "gray": "#575757",
+    "lightblue": "#8adaff",
+    "darkred": "#a23336",
+    "purple": "#d252b9",
+    "darkblue": "#0067a3",
+}
 
 
-def save_map(fmap: folium.Map, cfg: Params, name: str, network: RoadNetwork | None = None) -> Path:
-    """Write a map under <output_dir>/maps/ as self-contained HTML (and a PNG thumbnail); return the HTML path."""
-    path = cfg.output_path / "maps" / f"{name}.html"
+def save_map(fmap: folium.Map, folder: Path, name: str, network: RoadNetwork | None = None) -> Path:
+    """Write a map into ``folder`` (a profile's outputs/<profile>/maps/) as self-contained HTML and a PNG
+    thumbnail; return the HTML path."""
+    path = folder / f"{name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(offline_page(fmap, network))
     path.with_suffix(".png").write_bytes(map_thumbnail(fmap, network))

@@ -12,7 +12,6 @@ has no pinned package is an error, never silently left pointing at the internet.
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import html
 import json
@@ -21,13 +20,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-from smartcity.params import project_root
+from smartcity.platform.params import project_root
+from smartcity.platform.processes import folder_lock
 
 INSTALL_NPM = (
     "install npm (Debian/Ubuntu: apt-get install npm; macOS: brew install node; conda: conda install -c conda-forge "
@@ -53,12 +51,36 @@ class NpmPackage:
 #: The packages, at the versions folium 0.20 links (bootstrap 3.0.0, whose glyphicons folium uses,
 #: is not on npm: 3.4.1 has the same icon font and class names).
 PACKAGES: dict[str, NpmPackage] = {
-    "leaflet": NpmPackage("leaflet", "1.9.3", "sha512-iB2cR9vAkDOu5l3HAay2obcUHZ7xwUBBjph8+PGtmW/2lYhbLizWtG7nTeYht36WfOslixQF9D/uSIzhZgGMfQ=="),
-    "jquery": NpmPackage("jquery", "3.7.1", "sha512-m4avr8yL8kmFN8psrbFFFmB/If14iN5o9nw/NgnnM+kybDJpRsAynV2BsfpTYrTRysYUdADVD7CkUUizgkpLfg=="),
-    "bootstrap": NpmPackage("bootstrap", "5.2.2", "sha512-dEtzMTV71n6Fhmbg4fYJzQsw1N29hJKO1js5ackCgIpDcGid2ETMGC6zwSYw09v05Y+oRdQ9loC54zB1La3hHQ=="),
-    "bootstrap3": NpmPackage("bootstrap", "3.4.1", "sha512-yN5oZVmRCwe5aKwzRj6736nSmKDX7pLYwsXiCj/EYmo16hODaBiT4En5btW/jhBF/seV+XMx3aYwukYC3A49DA=="),
-    "awesome-markers": NpmPackage("drmonty-leaflet-awesome-markers", "2.0.2", "sha512-g508pdnnHQr9l4kU6McvJzcSd0w1FvHFlZZCYc4oT+zjwYJi1qtj0fFBFEWMKoNfHK4UcBya1eccyjKfu4chjQ=="),
-    "fontawesome": NpmPackage("@fortawesome/fontawesome-free", "6.2.0", "sha512-CNR7qRIfCwWHNN7FnKUniva94edPdyQzil/zCwk3v6k4R6rR2Fr8i4s3PM7n/lyfPA6Zfko9z5WDzFxG9SW1uQ=="),
+    "leaflet": NpmPackage(
+        "leaflet",
+        "1.9.3",
+        "sha512-iB2cR9vAkDOu5l3HAay2obcUHZ7xwUBBjph8+PGtmW/2lYhbLizWtG7nTeYht36WfOslixQF9D/uSIzhZgGMfQ==",
+    ),
+    "jquery": NpmPackage(
+        "jquery",
+        "3.7.1",
+        "sha512-m4avr8yL8kmFN8psrbFFFmB/If14iN5o9nw/NgnnM+kybDJpRsAynV2BsfpTYrTRysYUdADVD7CkUUizgkpLfg==",
+    ),
+    "bootstrap": NpmPackage(
+        "bootstrap",
+        "5.2.2",
+        "sha512-dEtzMTV71n6Fhmbg4fYJzQsw1N29hJKO1js5ackCgIpDcGid2ETMGC6zwSYw09v05Y+oRdQ9loC54zB1La3hHQ==",
+    ),
+    "bootstrap3": NpmPackage(
+        "bootstrap",
+        "3.4.1",
+        "sha512-yN5oZVmRCwe5aKwzRj6736nSmKDX7pLYwsXiCj/EYmo16hODaBiT4En5btW/jhBF/seV+XMx3aYwukYC3A49DA==",
+    ),
+    "awesome-markers": NpmPackage(
+        "drmonty-leaflet-awesome-markers",
+        "2.0.2",
+        "sha512-g508pdnnHQr9l4kU6McvJzcSd0w1FvHFlZZCYc4oT+zjwYJi1qtj0fFBFEWMKoNfHK4UcBya1eccyjKfu4chjQ==",
+    ),
+    "fontawesome": NpmPackage(
+        "@fortawesome/fontawesome-free",
+        "6.2.0",
+        "sha512-CNR7qRIfCwWHNN7FnKUniva94edPdyQzil/zCwk3v6k4R6rR2Fr8i4s3PM7n/lyfPA6Zfko9z5WDzFxG9SW1uQ==",
+    ),
 }
 
 
@@ -74,24 +96,37 @@ ASSETS: dict[str, Asset] = {
     "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js": Asset("leaflet", "dist/leaflet.js", "js"),
     "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css": Asset("leaflet", "dist/leaflet.css", "css"),
     "https://code.jquery.com/jquery-3.7.1.min.js": Asset("jquery", "dist/jquery.min.js", "js"),
-    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/js/bootstrap.bundle.min.js":
-        Asset("bootstrap", "dist/js/bootstrap.bundle.min.js", "js"),
-    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/css/bootstrap.min.css":
-        Asset("bootstrap", "dist/css/bootstrap.min.css", "css"),
-    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css":
-        Asset("bootstrap3", "dist/css/bootstrap.min.css", "glyphicons-css"),
-    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.js":
-        Asset("awesome-markers", "js/leaflet.awesome-markers.min.js", "js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.css":
-        Asset("awesome-markers", "css/leaflet.awesome-markers.css", "css"),
-    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@6.2.0/css/all.min.css":
-        Asset("fontawesome", "css/all.min.css", "css"),
-    "https://cdn.jsdelivr.net/gh/python-visualization/folium/folium/templates/leaflet.awesome.rotate.min.css":
-        Asset("", "", "rotate-css"),
+    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/js/bootstrap.bundle.min.js": Asset(
+        "bootstrap", "dist/js/bootstrap.bundle.min.js", "js"
+    ),
+    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/css/bootstrap.min.css": Asset(
+        "bootstrap", "dist/css/bootstrap.min.css", "css"
+    ),
+    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css": Asset(
+        "bootstrap3", "dist/css/bootstrap.min.css", "glyphicons-css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.js": Asset(
+        "awesome-markers", "js/leaflet.awesome-markers.min.js", "js"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.css": Asset(
+        "awesome-markers", "css/leaflet.awesome-markers.css", "css"
+    ),
+    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@6.2.0/css/all.min.css": Asset(
+        "fontawesome", "css/all.min.css", "css"
+    ),
+    "https://cdn.jsdelivr.net/gh/python-visualization/folium/folium/templates/leaflet.awesome.rotate.min.css": Asset(
+        "", "", "rotate-css"
+    ),
 }
 
-_MIME = {".png": "image/png", ".woff2": "font/woff2", ".woff": "font/woff", ".ttf": "font/ttf", ".svg": "image/svg+xml",
-         ".gif": "image/gif"}
+_MIME = {
+    ".png": "image/png",
+    ".woff2": "font/woff2",
+    ".woff": "font/woff",
+    ".ttf": "font/ttf",
+    ".svg": "image/svg+xml",
+    ".gif": "image/gif",
+}
 _SCRIPT = re.compile(r'<script\s+src="(?P<url>https?://[^"]+)"\s*>\s*</script>')
 _LINK = re.compile(r'<link\s+rel="stylesheet"\s+href="(?P<url>https?://[^"]+)"\s*/?>')
 _EXTERNAL = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(https?:)?//', re.IGNORECASE)
@@ -107,17 +142,6 @@ def cache_dir() -> Path:
     return project_root() / ".cache" / "web"
 
 
-@contextmanager
-def _cache_lock() -> Iterator[None]:
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with open(cache_dir() / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def integrity_of(path: Path) -> str:
     """The npm registry's integrity string (sha512, base64) of a file."""
     return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
@@ -130,7 +154,7 @@ def _verified(package: NpmPackage) -> Path | None:
 
 def fetch_package(package: NpmPackage) -> Path:
     """The package's tarball in the cache: `npm pack`ed once, checked against its pinned integrity."""
-    with _cache_lock():
+    with folder_lock(cache_dir()):
         if found := _verified(package):
             return found
         npm = shutil.which("npm")
@@ -138,8 +162,13 @@ def fetch_package(package: NpmPackage) -> Path:
             raise AssetError(f"npm is needed once to fetch {package.spec} for offline maps: {INSTALL_NPM}")
         staging = Path(tempfile.mkdtemp(prefix=".npm-", dir=cache_dir()))
         try:
-            result = subprocess.run([npm, "pack", package.spec, "--json", "--pack-destination", str(staging)],
-                                    capture_output=True, text=True, check=False, cwd=staging)
+            result = subprocess.run(
+                [npm, "pack", package.spec, "--json", "--pack-destination", str(staging)],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=staging,
+            )
             if result.returncode != 0:
                 tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
                 raise AssetError(f"npm pack {package.spec} failed (is the npm registry reachable?):\n{tail}")
@@ -163,8 +192,10 @@ def package_file(key: str, path: str) -> bytes:
     package = PACKAGES[key]
     tarball = _verified(package)
     if tarball is None:
-        raise AssetError(f"{package.spec} is not in {cache_dir()} (or is corrupt): run make setup "
-                         f"(`python -m smartcity setup`) once with access to the npm registry")
+        raise AssetError(
+            f"{package.spec} is not in {cache_dir()} (or is corrupt): run make setup "
+            f"(`python -m smartcity setup`) once with access to the npm registry"
+        )
     with tarfile.open(tarball, "r:gz") as tar:
         try:
             member = tar.extractfile(f"package/{path}")
@@ -187,7 +218,7 @@ def _woff2_only(css: str, keep_fonts: bool) -> str:
     def rewrite(match: re.Match[str]) -> str:
         block = match.group(0)
         woff2 = [m.group("ref") for m in _URL.finditer(block) if m.group("ref").split("?")[0].endswith(".woff2")]
-        body = re.sub(r"src\s*:[^;}]*;?", "", block[block.index("{") + 1:-1]).strip().rstrip(";")
+        body = re.sub(r"src\s*:[^;}]*;?", "", block[block.index("{") + 1 : -1]).strip().rstrip(";")
         source = f';src:url({woff2[0]}) format("woff2")' if woff2 and keep_fonts else ""
         return "@font-face{" + body + source + "}"
 
@@ -218,8 +249,11 @@ def _glyphicons_css(key: str, path: str) -> str:
     """Only the Glyphicons of Bootstrap 3 (its @font-face and .glyphicon rules), as folium links them."""
     css = package_file(key, path).decode()
     faces = [m.group(0) for m in _FONT_FACE.finditer(css) if "Glyphicons" in m.group(0)]
-    rules = [m.group(0) for m in re.finditer(r"([^{}@]+)\{([^{}]*)\}", css)
-             if all(s.strip().startswith(".glyphicon") for s in m.group(1).split(","))]
+    rules = [
+        m.group(0)
+        for m in re.finditer(r"([^{}@]+)\{([^{}]*)\}", css)
+        if all(s.strip().startswith(".glyphicon") for s in m.group(1).split(","))
+    ]
     return _inline_urls(_woff2_only("".join(faces), keep_fonts=True), key, path) + "".join(rules)
 
 
@@ -243,8 +277,14 @@ def _asset_text(url: str, keep_fonts: bool) -> str:
 #: Leaflet finds its default marker images from a CSS url; inlined, that url is a data: URI and
 #: the lookup fails, so the default icon is told its images directly.
 def _default_icon_script() -> str:
-    urls = {k: _data_uri("leaflet", f"dist/images/{f}") for k, f in
-            (("iconUrl", "marker-icon.png"), ("iconRetinaUrl", "marker-icon-2x.png"), ("shadowUrl", "marker-shadow.png"))}
+    urls = {
+        k: _data_uri("leaflet", f"dist/images/{f}")
+        for k, f in (
+            ("iconUrl", "marker-icon.png"),
+            ("iconRetinaUrl", "marker-icon-2x.png"),
+            ("shadowUrl", "marker-shadow.png"),
+        )
+    }
     return f"<script>L.Icon.Default.imagePath='';L.Icon.Default.mergeOptions({json.dumps(urls)});</script>"
 
 
@@ -258,7 +298,9 @@ def inline_assets(page: str) -> str:
     uses_fontawesome = '"prefix": "fa"' in page
     unknown = sorted({m.group("url") for p in (_SCRIPT, _LINK) for m in p.finditer(page)} - set(ASSETS))
     if unknown:
-        raise AssetError("no offline copy pinned for " + ", ".join(unknown) + " (add it to smartcity.webassets.ASSETS)")
+        raise AssetError(
+            "no offline copy pinned for " + ", ".join(unknown) + " (add it to smartcity.present.offline.ASSETS)"
+        )
 
     def script(match: re.Match[str]) -> str:
         tag = f"<script>{_asset_text(match.group('url'), uses_fontawesome)}</script>"
@@ -268,7 +310,7 @@ def inline_assets(page: str) -> str:
     page = _LINK.sub(lambda m: f"<style>{_asset_text(m.group('url'), uses_fontawesome)}</style>", page)
     left = _EXTERNAL.search(page)
     if left:
-        raise AssetError(f"the page still loads from the network: {page[left.start():left.start() + 160]}")
+        raise AssetError(f"the page still loads from the network: {page[left.start() : left.start() + 160]}")
     return page
 
 

@@ -1,6 +1,6 @@
 """Athena-style SQL on the local catalog: queries are written in Athena's (Trino) dialect.
 
-The queries live as ``.sql`` files in ``lib/smartcity/sql/athena/`` exactly as one would run them in the
+The queries live as ``.sql`` files in ``lib/smartcity/query/sql/`` exactly as one would run them in the
 Athena console against the Glue database ``smartcity``. Locally, sqlglot transpiles each one to
 DuckDB's dialect and DuckDB runs it over the catalog's views of the lake. On AWS the same files run
 on Amazon Athena unchanged. Both engines answer ``run(name)`` (``docs/decisions/0002-aws-profile.md`` §3).
@@ -8,8 +8,8 @@ on Amazon Athena unchanged. Both engines answer ``run(name)`` (``docs/decisions/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Protocol
 
 import duckdb
@@ -17,10 +17,9 @@ import pandas as pd
 import sqlglot
 from sqlglot import exp
 
-from smartcity.catalog import crawler as catalog
+from smartcity.catalog.crawler import DATABASE
 from smartcity.platform import sqlfiles
-from smartcity.params import Params
-from smartcity.stream.store import LakeStore
+from smartcity.platform.engine_params import AwsParams
 
 if TYPE_CHECKING:
     import boto3
@@ -29,11 +28,11 @@ if TYPE_CHECKING:
 #: The queries, one file each (Athena's Trino dialect).
 SQL_DIR = Path(__file__).with_name("sql")
 
+
 class QueryEngine(Protocol):
     """Runs the lab's named Athena queries: DuckDB locally, Amazon Athena on AWS."""
 
-    def run(self, name: str) -> pd.DataFrame:
-        ...
+    def run(self, name: str) -> pd.DataFrame: ...
 
 
 def list_queries() -> list[str]:
@@ -63,43 +62,32 @@ def to_duckdb(trino_sql: str) -> str:
     return statements[0]
 
 
-def run_query(cfg: Params, name: str) -> pd.DataFrame:
-    """Run a named Athena query on DuckDB over the profile's catalog and return its result."""
-    con = catalog.connect_tables(cfg)
-    try:
-        return _run_on(con, name)
-    finally:
-        con.close()
-
-
-def _run_on(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+def run_on(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
     con.execute("SET TimeZone = 'UTC'")
     rel = con.sql(to_duckdb(athena_sql(name)))
     # DuckDB counts in HUGEINT (pandas would make them floats); Athena returns bigint.
     cols = [
-        f'CAST("{c}" AS BIGINT) AS "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
-        for c, t in zip(rel.columns, rel.types)
+        f'CAST("{c}" AS BIGINT) AS "{c}"' if str(t) == "HUGEINT" else f'"{c}"' for c, t in zip(rel.columns, rel.types)
     ]
     return rel.project(", ".join(cols)).df()
 
 
 class DuckDBEngine:
-    """The local engine: each query transpiled to DuckDB.
+    """The local engine: each query transpiled to DuckDB, over a connection where ``smartcity.<table>``
+    is each catalogued table.
 
-    With the local catalog it runs over the catalog's views of the lake's folders. With the Glue
-    catalog (the aws-moto profile) it asks Glue where each table lives and reads those S3 prefixes
-    as Arrow datasets (DuckDB's httpfs extension is not needed): the same files Athena would read.
+    With the local catalog that is the catalog's views of the lake's folders. With the Glue catalog
+    (the aws-moto profile) it is Glue's tables, their S3 prefixes read as Arrow datasets (DuckDB's
+    httpfs extension is not needed): the same files Athena would read.
     """
 
-    def __init__(self, cfg: Params, store: LakeStore | None = None, boto3_session: boto3.Session | None = None) -> None:
-        self.cfg = cfg
-        self.store = store
-        self.session = boto3_session
+    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self.connect = connect
 
     def run(self, name: str) -> pd.DataFrame:
-        con = catalog.connect_tables(self.cfg, self.store, self.session)
+        con = self.connect()
         try:
-            return _run_on(con, name)
+            return run_on(con, name)
         finally:
             con.close()
 
@@ -112,21 +100,22 @@ class AthenaEngine:
     no temporary Glue table to create and drop, and ours are at most hundreds of rows.
     """
 
-    def __init__(self, cfg: Params, boto3_session: boto3.Session | None = None) -> None:
-        import boto3
-
-        if cfg.glue_database != catalog.DATABASE:
+    def __init__(self, aws: AwsParams, boto3_session: boto3.Session) -> None:
+        if aws.glue_database != DATABASE:
             raise ValueError(
-                f"the Athena queries name their tables {catalog.DATABASE}.<table>, but glue_database is "
-                f"{cfg.glue_database!r}: set glue_database: {catalog.DATABASE}"
+                f"the Athena queries name their tables {DATABASE}.<table>, but glue_database is "
+                f"{aws.glue_database!r}: set glue_database: {DATABASE}"
             )
-        self.cfg = cfg
-        self.session = boto3_session or boto3.Session(region_name=cfg.aws_region or None)
+        self.aws = aws
+        self.session = boto3_session
 
     def run(self, name: str) -> pd.DataFrame:
-        import awswrangler as wr
+        import awswrangler as wr  # noqa: PLC0415 - the `aws` extra: the lab imports without it
 
         return wr.athena.read_sql_query(
-            athena_sql(name), database=self.cfg.glue_database, workgroup=self.cfg.athena_workgroup,
-            ctas_approach=False, boto3_session=self.session,
+            athena_sql(name),
+            database=self.aws.glue_database,
+            workgroup=self.aws.athena_workgroup,
+            ctas_approach=False,
+            boto3_session=self.session,
         )

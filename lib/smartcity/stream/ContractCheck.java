@@ -36,7 +36,7 @@ import org.apache.spark.sql.types.StructType;
  * Parquet with Arrow: no second JSON parse in Spark, and Arrow reads CSV four times faster than JSON.
  *
  * <p>One streaming pass of Jackson over the raw bytes checks everything the contract says (the
- * contract arrives as JSON generated from lib/smartcity/contracts.py, so Python stays the one
+ * contract arrives as JSON generated from lib/smartcity/fleet/contracts.py, so Python stays the one
  * source of truth): UTF-8, one JSON object and nothing after it, no field twice, no field the
  * message's contract version does not have, JSON types, required fields, ranges, allowed values,
  * patterns, timestamps as ISO 8601 inside a plausible window, no control characters in text, the
@@ -52,7 +52,7 @@ public final class ContractCheck implements UDF6<byte[], byte[], String, Integer
   private final String spec;
   private transient Contracts contracts;
 
-  /** The contracts arrive once, with the function, as JSON generated from contracts.py. */
+  /** The contracts arrive once, with the function, as JSON generated from fleet/contracts.py. */
   public ContractCheck(String spec) {
     this.spec = spec;
   }

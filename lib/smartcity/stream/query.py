@@ -1,14 +1,14 @@
 """Spark Structured Streaming from the five Kafka topics to the Parquet lake, exactly once for every reader.
 
 One streaming query reads all five topics. In each micro-batch, one pass of the lab's Java check
-(:mod:`smartcity.jvm`, ContractCheck.java) over each message's bytes decides where it goes: a
+(:mod:`smartcity.stream.contract_check`) over each message's bytes decides where it goes: a
 message that keeps its topic's contract goes to its topic's table under its event date, as one
 normalized CSV line; any other message goes to the quarantine, kept whole (bytes, key, headers,
 Kafka coordinates) in a JSON line with the first rule it breaks. Spark writes the lines as text to
 a staging folder (one job, no cache, no aggregate, no second parse); Arrow turns them into one
-Parquet file per table and partition (:func:`smartcity.lake.convert_staged`); the lake's commit protocol
-(:class:`smartcity.lake.CommitLog`) publishes them, so a glob of a table's folder is exactly-once
-after any crash and restart.
+Parquet file per table and partition (:func:`smartcity.stream.staging.convert_staged`); the lake's
+commit protocol (:class:`smartcity.stream.commits.CommitLog`) publishes them, so a glob of a
+table's folder is exactly-once after any crash and restart.
 
 Bad input never stops the stream. In batch runs the query uses the ``availableNow`` trigger (read
 what the topics hold, write it, stop); live runs use a processing-time trigger and run until stopped.
@@ -17,6 +17,8 @@ what the topics hold, write it, stop); live runs use a processing-time trigger a
 from __future__ import annotations
 
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pyspark.sql import functions as F
 
-from smartcity.stream import lake
-from smartcity.present import report
-from smartcity.params import TOPICS, Params
-from smartcity.stream.store import open_store
+from smartcity.fleet.contracts import TOPICS
+from smartcity.platform import topics as kafka_topics
+from smartcity.platform.engine_params import KafkaParams, StreamParams
+from smartcity.stream import commits, contract_check, lake
+from smartcity.stream.store import LakeStore
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -52,18 +56,32 @@ class StreamError(RuntimeError):
     """A streaming query failed or did not finish in time; the message names the query."""
 
 
-def read_kafka(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS) -> DataFrame:
+@dataclass(frozen=True)
+class StreamJob:
+    """What the lake's query reads and where it writes."""
+
+    store: LakeStore  # the lake, its commit log and the query's checkpoint
+    kafka: KafkaParams
+    stream: StreamParams
+    data_dir: Path  # holds the one-writer lock (and the warm-up's scratch files)
+
+
+def read_kafka(spark: SparkSession, job: StreamJob, topics: Sequence[str] = TOPICS) -> DataFrame:
     """The raw Kafka stream of the topics: bytes, key, headers and Kafka coordinates."""
-    reader = _kafka_options(spark.readStream, cfg, topics).option("failOnDataLoss", "true")
-    return _kafka_columns(reader.option("maxOffsetsPerTrigger", cfg.stream_max_batch_events).load())
+    reader = _kafka_options(spark.readStream, job.kafka.bootstrap, topics).option("failOnDataLoss", "true")
+    return _kafka_columns(reader.option("maxOffsetsPerTrigger", job.stream.max_batch_events).load())
 
 
-def _kafka_options(reader: Any, cfg: Params, topics: Sequence[str]) -> Any:
+def _kafka_options(reader: Any, bootstrap: str, topics: Sequence[str]) -> Any:
     """Spark's Kafka source as the stream reads it (from the earliest offset, headers, consumer tuning),
     for a stream or a batch reader."""
-    reader = (reader.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
-              .option("subscribe", ",".join(topics)).option("startingOffsets", "earliest")
-              .option("includeHeaders", "true"))
+    reader = (
+        reader.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsets", "earliest")
+        .option("includeHeaders", "true")
+    )
     for key, value in CONSUMER_OPTIONS.items():
         reader = reader.option(key, value)
     return reader
@@ -71,11 +89,15 @@ def _kafka_options(reader: Any, cfg: Params, topics: Sequence[str]) -> Any:
 
 def _kafka_columns(source: DataFrame) -> DataFrame:
     """A Kafka source's rows as the stream handles them: Kafka coordinates, key, value and headers."""
-    from pyspark.sql import functions as F
-
     return source.select(
-        F.col("topic"), F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"), F.col("key"), F.col("value"), F.col("headers"))
+        F.col("topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key"),
+        F.col("value"),
+        F.col("headers"),
+    )
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,7 @@ class Routing:
 
     (Building them costs py4j round trips; a micro-batch every second should not pay that again.)
     A batch's figures (messages, quarantined, Kafka timestamp quantiles) are not aggregated here
-    but counted by the commit log from the Parquet files (:meth:`smartcity.lake.CommitLog.plan`):
+    but counted by the commit log from the Parquet files (:meth:`smartcity.stream.commits.CommitLog.plan`):
     the aggregate (percentile_approx) cost this job about 7 % of its time per message.
     """
 
@@ -92,19 +114,34 @@ class Routing:
     columns: tuple[Column, ...]
 
     @classmethod
-    def build(cls) -> Routing:
-        from pyspark.sql import functions as F
-
-        from smartcity.platform.spark import CONTRACT_CHECK
-
-        route = F.call_function(CONTRACT_CHECK, F.col("value"), F.col("key"), F.col("topic"),
-                                F.col("kafka_partition"), F.col("kafka_offset"), F.unix_micros(F.col("kafka_timestamp")))
+    def build(cls, spark: SparkSession) -> Routing:
+        """The columns, once the contract check is registered in this session."""
+        contract_check.register(spark)
+        route = F.call_function(
+            contract_check.FUNCTION,
+            F.col("value"),
+            F.col("key"),
+            F.col("topic"),
+            F.col("kafka_partition"),
+            F.col("kafka_offset"),
+            F.unix_micros(F.col("kafka_timestamp")),
+        )
         quarantined = F.col("route.table") == lake.QUARANTINE
         # only a quarantined message's line gets its Kafka headers (Spark's JSON of them: bytes in base64)
-        line = F.when(quarantined, F.concat(F.col("route.line"), F.lit(',"headers":'),
-                                            F.coalesce(F.to_json(F.col("headers")), F.lit("null")), F.lit("}")))
-        columns = (F.col("route.table").alias("_table"), F.col("route.pkey").alias("_pkey"),
-                   line.otherwise(F.col("route.line")).alias("line"))
+        line = F.when(
+            quarantined,
+            F.concat(
+                F.col("route.line"),
+                F.lit(',"headers":'),
+                F.coalesce(F.to_json(F.col("headers")), F.lit("null")),
+                F.lit("}"),
+            ),
+        )
+        columns = (
+            F.col("route.table").alias("_table"),
+            F.col("route.pkey").alias("_pkey"),
+            line.otherwise(F.col("route.line")).alias("line"),
+        )
         return cls(route.alias("route"), columns)
 
     def apply(self, raw: DataFrame) -> DataFrame:
@@ -122,11 +159,12 @@ class Publisher:
 
     Finishing (lines to Parquet, manifest, moves) happens after Spark has committed the batch, which
     is safe because the staged lines are complete and durable: a crash leaves them for
-    :meth:`smartcity.lake.CommitLog.recover`. At most ``backlog`` batches wait; Spark waits beyond that.
+    :meth:`smartcity.stream.commits.CommitLog.recover`. At most ``backlog`` batches wait; Spark waits beyond that.
     """
 
-    def __init__(self, log: lake.CommitLog, on_batch: Callable[[dict[str, Any]], None] | None = None,
-                 backlog: int = 2) -> None:
+    def __init__(
+        self, log: commits.CommitLog, on_batch: Callable[[dict[str, Any]], None] | None = None, backlog: int = 2
+    ) -> None:
         self.log = log
         self.on_batch = on_batch
         self.pending: queue.Queue[int | None] = queue.Queue(maxsize=backlog)
@@ -164,7 +202,7 @@ class Publisher:
                     done = self.log.finish(batch_id)
                     if self.on_batch is not None:
                         self.on_batch(done)
-            except BaseException as exc:  # noqa: BLE001 - kept, and raised in the stream's thread
+            except BaseException as exc:
                 self.error = exc
             finally:
                 self.pending.task_done()
@@ -178,10 +216,11 @@ class LakeWriter:
     staged again from scratch.
     """
 
-    def __init__(self, cfg: Params, on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.cfg = cfg
-        self.log = lake.commit_log(cfg)
-        self.routing = Routing.build()
+    def __init__(
+        self, spark: SparkSession, store: LakeStore, on_batch: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        self.log = commits.commit_log(store)
+        self.routing = Routing.build(spark)
         self.publisher = Publisher(self.log, on_batch)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -197,8 +236,14 @@ class LakeWriter:
         routed = self.routing.apply(batch)
         planned_at = time.time()
         write_lines(routed, self.log.store.spark_uri(f"{staging}/{lake.RAW_STAGING}"))
-        self.log.mark_staged(batch_id, {"started_at": started, "plan_seconds": round(planned_at - started, 3),
-                                        "spark_seconds": round(time.time() - planned_at, 3)})
+        self.log.mark_staged(
+            batch_id,
+            {
+                "started_at": started,
+                "plan_seconds": round(planned_at - started, 3),
+                "spark_seconds": round(time.time() - planned_at, 3),
+            },
+        )
 
 
 def write_lines(routed: DataFrame, uri: str) -> None:
@@ -258,67 +303,48 @@ def describe(exc: BaseException) -> str:
     return str(exc).split("\n\nJVM stacktrace:")[0].strip()
 
 
-#: Scratch topics the warm-up reads from ('warmup-vehicle_data', ...), on the profile's own broker.
-WARM_UP_PREFIX = "warmup-"
-
-
-def warm_up(spark: SparkSession, cfg: Params, events: int = 300_000, rounds: int = 5) -> float:
-    """Run a batch's whole path on simulated messages: Kafka source, contract check, routing, text writer.
+def warm_up(
+    spark: SparkSession, bootstrap: str, scratch_topics: Sequence[str], scratch_dir: Path, prefix: str, rounds: int = 5
+) -> None:
+    """Run a batch's whole path on messages the caller put in scratch topics: Kafka source, contract check,
+    routing, text writer.
 
     A JVM runs new code slowly until it is compiled: the first micro-batches of a cold stream took
-    20 s for 500 messages here, while the live fleet's events piled up. The messages go through
-    the profile's broker into scratch topics (``warmup-<topic>``, emptied afterwards) and are read
-    back by Spark's Kafka source, so the consumer's code, the largest cost per message, is
-    compiled too. Nothing is written to the lake; returns the seconds it took.
+    20 s for 500 messages here, while the live fleet's events piled up. Reading the messages back
+    through Spark's Kafka source compiles the consumer's code too, the largest cost per message.
+    ``prefix`` is what the scratch topics' names add to the real ones'. Nothing is written to the lake.
     """
-    import shutil
-    import tempfile
-    from itertools import islice
-
-    from pyspark.sql import functions as F
-
-    from smartcity.platform import kafka
-    from smartcity.ingest import producer
-    from smartcity.fleet import simulation
-    from smartcity.fleet.contracts import Event
-
-    started = time.monotonic()
-    scratch_topics = [WARM_UP_PREFIX + t for t in TOPICS]
-    kafka.ensure_topics(cfg.kafka_bootstrap, scratch_topics, partitions=cfg.kafka_partitions,
-                        replication=cfg.kafka_replication, empty=True)
-    sample = (Event(WARM_UP_PREFIX + e.topic, e.key, e.value)
-              for e in islice(simulation.FleetSimulation(cfg).events(), events))
-    producer.produce(cfg.kafka_bootstrap, sample, backend=cfg.producer_backend, total=events, progress=False)
-    frame = (_kafka_batch(spark, cfg, scratch_topics)
-             .withColumn("topic", F.expr(f"substring(topic, {len(WARM_UP_PREFIX) + 1})")))
-    routing = Routing.build()
-    try:
-        with tempfile.TemporaryDirectory(prefix="warm-up-", dir=cfg.data_path) as scratch:
-            for n in range(rounds):  # exactly what a batch runs: route, write the lines
-                write_lines(routing.apply(frame), str(Path(scratch) / str(n)))
-                shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
-    finally:
-        kafka.truncate_topics(cfg.kafka_bootstrap, scratch_topics)
-    return time.monotonic() - started
+    frame = _kafka_batch(spark, bootstrap, scratch_topics).withColumn(
+        "topic", F.expr(f"substring(topic, {len(prefix) + 1})")
+    )
+    routing = Routing.build(spark)
+    with tempfile.TemporaryDirectory(prefix="warm-up-", dir=scratch_dir) as scratch:
+        for n in range(rounds):  # exactly what a batch runs: route, write the lines
+            write_lines(routing.apply(frame), str(Path(scratch) / str(n)))
+            shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
 
 
-def _kafka_batch(spark: SparkSession, cfg: Params, topics: Sequence[str]) -> DataFrame:
+def _kafka_batch(spark: SparkSession, bootstrap: str, topics: Sequence[str]) -> DataFrame:
     """Everything the topics hold, read once by Spark's Kafka source as a batch, in read_kafka's columns."""
-    reader = _kafka_options(spark.read, cfg, topics).option("endingOffsets", "latest")
+    reader = _kafka_options(spark.read, bootstrap, topics).option("endingOffsets", "latest")
     return _kafka_columns(reader.load())
 
 
-def start_stream(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS, *, available_now: bool = True,
-                 on_batch: Callable[[dict[str, Any]], None] | None = None) -> LakeStream:
+def start_stream(
+    spark: SparkSession,
+    job: StreamJob,
+    topics: Sequence[str] = TOPICS,
+    *,
+    available_now: bool = True,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+) -> LakeStream:
     """Start the one lake query (after recovering what a crash left); stop the returned stream."""
-    from smartcity.platform import kafka
-
-    kafka.ensure_topics(cfg.kafka_bootstrap, topics, partitions=cfg.kafka_partitions)  # a stream may start first
-    writer = LakeWriter(cfg, on_batch)
+    kafka_topics.ensure_topics(job.kafka.bootstrap, topics, partitions=job.kafka.partitions)  # a stream may start first
+    writer = LakeWriter(spark, job.store, on_batch)
     try:
         writer.log.recover()
         stream = (
-            read_kafka(spark, cfg, topics)
+            read_kafka(spark, job, topics)
             .writeStream.queryName(QUERY_NAME)
             .option("checkpointLocation", writer.log.store.spark_uri(f"{lake.CHECKPOINTS}/{QUERY_NAME}"))
             .foreachBatch(writer)
@@ -326,18 +352,23 @@ def start_stream(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPIC
         if available_now:
             stream = stream.trigger(availableNow=True)
         else:
-            stream = stream.trigger(processingTime=f"{cfg.stream_trigger_seconds} seconds")
+            stream = stream.trigger(processingTime=f"{job.stream.trigger_seconds} seconds")
         return LakeStream(stream.start(), writer)
     except BaseException:
         writer.publisher.close()
         raise
 
 
-def serve(spark: SparkSession, cfg: Params, *, duration_s: float = 0.0,
-          on_batch: Callable[[dict[str, Any]], None] | None = None,
-          should_stop: Callable[[], bool] = lambda: False) -> None:
+def serve(
+    spark: SparkSession,
+    job: StreamJob,
+    *,
+    duration_s: float = 0.0,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Run the stream continuously until the duration is up, ``should_stop`` says so, or Ctrl-C."""
-    with lake.writer_lock(cfg), start_stream(spark, cfg, available_now=False, on_batch=on_batch) as running:
+    with lake.writer_lock(job.data_dir), start_stream(spark, job, available_now=False, on_batch=on_batch) as running:
         deadline = time.monotonic() + duration_s if duration_s else float("inf")
         while not should_stop() and time.monotonic() < deadline:
             if running.wait(0.5):
@@ -347,50 +378,35 @@ def serve(spark: SparkSession, cfg: Params, *, duration_s: float = 0.0,
                 raise StreamError(f"streaming query '{QUERY_NAME}' failed: {problem}")
 
 
-def preview(spark: SparkSession, cfg: Params, table: str, rows: int = 5) -> pd.DataFrame:
+def preview(spark: SparkSession, store: LakeStore, table: str, rows: int = 5) -> pd.DataFrame:
     """The first rows of a lake table in event-time order, read back by Spark from the table's folder.
 
     Without the Kafka offset and timestamp: they depend on the broker's history and the wall clock,
     not on the run, and the stored notebook must show the same rows every time.
     """
-    frame = spark.read.option("mergeSchema", "true").parquet(open_store(cfg).spark_uri(f"{lake.LAKE}/{table}"))
+    frame = spark.read.option("mergeSchema", "true").parquet(store.spark_uri(f"{lake.LAKE}/{table}"))
     return frame.drop("kafka_offset", "kafka_timestamp").orderBy("timestamp", "deviceId").limit(rows).toPandas()
 
 
-def lake_counts(cfg: Params, tables: Sequence[str]) -> dict[str, int]:
-    store = open_store(cfg)
+def lake_counts(store: LakeStore, tables: Sequence[str]) -> dict[str, int]:
+    """Rows per table as a glob of its folder returns them, from the footers."""
     return {t: lake.count_table_rows(store, t) for t in tables}
 
 
-def run_bounded(spark: SparkSession, cfg: Params, topics: Sequence[str] = TOPICS) -> pd.DataFrame:
+def run_bounded(spark: SparkSession, job: StreamJob, topics: Sequence[str] = TOPICS) -> pd.DataFrame:
     """Stream everything the topics hold into the lake, then stop: rows written per table."""
     tables = [*topics, lake.QUARANTINE]
-    with lake.writer_lock(cfg):
-        before = lake_counts(cfg, tables)
-        with start_stream(spark, cfg, topics, available_now=True) as running:
-            if not running.wait(cfg.stream_timeout_seconds):
+    with lake.writer_lock(job.data_dir):
+        before = lake_counts(job.store, tables)
+        with start_stream(spark, job, topics, available_now=True) as running:
+            if not running.wait(job.stream.timeout_seconds):
                 raise StreamError(
                     f"streaming query '{QUERY_NAME}' did not finish within stream_timeout_seconds="
-                    f"{cfg.stream_timeout_seconds}"
+                    f"{job.stream.timeout_seconds}"
                 )
-        after = lake_counts(cfg, tables)
-    report.record_counts(cfg, "lake", after)
-    rows = [{"table": t, "rows before": before[t], "rows written": after[t] - before[t], "rows in lake": after[t]}
-            for t in tables]
-    return pd.DataFrame(rows).set_index("table")
-
-
-def stream_stage(cfg: Params) -> pd.DataFrame:
-    """02_stream's step, by mode: batch drains the topics with this profile's Spark session
-    (:func:`run_bounded`); live attaches to the background run 01_simulate started, waits for it to
-    end (a bounded one) and tabulates its counts, without starting a Spark of its own meanwhile."""
-    from smartcity.ops import live
-    from smartcity.platform.spark import get_spark
-
-    if cfg.mode != "live":
-        return run_bounded(get_spark(cfg), cfg)
-    summary = live.wait_background(cfg)
-    produced = summary.get("produced", {})
-    in_lake = summary["in_lake"] if "in_lake" in summary else lake_counts(cfg, [*TOPICS, lake.QUARANTINE])
-    rows = [{"table": t, "produced": produced.get(t), "rows in lake": in_lake.get(t, 0)} for t in [*TOPICS, lake.QUARANTINE]]
+        after = lake_counts(job.store, tables)
+    rows = [
+        {"table": t, "rows before": before[t], "rows written": after[t] - before[t], "rows in lake": after[t]}
+        for t in tables
+    ]
     return pd.DataFrame(rows).set_index("table")

@@ -22,8 +22,6 @@ import pyarrow.fs as pafs
 if TYPE_CHECKING:
     import boto3
 
-    from smartcity.params import Params
-
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -212,6 +210,8 @@ MAX_COPY_BYTES = 5 * 1024**3
 #: Attempts of a conditional write that S3 answers with 409 ConditionalRequestConflict (a concurrent
 #: write to the same key was in flight; S3's documentation says to retry).
 CONFLICT_ATTEMPTS = 5
+#: DeleteObjects takes at most 1000 keys per request.
+DELETE_OBJECTS_MAX_KEYS = 1000
 
 
 def _error_code(exc: Exception) -> str:
@@ -234,7 +234,7 @@ class S3Store:
     """
 
     def __init__(self, bucket: str, prefix: str = "", boto3_session: boto3.Session | None = None) -> None:
-        import boto3
+        import boto3  # noqa: PLC0415 - the `aws` extra: the lab imports without it
 
         if not bucket:
             raise StoreError("S3Store needs a bucket name (parameter s3_bucket)")
@@ -251,7 +251,7 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _relative(self, full: str) -> str:
-        return full[len(self.prefix) + 1:] if self.prefix else full
+        return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def list(self, prefix: str, *, delimiter: str | None = None) -> list[ObjectInfo]:
         """ListObjectsV2 of a folder-like prefix, every page; with delimiter, sub-prefixes end in '/'."""
@@ -262,13 +262,15 @@ class S3Store:
             args["Delimiter"] = delimiter
         found: list[ObjectInfo] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(**args):
-            found += [ObjectInfo(self._relative(o["Key"]), o["Size"], o.get("ETag", "").strip('"'))
-                      for o in page.get("Contents", [])]
+            found += [
+                ObjectInfo(self._relative(o["Key"]), o["Size"], o.get("ETag", "").strip('"'))
+                for o in page.get("Contents", [])
+            ]
             found += [ObjectInfo(self._relative(p["Prefix"]), 0) for p in page.get("CommonPrefixes", [])]
         return _sorted(found)
 
     def get(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 - the `aws` extra
 
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
@@ -288,7 +290,7 @@ class S3Store:
     def _conditionally(self, call: Any, args: dict[str, Any], refusals: frozenset[str]) -> str:
         """Run a write: '' when done, or the error code when S3 refused it for one of the expected reasons;
         a 409 ConditionalRequestConflict (a concurrent conditional write) is retried, anything else raised."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 - the `aws` extra
 
         attempt = 0
         while True:
@@ -308,10 +310,16 @@ class S3Store:
         """CopyObject(dst, If-None-Match '*') then DeleteObject(src); see the class docstring for retries."""
         if size > MAX_COPY_BYTES:
             raise StoreError(f"{self.uri(src)} has {size} bytes: a single CopyObject copies at most 5 GiB")
-        refused = self._conditionally(self.client.copy_object, {
-            "Bucket": self.bucket, "Key": self._key(dst), "IfNoneMatch": "*",
-            "CopySource": {"Bucket": self.bucket, "Key": self._key(src)},
-        }, _PRECONDITION | _MISSING)
+        refused = self._conditionally(
+            self.client.copy_object,
+            {
+                "Bucket": self.bucket,
+                "Key": self._key(dst),
+                "IfNoneMatch": "*",
+                "CopySource": {"Bucket": self.bucket, "Key": self._key(src)},
+            },
+            _PRECONDITION | _MISSING,
+        )
         if refused:  # dst exists (412), or src is gone: done if dst is the staged object
             held = self.head(dst)
             if held is None:
@@ -319,31 +327,35 @@ class S3Store:
             if size < 0:
                 raise StoreError(f"{self.uri(dst)} exists and the manifest recorded no size to check it against")
             if held.size != size:
-                raise FileExistsError(f"{self.uri(dst)} holds {held.size} bytes, not the {size} bytes staged as "
-                                      f"{self.uri(src)}")
+                raise FileExistsError(
+                    f"{self.uri(dst)} holds {held.size} bytes, not the {size} bytes staged as {self.uri(src)}"
+                )
         self.delete(src)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        """List the prefix, then DeleteObjects in chunks of 1000 keys (the API's limit)."""
+        """List the prefix, then DeleteObjects in chunks of ``DELETE_OBJECTS_MAX_KEYS``."""
         prefix = _check_prefix(prefix)
         if not prefix:
             raise StoreError("delete_prefix refuses the store's root: name a folder")
         keys = [self._key(o.key) for o in self.list(prefix)]
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start:start + 1000]
+        for start in range(0, len(keys), DELETE_OBJECTS_MAX_KEYS):
+            chunk = keys[start : start + DELETE_OBJECTS_MAX_KEYS]
             answer = self.client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
             errors = answer.get("Errors", [])
             if errors:
                 first = errors[0]
-                raise StoreError(f"deleting under {self.uri(prefix)} failed for {len(errors)} objects, e.g. "
-                                 f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
+                raise StoreError(
+                    f"deleting under {self.uri(prefix)} failed for {len(errors)} objects, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
 
     def head(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 - the `aws` extra
 
         try:
             answer = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
@@ -355,7 +367,7 @@ class S3Store:
 
     def endpoint_url(self) -> str | None:
         """The S3 endpoint boto3 was configured with (environment or config file), None for AWS's own."""
-        from botocore.config import Config
+        from botocore.config import Config  # noqa: PLC0415 - the `aws` extra
 
         default = self.session.client("s3", config=Config(ignore_configured_endpoint_urls=True)).meta.endpoint_url
         configured = self.client.meta.endpoint_url
@@ -369,11 +381,17 @@ class S3Store:
         """
         credentials = self.session.get_credentials()
         if credentials is None:
-            raise StoreError("boto3 found no AWS credentials (environment, profile, SSO or instance role) for "
-                             f"s3://{self.bucket}: pyarrow cannot read the lake without them")
+            raise StoreError(
+                "boto3 found no AWS credentials (environment, profile, SSO or instance role) for "
+                f"s3://{self.bucket}: pyarrow cannot read the lake without them"
+            )
         frozen = credentials.get_frozen_credentials()
-        options: dict[str, Any] = {"access_key": frozen.access_key, "secret_key": frozen.secret_key,
-                                   "session_token": frozen.token, "region": self.client.meta.region_name}
+        options: dict[str, Any] = {
+            "access_key": frozen.access_key,
+            "secret_key": frozen.secret_key,
+            "session_token": frozen.token,
+            "region": self.client.meta.region_name,
+        }
         endpoint = self.endpoint_url()
         if endpoint:
             parts = urlsplit(endpoint)
@@ -386,19 +404,3 @@ class S3Store:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
-
-
-def open_store(cfg: Params, boto3_session: boto3.Session | None = None) -> LakeStore:
-    """The profile's store: its data_dir (lake_storage local) or s3://s3_bucket/s3_prefix (lake_storage s3)."""
-    if cfg.lake_storage == "local":
-        return LocalStore(cfg.data_path)
-    if cfg.lake_storage == "s3":
-        if boto3_session is None:
-            import boto3
-
-            boto3_session = boto3.Session(region_name=cfg.aws_region or None)
-        from smartcity.params import fill_account
-
-        cfg = fill_account(cfg, boto3_session)  # a bucket named smartcity-{account}-{region}
-        return S3Store(cfg.s3_bucket, cfg.s3_prefix, boto3_session)
-    raise StoreError(f"parameter 'lake_storage' must be local or s3, got {cfg.lake_storage!r}")

@@ -1,12 +1,12 @@
-"""Kafka for the lab: a real single-node broker in KRaft mode, topics, a producer and offsets.
+"""The Kafka broker the lab runs: a real broker in KRaft mode, one node or a quorum on loopback ports.
 
 Since Kafka 4.0 there is no ZooKeeper: one JVM runs both the KRaft controller and the broker.
-The lab starts it from jars resolved from Maven Central (see :mod:`smartcity.jvm`), with its logs
-in ``<data_dir>/kafka``. A broker already answering at ``kafka_bootstrap`` is reused only when it
-is the one of this data dir (same cluster id as ``kafka/logs/meta.properties``): another lab's or
-another profile's broker at that address is an error, never written to or emptied. With
+The lab starts it from jars resolved from Maven Central (see :mod:`smartcity.platform.jvm`), with
+its logs in ``<data_dir>/kafka``. A broker already answering at ``kafka_bootstrap`` is reused only
+when it is the one of this data dir (same cluster id as ``kafka/logs/meta.properties``): another
+lab's or another profile's broker at that address is an error, never written to or emptied. With
 ``kafka_embedded: false`` the broker is external: the lab produces to it and reads from it, and
-never deletes anything on it.
+never deletes anything on it. Topics and offsets: :mod:`smartcity.platform.topics`.
 """
 
 from __future__ import annotations
@@ -15,24 +15,15 @@ import base64
 import logging
 import time
 import uuid
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-from kafka import KafkaAdminClient, TopicPartition
-from kafka.admin import OffsetSpec
-from kafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    NodeNotReadyError,
-    TopicAlreadyExistsError,
-    UnknownTopicOrPartitionError,
-)
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
 
 from smartcity.platform import jvm
-from smartcity.params import LOCAL_HOSTS, TOPICS, Params, project_root
+from smartcity.platform.engine_params import LOCAL_HOSTS, KafkaParams
+from smartcity.platform.params import project_root
 from smartcity.platform.processes import (
     EngineError,
     EngineHandle,
@@ -136,8 +127,12 @@ def _describe_cluster(admin: KafkaAdminClient, timeout_s: float) -> dict:
 
 def broker_identity(bootstrap: str, timeout_s: float = 10.0) -> tuple[str, str]:
     """(cluster id, log dirs) of the broker at bootstrap; the log dirs only when it says (else '?')."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-probe",
-                             request_timeout_ms=int(timeout_s * 1000), bootstrap_timeout_ms=int(timeout_s * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="smartcity-probe",
+        request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+    )
     try:
         cluster_id = _describe_cluster(admin, timeout_s)["cluster_id"]
         try:
@@ -151,39 +146,38 @@ def broker_identity(bootstrap: str, timeout_s: float = 10.0) -> tuple[str, str]:
     return cluster_id, ", ".join(dirs) or "?"
 
 
-def check_broker_is_ours(cfg: Params, bootstrap: str | None = None) -> None:
-    """Refuse a broker at cfg.kafka_bootstrap that is not the one of this profile's data dir.
+def check_broker_is_ours(kafka: KafkaParams, kafka_dir: Path, bootstrap: str | None = None) -> None:
+    """Refuse a broker at kafka_bootstrap that is not the one of this profile's data dir (``kafka_dir``).
 
     Two labs (or two profiles) configured with the same address would otherwise write into, and
     reset, each other's topics; the cluster id in the data dir's meta.properties tells them apart.
     """
-    kafka_dir = cfg.data_path / "kafka"
-    ours = cfg.kafka_cluster_id or data_cluster_id(kafka_dir)
-    theirs, their_dirs = broker_identity(bootstrap or cfg.kafka_bootstrap)
+    ours = kafka.cluster_id or data_cluster_id(kafka_dir)
+    theirs, their_dirs = broker_identity(bootstrap or kafka.bootstrap)
     if theirs == ours:
         return
-    if cfg.kafka_cluster_id:
+    if kafka.cluster_id:
         raise EngineError(
-            f"the Kafka cluster at {cfg.kafka_bootstrap} has id {theirs}, not this profile's kafka_cluster_id "
-            f"{cfg.kafka_cluster_id}: it is another cluster, and the lab does not write to or empty it; fix "
+            f"the Kafka cluster at {kafka.bootstrap} has id {theirs}, not this profile's kafka_cluster_id "
+            f"{kafka.cluster_id}: it is another cluster, and the lab does not write to or empty it; fix "
             "kafka_cluster_id (the CLUSTER_ID of your compose file) or point kafka_bootstrap at this profile's brokers"
         )
     mine = f"cluster id {ours}" if ours else "no broker formatted yet"
     raise EngineError(
-        f"the Kafka broker at {cfg.kafka_bootstrap} is not this profile's: it is cluster {theirs} with its data in "
+        f"the Kafka broker at {kafka.bootstrap} is not this profile's: it is cluster {theirs} with its data in "
         f"{their_dirs}, while this profile's data dir {kafka_dir} has {mine}. Another lab or profile uses this "
         "address: stop that broker, or give this profile a free port in kafka_bootstrap (or set "
         "kafka_embedded: false to use that broker as an external one, which the lab never empties)"
     )
 
 
-def ensure_broker(cfg: Params) -> KafkaBroker:
-    """The broker at cfg.kafka_bootstrap: this data dir's if running, an external one, or a new embedded one.
+def ensure_broker(kafka: KafkaParams, kafka_dir: Path) -> KafkaBroker:
+    """The broker at kafka_bootstrap: this data dir's (``kafka_dir``) if running, an external one, or a new embedded one.
 
     With several addresses the lab's own brokers are a KRaft quorum, one node per address; nodes of
     it that are down (say, killed) are started again on their data.
     """
-    addresses = cfg.kafka_addresses
+    addresses = kafka.addresses
     up = [port_open(host, port) for host, port in addresses]
     if any(up):
         answering = ",".join(f"{host}:{port}" for (host, port), is_up in zip(addresses, up, strict=True) if is_up)
@@ -192,26 +186,34 @@ def ensure_broker(cfg: Params) -> KafkaBroker:
                 f"{answering} is in use by something that is not a Kafka broker: stop it, or point "
                 "kafka_bootstrap at free ports or at real brokers"
             )
-        if not cfg.kafka_embedded:
-            log.info("using the external Kafka broker(s) at %s", cfg.kafka_bootstrap)
-            return KafkaBroker(cfg.kafka_bootstrap, external=True)
-        check_broker_is_ours(cfg, answering)
+        if not kafka.embedded:
+            log.info("using the external Kafka broker(s) at %s", kafka.bootstrap)
+            return KafkaBroker(kafka.bootstrap, external=True)
+        check_broker_is_ours(kafka, kafka_dir, answering)
         if all(up):
-            log.info("using this profile's Kafka broker(s), already running at %s", cfg.kafka_bootstrap)
-            return KafkaBroker(cfg.kafka_bootstrap)
-    elif not cfg.kafka_embedded:
-        raise EngineError(f"no Kafka broker answers at {cfg.kafka_bootstrap} (and kafka_embedded is false)")
+            log.info("using this profile's Kafka broker(s), already running at %s", kafka.bootstrap)
+            return KafkaBroker(kafka.bootstrap)
+    elif not kafka.embedded:
+        raise EngineError(f"no Kafka broker answers at {kafka.bootstrap} (and kafka_embedded is false)")
     if any(host not in LOCAL_HOSTS for host, _ in addresses):
-        raise EngineError(f"no Kafka broker answers at every address of {cfg.kafka_bootstrap}; the lab starts "
-                          "brokers only on 127.0.0.1")
-    if cfg.kafka_replication > len(addresses):
-        raise EngineError(f"kafka_replication is {cfg.kafka_replication}, but kafka_bootstrap names only "
-                          f"{len(addresses)} brokers: a topic cannot have more replicas than brokers")
+        raise EngineError(
+            f"no Kafka broker answers at every address of {kafka.bootstrap}; the lab starts brokers only on 127.0.0.1"
+        )
+    if kafka.replication > len(addresses):
+        raise EngineError(
+            f"kafka_replication is {kafka.replication}, but kafka_bootstrap names only "
+            f"{len(addresses)} brokers: a topic cannot have more replicas than brokers"
+        )
     ports = [port for _, port in addresses]
     # a single broker's controller listener is internal to its JVM: any free port will do on each start
-    quorum = Quorum(cfg.data_path / "kafka", ports, partitions=cfg.kafka_partitions,
-                    replication=cfg.kafka_replication, cluster_id=cfg.kafka_cluster_id or None,
-                    controller_ports=[free_port()] if len(ports) == 1 else None)
+    quorum = Quorum(
+        kafka_dir,
+        ports,
+        partitions=kafka.partitions,
+        replication=kafka.replication,
+        cluster_id=kafka.cluster_id or None,
+        controller_ports=[free_port()] if len(ports) == 1 else None,
+    )
     return quorum.start(only=[i for i, is_up in enumerate(up, 1) if not is_up])
 
 
@@ -220,8 +222,14 @@ CONTROLLER_PORT_OFFSET = 1000
 
 
 def _server_properties(
-    port: int, controller_port: int, log_dir: Path, partitions: int, *, node_id: int = 1,
-    voters: str | None = None, replication: int = 1,
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    partitions: int,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replication: int = 1,
 ) -> str:
     min_isr = min(2, replication)
     return "\n".join(
@@ -271,7 +279,9 @@ def format_storage(props: Path, cluster_id: str | None = None) -> str:
 
 def start_broker(port: int, data_dir: Path, *, default_partitions: int = 3) -> KafkaBroker:
     """Format (first time only) and start a single KRaft broker+controller on 127.0.0.1:port."""
-    return Quorum(data_dir, [port], partitions=default_partitions, replication=1, controller_ports=[free_port()]).start()
+    return Quorum(
+        data_dir, [port], partitions=default_partitions, replication=1, controller_ports=[free_port()]
+    ).start()
 
 
 class Quorum:
@@ -281,8 +291,16 @@ class Quorum:
     no ``--standalone``); a node can be killed and started again on its data (the failure tests do).
     """
 
-    def __init__(self, kafka_dir: Path, ports: list[int], *, partitions: int, replication: int,
-                 cluster_id: str | None = None, controller_ports: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        kafka_dir: Path,
+        ports: list[int],
+        *,
+        partitions: int,
+        replication: int,
+        cluster_id: str | None = None,
+        controller_ports: list[int] | None = None,
+    ) -> None:
         self.kafka_dir = kafka_dir
         self.ports = ports
         self.controller_ports = controller_ports or [p + CONTROLLER_PORT_OFFSET for p in ports]
@@ -297,8 +315,17 @@ class Quorum:
         (home / "logs").mkdir(parents=True, exist_ok=True)
         port = self.ports[node_id - 1]
         props = home / "server.properties"
-        props.write_text(_server_properties(port, self.controller_ports[node_id - 1], home / "logs", self.partitions,
-                                            node_id=node_id, voters=self.voters, replication=self.replication))
+        props.write_text(
+            _server_properties(
+                port,
+                self.controller_ports[node_id - 1],
+                home / "logs",
+                self.partitions,
+                node_id=node_id,
+                voters=self.voters,
+                replication=self.replication,
+            )
+        )
         if not (home / "logs" / "meta.properties").exists():
             self.cluster_id = format_storage(props, self.cluster_id)
         return props
@@ -313,8 +340,15 @@ class Quorum:
         name = f"Kafka broker 127.0.0.1:{port}" if len(self.ports) == 1 else f"Kafka node {node_id} 127.0.0.1:{port}"
         return ManagedProcess(
             name,
-            [*_java_command(), "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "kafka.Kafka",
-             str(props)],
+            [
+                *_java_command(),
+                "-Xms256m",
+                "-Xmx512m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                "kafka.Kafka",
+                str(props),
+            ],
             log_path=props.parent / "broker.log",
             cwd=project_root(),
         )
@@ -327,141 +361,14 @@ class Quorum:
                 handle.nodes[node_id] = self.start_node(node_id)
             for node_id, proc in handle.nodes.items():
                 port = self.ports[node_id - 1]
-                proc.wait_ready(lambda p=port: port_open("127.0.0.1", p, 0.2) and is_kafka(f"127.0.0.1:{p}", 2.0),
-                                timeout=START_TIMEOUT_S)
+                proc.wait_ready(
+                    lambda p=port: port_open("127.0.0.1", p, 0.2) and is_kafka(f"127.0.0.1:{p}", 2.0),
+                    timeout=START_TIMEOUT_S,
+                )
         except BaseException:
             handle.stop()
             raise
-        log.info("started Kafka (KRaft) nodes %s at %s, data in %s", sorted(handle.nodes), self.bootstrap, self.kafka_dir)
+        log.info(
+            "started Kafka (KRaft) nodes %s at %s, data in %s", sorted(handle.nodes), self.bootstrap, self.kafka_dir
+        )
         return handle
-
-
-def admin_client(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-admin", request_timeout_ms=30000)
-
-
-def ensure_topics(
-    bootstrap: str,
-    topics: Sequence[str] = TOPICS,
-    *,
-    partitions: int,
-    replication: int = 1,
-    empty: bool = False,
-    timeout_s: float = 60.0,
-) -> pd.DataFrame:
-    """Create missing topics, grow those with fewer partitions, optionally empty them; name -> partitions.
-
-    A topic with more partitions than asked keeps them (Kafka cannot remove partitions) and the
-    table shows it. Emptying truncates the records (:func:`truncate_topics`): topics are never
-    deleted and re-created, which races the controller on a busy machine.
-    """
-    admin = admin_client(bootstrap)
-    try:
-        missing = [t for t in topics if t not in set(admin.list_topics())]
-        if missing:
-            try:
-                admin.create_topics(
-                    {t: {"num_partitions": partitions, "replication_factor": replication} for t in missing},
-                    timeout_ms=int(timeout_s * 1000),
-                )
-            except TopicAlreadyExistsError:
-                pass  # another client created one meanwhile: it exists, which is all we need
-        admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
-        counts = _partition_counts(admin, topics)
-        fewer = {t: partitions for t, n in counts.items() if n < partitions}
-        if fewer:
-            admin.create_partitions(fewer, timeout_ms=int(timeout_s * 1000))
-            deadline = time.monotonic() + timeout_s
-            counts = _partition_counts(admin, topics)
-            while any(n < partitions for n in counts.values()):
-                if time.monotonic() > deadline:
-                    raise EngineError(f"topics {sorted(fewer)} did not reach {partitions} partitions within {timeout_s:.0f} s")
-                time.sleep(0.2)
-                counts = _partition_counts(admin, topics)
-            admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))  # new partitions have leaders
-        for topic, n in counts.items():
-            if n > partitions:
-                log.warning("topic %s keeps its %d partitions (kafka_partitions is %d)", topic, n, partitions)
-    finally:
-        admin.close()
-    if empty:
-        truncate_topics(bootstrap, topics, timeout_s=timeout_s)
-    return pd.DataFrame({"topic": list(topics), "partitions": [counts[t] for t in topics]}).set_index("topic")
-
-
-def _partition_counts(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
-    return {d["name"]: len(d["partitions"]) for d in admin.describe_topics(list(topics))}
-
-
-def truncate_topics(bootstrap: str, topics: Sequence[str] = TOPICS, *, timeout_s: float = 60.0) -> dict[str, int]:
-    """Delete every record the topics hold now (Kafka DeleteRecords up to the end offsets); returns how many.
-
-    The topics, their partitions and their configs stay: nothing waits for a deletion to finish.
-    Offsets go on from where they were (a new run's first record is not at offset 0).
-    """
-    admin = admin_client(bootstrap)
-    try:
-        parts = [TopicPartition(d["name"], p["partition_index"])
-                 for d in admin.describe_topics(list(topics)) for p in d["partitions"]]
-        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in parts})
-        starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in parts})
-        upto = {tp: ends[tp].offset for tp in parts if ends[tp].offset > starts[tp].offset}
-        if upto:
-            done = admin.delete_records(upto, timeout_ms=int(timeout_s * 1000))
-            short = {f"{tp.topic}[{tp.partition}]": r["low_watermark"] for tp, r in done.items()
-                     if r["low_watermark"] < upto[tp]}
-            if short:
-                raise EngineError(f"Kafka did not delete the records of {short} up to their end offsets")
-    except UnknownTopicOrPartitionError as exc:
-        raise EngineError(f"a topic is missing on {bootstrap}: {exc}") from None
-    finally:
-        admin.close()
-    removed: Counter[str] = Counter({t: 0 for t in topics})
-    for tp, offset in upto.items():
-        removed[tp.topic] += offset - starts[tp].offset
-    return dict(removed)
-
-
-def prepare_topics(cfg: Params) -> pd.DataFrame:
-    """The run's topics with their partitions; with reset_run, emptied of earlier runs' records.
-
-    Emptying happens only on this profile's own broker: an external one (kafka_embedded: false)
-    or another data dir's is an error, raised before anything is deleted.
-    """
-    if cfg.reset_run:
-        if not cfg.kafka_embedded:
-            raise EngineError(
-                f"reset_run would delete every record of the run's topics on {cfg.kafka_bootstrap}, a broker the "
-                "lab does not own (kafka_embedded: false), and the lab never deletes data there: empty the topics "
-                "yourself (e.g. kafka-delete-records.sh), or set reset_run: false"
-            )
-        check_broker_is_ours(cfg)
-    return ensure_topics(cfg.kafka_bootstrap, partitions=cfg.kafka_partitions, replication=cfg.kafka_replication,
-                         empty=cfg.reset_run)
-
-
-def partition_offsets(admin: KafkaAdminClient, topics: Sequence[str], *, earliest: bool = False
-                      ) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> the latest (or earliest) offset, in one round of admin calls."""
-    try:
-        described = admin.describe_topics(list(topics))
-        parts = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
-        spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
-        found = admin.list_partition_offsets({tp: spec for tp in parts})
-    except UnknownTopicOrPartitionError as exc:
-        raise EngineError(f"a topic is missing: {exc}") from None
-    return {(tp.topic, tp.partition): found[tp].offset for tp in parts}
-
-
-def topic_counts(bootstrap: str, topics: Sequence[str] = TOPICS) -> dict[str, int]:
-    """Messages held per topic (end offset minus start offset, summed over partitions)."""
-    admin = admin_client(bootstrap)
-    try:
-        ends = partition_offsets(admin, topics)
-        starts = partition_offsets(admin, topics, earliest=True)
-    finally:
-        admin.close()
-    counts: Counter[str] = Counter({t: 0 for t in topics})
-    for (topic, partition), end in ends.items():
-        counts[topic] += end - starts[(topic, partition)]
-    return dict(counts)
