@@ -19,11 +19,10 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
-from smartcity import params as config
-from smartcity.params import TOPICS
-from smartcity.fleet.contracts import Event
+from smartcity import params
+from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.platform.params import project_root
 from smartcity.platform.processes import free_port
-
 
 # `make test` (laptop and CI alike) runs the same small set of hypothesis examples every time, so
 # it passes or fails the same way everywhere; `make fuzz` explores many new random examples and
@@ -40,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile("repeatable")
 
 
-def lab_params(root: Path, **overrides: object) -> config.Params:
+def lab_params(root: Path, **overrides: object) -> params.Params:
     """Params for an isolated lab: its own data and output folders and free ports.
 
     Its PostgreSQL skips fsync: test data is thrown away, and flushing every commit would only
@@ -55,7 +54,7 @@ def lab_params(root: Path, **overrides: object) -> config.Params:
         "postgres_fsync": False,
     }
     values.update(overrides)
-    return config.from_mapping(values)
+    return params.from_mapping(values)
 
 
 class Record(NamedTuple):
@@ -77,8 +76,14 @@ def read_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 300.0)
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "smartcity-test-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "smartcity-test-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
     try:
         listed = consumer.list_topics(timeout=30).topics
         parts = [(t, p) for t in topics for p in sorted(listed[t].partitions)]
@@ -112,12 +117,24 @@ def numbered_events(count: int, devices: int = 601) -> list[Event]:
     made = []
     for n in range(count):
         device = f"vehicle-{n % devices:04d}"
-        made.append(Event(TOPICS[n % len(TOPICS)], device, {
-            "id": str(uuid.UUID(int=ID_BASE + n)), "schemaVersion": 1,
-            "deviceId": device, "timestamp": f"2026-01-05T08:{n // 60_000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z",
-            "latitude": 51.5 + n % 997 / 1000, "longitude": -0.12 - n % 991 / 1000, "speed": float(n % 130),
-            "direction": float(n % 360), "route": "M1/M6", "road": "M1",
-        }))
+        made.append(
+            Event(
+                TOPICS[n % len(TOPICS)],
+                device,
+                {
+                    "id": str(uuid.UUID(int=ID_BASE + n)),
+                    "schemaVersion": 1,
+                    "deviceId": device,
+                    "timestamp": f"2026-01-05T08:{n // 60_000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z",
+                    "latitude": 51.5 + n % 997 / 1000,
+                    "longitude": -0.12 - n % 991 / 1000,
+                    "speed": float(n % 130),
+                    "direction": float(n % 360),
+                    "route": "M1/M6",
+                    "road": "M1",
+                },
+            )
+        )
     return made
 
 
@@ -138,8 +155,9 @@ def unique_delivery(bootstrap: str, events: Sequence[Event]) -> None:
     assert shuffled == [], f"{len(shuffled)} devices' events out of order"
 
 
-def produce_through(bootstrap: str, events: Sequence[Event], backend: str,
-                    disrupt: Callable[[Callable[[], None]], None]) -> None:
+def produce_through(
+    bootstrap: str, events: Sequence[Event], backend: str, disrupt: Callable[[Callable[[], None]], None]
+) -> None:
     """Produce ``events`` in a thread and call ``disrupt`` once a third is sent; every event must be acked.
 
     A second third goes while ``disrupt`` runs; the last waits until it calls the ``release``
@@ -153,16 +171,16 @@ def produce_through(bootstrap: str, events: Sequence[Event], backend: str,
     def feed() -> Iterator[Event]:
         yield from events[:third]
         first_third_sent.set()
-        yield from events[third:2 * third]
+        yield from events[third : 2 * third]
         released.wait()
-        yield from events[2 * third:]
+        yield from events[2 * third :]
 
     outcome: dict[str, ProduceReport | BaseException] = {}
 
     def run() -> None:
         try:
             outcome["report"] = produce(bootstrap, feed(), backend=backend, delivery_timeout_s=600, progress=False)
-        except BaseException as exc:  # noqa: BLE001 - the main thread reports it
+        except BaseException as exc:
             outcome["error"] = exc
 
     producer = threading.Thread(target=run, name=f"producer-{backend}")
@@ -181,45 +199,68 @@ def produce_through(bootstrap: str, events: Sequence[Event], backend: str,
 
 
 @pytest.fixture(scope="session")
-def lab_cfg(tmp_path_factory: pytest.TempPathFactory) -> config.Params:
+def lab_cfg(tmp_path_factory: pytest.TempPathFactory) -> params.Params:
     return lab_params(tmp_path_factory.mktemp("lab"))
 
 
 @pytest.fixture(scope="session")
-def broker(lab_cfg: config.Params) -> Iterator[object]:
-    from smartcity.platform import kafka
+def lab(lab_cfg: params.Params) -> object:
+    """The session lab's engines, as the notebooks' steps see them (store, ledger, ...)."""
+    from smartcity import steps
 
-    with kafka.ensure_broker(lab_cfg) as running:
+    return steps.open_lab(lab_cfg)
+
+
+@pytest.fixture(scope="session")
+def broker(lab_cfg: params.Params) -> Iterator[object]:
+    from smartcity import steps
+
+    with steps.open_broker(lab_cfg) as running:
         assert running.owned, "the session broker must be one the tests started"
         yield running
 
 
 @pytest.fixture(scope="session")
-def spark(lab_cfg: config.Params) -> Iterator[object]:
-    from smartcity.platform.spark import spark_session
+def spark(lab_cfg: params.Params) -> Iterator[object]:
+    from smartcity import steps
 
-    with spark_session(lab_cfg) as session:
+    with steps.spark(lab_cfg) as session:
         yield session
 
 
 @pytest.fixture(scope="session")
-def warehouse(lab_cfg: config.Params) -> Iterator[object]:
-    from smartcity.platform import postgres
+def warehouse(lab: object) -> Iterator[object]:
+    """The session's PostgreSQL warehouse (the lab's embedded server, fsync off)."""
+    from smartcity import steps
 
-    with postgres.ensure_warehouse(lab_cfg) as running:
+    with steps.open_warehouse(lab) as running:
         yield running
 
 
 #: Fake credentials (so nothing can reach a real account, and botocore and the JVM's AWS SDK find
 #: some) and a region. The Java SDK reads AWS_REGION, botocore AWS_DEFAULT_REGION; with the instance
 #: metadata service off, a chain that finds no credentials fails at once instead of probing 169.254.169.254.
-FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 #: Unset for a test: a profile, an endpoint or an opt-out of the machine must not redirect it.
 #: (So are the per-service endpoints, AWS_ENDPOINT_URL_<SERVICE>.)
-AWS_ENV_CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-                   "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_SECURITY_TOKEN")
+AWS_ENV_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_SECURITY_TOKEN",
+)
 
 
 def use_fake_aws(patch: pytest.MonkeyPatch, home: Path) -> None:
@@ -267,7 +308,7 @@ def moto_server(moto_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
     """The moto endpoint, with this module's environment pointing every AWS client at it.
 
     boto3 and awswrangler follow AWS_ENDPOINT_URL, Spark's S3A follows it through
-    smartcity.spark.s3a_conf; credentials are fake and ~/.aws is hidden, so a developer's real
+    smartcity.platform.spark.s3a_conf; credentials are fake and ~/.aws is hidden, so a developer's real
     profile is never read. The environment is restored when the module ends, so no other test
     talks to moto by accident.
     """
@@ -277,9 +318,14 @@ def moto_server(moto_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
         yield moto_server_url
 
 
-ENGINE_MARKERS = ("kafka.Kafka", "bin/postgres", "org.apache.spark.deploy.SparkSubmit",
-                  "org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker",
-                  "org.apache.spark.executor.CoarseGrainedExecutorBackend")
+ENGINE_MARKERS = (
+    "kafka.Kafka",
+    "bin/postgres",
+    "org.apache.spark.deploy.SparkSubmit",
+    "org.apache.spark.deploy.master.Master",
+    "org.apache.spark.deploy.worker.Worker",
+    "org.apache.spark.executor.CoarseGrainedExecutorBackend",
+)
 
 
 def running_engines() -> dict[int, str]:
@@ -289,7 +335,7 @@ def running_engines() -> dict[int, str]:
     pyspark in .venv/), so its command line names the lab's root; engines of another clone or
     another user's lab on the same machine are not this session's business.
     """
-    root = f"{config.project_root()}/"
+    root = f"{project_root()}/"
     found = {}
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         cmd = " ".join(proc.info["cmdline"] or [])
@@ -298,11 +344,26 @@ def running_engines() -> dict[int, str]:
     return found
 
 
+def engines_using(folder: Path) -> list[str]:
+    """Processes whose command line mentions a folder: the engines a run started there."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(folder) in cmd and proc.info["pid"] != os.getpid():
+            found.append(f"{proc.info['pid']}: {cmd[:120]}")
+    return found
+
+
 _BEFORE_TESTS = set(running_engines())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any engine started during the tests outlived them (the lab stops what it starts)."""
+    """Fail the run if any engine started during the tests outlived them (the lab stops what it starts).
+
+    With pytest-xdist the controller checks, once every worker is done (a worker would count the
+    engines the other workers are still running)."""
+    if hasattr(session.config, "workerinput"):
+        return
     deadline = time.monotonic() + 20
     while True:
         left = {pid: cmd for pid, cmd in running_engines().items() if pid not in _BEFORE_TESTS}

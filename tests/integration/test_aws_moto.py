@@ -11,20 +11,22 @@ partitions.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
+import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from smartcity.ops.aws import provision as aws
-from smartcity import params as config
-from smartcity.stream import lake
-from smartcity.present import report
+from smartcity import profiles
+from smartcity.fleet.contracts import TOPICS
 from smartcity.ops import runner
-from smartcity.params import TOPICS, Params
+from smartcity.ops.aws import provision as aws
+from smartcity.params import Params
+from smartcity.platform.ledger import Ledger
+from smartcity.platform.params import project_root
+from smartcity.stream import lake
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -33,18 +35,33 @@ BUCKET = "smartcity-moto-test"
 PREFIX = "lab"
 
 
+def _stage_counts(cfg: Params) -> pd.DataFrame:
+    """The profile's count ledger: events per topic at each stage (what the report shows)."""
+    return Ledger(cfg.paths.counts, TOPICS).table()
+
+
 @pytest.fixture(scope="module")
 def moto_run(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, runner.RunResult]]:
     """A profile extending params/aws-moto.yaml with this test's folders, ports and bucket; provisioned, then run."""
     root = tmp_path_factory.mktemp("aws-moto")
     params = root / "aws-moto-test.yaml"
-    params.write_text(yaml.safe_dump({
-        "extends": str(config.project_root() / "params" / "aws-moto.yaml"), "profile": "aws-moto-test",
-        "data_dir": str(root / "data"), "output_dir": str(root / "outputs"),
-        "kafka_bootstrap": f"127.0.0.1:{free_port()}", "postgres_port": free_port(), "postgres_fsync": False,
-        "s3_bucket": BUCKET, "s3_prefix": PREFIX,
-    }, sort_keys=False))
-    cfg = config.load_params(params)
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "extends": str(project_root() / "params" / "aws-moto.yaml"),
+                "profile": "aws-moto-test",
+                "data_dir": str(root / "data"),
+                "output_dir": str(root / "outputs"),
+                "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                "postgres_port": free_port(),
+                "postgres_fsync": False,
+                "s3_bucket": BUCKET,
+                "s3_prefix": PREFIX,
+            },
+            sort_keys=False,
+        )
+    )
+    cfg = profiles.load_params(params)
     provisioned = aws.provision(cfg)
     assert provisioned.rows, "provisioning printed nothing"
     yield cfg, runner.run(params)
@@ -61,37 +78,49 @@ def _objects(prefix: str) -> dict[str, int]:
 def test_the_six_notebooks_run_on_s3_and_glue_and_reconcile(moto_run: tuple[Params, runner.RunResult]) -> None:
     cfg, result = moto_run
     assert result.problems == [], result.problems
-    counts = report.stage_counts(cfg)
+    counts = _stage_counts(cfg)
     produced = counts["produced"].to_dict() if "produced" in counts else {}
     assert produced and all(produced[t] > 0 for t in TOPICS), counts
 
 
 def test_only_published_parquet_lies_below_the_table_prefixes(moto_run: tuple[Params, runner.RunResult]) -> None:
     """What Athena or a crawler reads under a table's prefix: every object, so nothing else may be there."""
-    below_tables = {k: v for k, v in _objects(f"{PREFIX}/lake/").items() if k != f"{PREFIX}/lake/{lake.GENERATION_FILE}"}
+    below_tables = {
+        k: v for k, v in _objects(f"{PREFIX}/lake/").items() if k != f"{PREFIX}/lake/{lake.GENERATION_FILE}"
+    }
     assert below_tables
     for key, size in below_tables.items():
         name = key.rsplit("/", 1)[1]
         assert name.startswith("part-") and name.endswith(".parquet") and size > 0, key
-    assert not [k for k in _objects(f"{PREFIX}/checkpoints/lake/_staging/") if not k.endswith("/")], \
+    assert not [k for k in _objects(f"{PREFIX}/checkpoints/lake/_staging/") if not k.endswith("/")], (
         "staging left behind after the run"
+    )
 
 
 def test_an_independent_reader_of_s3_counts_what_was_produced(moto_run: tuple[Params, runner.RunResult]) -> None:
     """pyarrow over S3, a prefix per table (as Athena reads a location): every event once."""
     cfg, _ = moto_run
-    produced = report.stage_counts(cfg)["produced"].to_dict()
+    produced = _stage_counts(cfg)["produced"].to_dict()
     host, port = boto3.client("s3").meta.endpoint_url.removeprefix("http://").split(":")
-    fs = pafs.S3FileSystem(access_key="testing", secret_key="testing", session_token="testing", region="us-east-1",
-                           endpoint_override=f"{host}:{port}", scheme="http")
+    fs = pafs.S3FileSystem(
+        access_key="testing",
+        secret_key="testing",
+        session_token="testing",
+        region="us-east-1",
+        endpoint_override=f"{host}:{port}",
+        scheme="http",
+    )
     for topic in TOPICS:
-        table = ds.dataset(f"{BUCKET}/{PREFIX}/lake/{topic}", filesystem=fs, format="parquet",
-                           partitioning="hive").to_table(columns=["id"])
+        table = ds.dataset(
+            f"{BUCKET}/{PREFIX}/lake/{topic}", filesystem=fs, format="parquet", partitioning="hive"
+        ).to_table(columns=["id"])
         ids = table.column("id").to_pylist()
         assert len(ids) == len(set(ids)) == produced[topic], topic
 
 
-def test_glue_holds_every_table_with_its_partitions_at_the_lake_prefixes(moto_run: tuple[Params, runner.RunResult]) -> None:
+def test_glue_holds_every_table_with_its_partitions_at_the_lake_prefixes(
+    moto_run: tuple[Params, runner.RunResult],
+) -> None:
     glue = boto3.client("glue")
     tables = {t["Name"]: t for t in glue.get_tables(DatabaseName="smartcity")["TableList"]}
     assert set(tables) == {*TOPICS, "quarantine"}
@@ -99,7 +128,9 @@ def test_glue_holds_every_table_with_its_partitions_at_the_lake_prefixes(moto_ru
         location = tables[topic]["StorageDescriptor"]["Location"]
         assert location == f"s3://{BUCKET}/{PREFIX}/lake/{topic}/"
         days = {k.split("event_date=")[1].split("/")[0] for k in _objects(f"{PREFIX}/lake/{topic}/")}
-        registered = {p["Values"][0] for p in glue.get_partitions(DatabaseName="smartcity", TableName=topic)["Partitions"]}
+        registered = {
+            p["Values"][0] for p in glue.get_partitions(DatabaseName="smartcity", TableName=topic)["Partitions"]
+        }
         assert registered == days, topic
         columns = [c["Name"] for c in tables[topic]["StorageDescriptor"]["Columns"]]
         assert columns == [c.lower() for c in columns] and "id" in columns
@@ -109,18 +140,24 @@ def test_the_athena_sql_ran_on_the_glue_tables(moto_run: tuple[Params, runner.Ru
     cfg, _ = moto_run
     import nbformat
 
-    book = nbformat.read(cfg.output_path / "notebooks" / "04_athena.ipynb", as_version=4)
+    book = nbformat.read(cfg.paths.output / "notebooks" / "04_athena.ipynb", as_version=4)
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     row_counts = next(c for c in book.cells if c.cell_type == "code" and "row_counts" in c.source)
     text = row_counts.outputs[0]["data"]["text/plain"]
-    produced = report.stage_counts(cfg)["produced"].to_dict()
+    produced = _stage_counts(cfg)["produced"].to_dict()
     for topic in TOPICS:
         assert str(produced[topic]) in text, (topic, text)
 
 
 def test_the_params_are_what_the_profile_says(moto_run: tuple[Params, runner.RunResult]) -> None:
     cfg, _ = moto_run
-    assert (cfg.platform, cfg.lake_storage, cfg.catalog_engine, cfg.query_engine, cfg.warehouse_engine) == (
-        "aws", "s3", "glue", "duckdb", "postgres")
-    assert Path(cfg.data_path / "lake").exists() is False, "an S3 profile wrote a lake folder on local disk"
+    run = cfg.pipeline
+    assert (run.platform, run.lake_storage, run.catalog_engine, run.query_engine, run.warehouse_engine) == (
+        "aws",
+        "s3",
+        "glue",
+        "duckdb",
+        "postgres",
+    )
+    assert cfg.paths.lake.exists() is False, "an S3 profile wrote a lake folder on local disk"

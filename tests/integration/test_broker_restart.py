@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.platform import kafka
-from smartcity.fleet.contracts import Event
-from smartcity.platform.processes import free_port
+from smartcity.fleet.contracts import TOPICS, Event
 from smartcity.ingest.producer import BACKENDS
+from smartcity.platform import topics
+from smartcity.platform.broker import start_broker
+from smartcity.platform.processes import free_port
 from tests.conftest import numbered_events, produce_through, unique_delivery
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ class RestartableBroker:
 
     def __init__(self, data: Path) -> None:
         self.port, self.data = free_port(), data
-        self.broker = kafka.start_broker(self.port, self.data)
+        self.broker = start_broker(self.port, self.data)
 
     @property
     def bootstrap(self) -> str:
@@ -44,7 +45,7 @@ class RestartableBroker:
         self.broker.stop()
 
     def start(self) -> None:
-        self.broker = kafka.start_broker(self.port, self.data)
+        self.broker = start_broker(self.port, self.data)
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,14 @@ def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restartabl
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_a_broker_restart_while_producing_loses_and_doubles_nothing(restartable: RestartableBroker,
-                                                                   events: list[Event], backend: str) -> None:
+def test_a_broker_restart_while_producing_loses_and_doubles_nothing(
+    restartable: RestartableBroker, events: list[Event], backend: str
+) -> None:
     def restart(release: Callable[[], None]) -> None:
         restartable.stop()
         release()  # the last third is sent while the broker is down
         restartable.start()  # the same data dir and port
 
-    kafka.ensure_topics(restartable.bootstrap, partitions=3, empty=True)
+    topics.ensure_topics(restartable.bootstrap, TOPICS, partitions=3, empty=True)
     produce_through(restartable.bootstrap, events, backend, restart)
     unique_delivery(restartable.bootstrap, events)

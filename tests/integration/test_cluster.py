@@ -27,15 +27,16 @@ import pytest
 import yaml
 from kafka import KafkaAdminClient
 
-from smartcity.platform import cluster
-from smartcity import params as config
-from smartcity.platform import kafka
-from smartcity.stream import lake
-from smartcity.ops import live
+from smartcity import steps
+from smartcity.fleet.contracts import TOPICS
 from smartcity.ops import runner
-from smartcity.params import NOTEBOOKS, TOPICS, Params, project_root
+from smartcity.params import Params
+from smartcity.platform import broker, cluster, topics
+from smartcity.platform.params import project_root
 from smartcity.platform.processes import free_port, port_open
-from tests.conftest import lab_params, numbered_events, produce_through, unique_delivery
+from smartcity.steps import NOTEBOOKS
+from smartcity.stream import lake, monitor
+from tests.conftest import engines_using, lab_params, numbered_events, produce_through, unique_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -45,80 +46,147 @@ def quorum_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        if port + kafka.CONTROLLER_PORT_OFFSET < 65536 and not port_open("127.0.0.1", port + kafka.CONTROLLER_PORT_OFFSET):
+        if port + broker.CONTROLLER_PORT_OFFSET < 65536 and not port_open(
+            "127.0.0.1", port + broker.CONTROLLER_PORT_OFFSET
+        ):
             ports.append(port)
     return ports
 
 
 def cfg_ports(cfg: Params) -> list[int]:
-    return [port for _, port in cfg.kafka_addresses]
+    return [port for _, port in cfg.kafka.addresses]
 
 
 def in_sync(bootstrap: str) -> dict[tuple[str, int], list[int]]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smartcity-test-isr")
     try:
-        return {(d["name"], p["partition_index"]): sorted(p["isr_nodes"])
-                for d in admin.describe_topics(list(TOPICS)) for p in d["partitions"]}
+        return {
+            (d["name"], p["partition_index"]): sorted(p["isr_nodes"])
+            for d in admin.describe_topics(list(TOPICS))
+            for p in d["partitions"]
+        }
     finally:
         admin.close()
 
 
 @pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]]:
+def cluster_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster]]:
     """The cluster profile's engines, started once by the tests: 3 Kafka nodes, a master and 2 workers."""
     root = tmp_path_factory.mktemp("cluster")
     ports = quorum_ports(3)
-    cfg = lab_params(root, profile="cluster", kafka_replication=3, producer_backend="confluent-kafka",
-                     kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in ports),
-                     spark_master=f"spark://127.0.0.1:{free_port()}", spark_master_ui_port=free_port(), spark_workers=2)
+    cfg = lab_params(
+        root,
+        profile="cluster",
+        kafka_replication=3,
+        producer_backend="confluent-kafka",
+        kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in ports),
+        spark_master=f"spark://127.0.0.1:{free_port()}",
+        spark_master_ui_port=free_port(),
+        spark_workers=2,
+    )
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
-    with kafka.ensure_broker(cfg) as quorum, cluster.ensure_cluster(cfg) as spark_cluster:
+    with steps.open_broker(cfg) as quorum, cluster.ensure_cluster(cfg.spark, cfg.paths.data / "spark") as spark_cluster:
         assert sorted(quorum.nodes) == [1, 2, 3] and spark_cluster.owned
         yield cfg, params, quorum, spark_cluster
 
 
+@pytest.fixture(scope="module")
+def notebooks_run(
+    cluster_run: tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster],
+) -> tuple[runner.RunResult, set[str]]:
+    """``smartcity run`` on the cluster profile: the six notebooks through the runner, once for the tests
+    below; with the engines that used the run's folders before it (the module's quorum and cluster)."""
+    cfg, params, _, _ = cluster_run
+    before = set(engines_using(cfg.paths.data))
+    return runner.run(params), before  # finds the quorum and the master running, and uses them
+
+
 def test_the_six_notebooks_run_unchanged_on_the_cluster_and_reconcile(
-        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
-    cfg, params, _, spark_cluster = cluster_run
-    result = runner.run(params)  # finds the quorum and the master running, and uses them
+    cluster_run: tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster],
+    notebooks_run: tuple[runner.RunResult, set[str]],
+) -> None:
+    cfg, _, _, spark_cluster = cluster_run
+    result, _ = notebooks_run
     assert result.problems == [], result.problems
-    for name in NOTEBOOKS:
-        book = nbformat.read(cfg.output_path / "notebooks" / f"{name}.ipynb", as_version=4)
-        assert all(o.output_type != "error" for c in book.cells if c.cell_type == "code" for o in c.outputs), name
     state = spark_cluster.state() or {}
     apps = [a for a in state.get("completedapps", []) if a["name"] == f"smartcity-{cfg.profile}"]
     assert apps and all(a["cores"] == 2 for a in apps), "the stream ran on both workers' executors"
 
 
+def test_the_report_links_every_notebook_and_the_maps(notebooks_run: tuple[runner.RunResult, set[str]]) -> None:
+    result, _ = notebooks_run
+    cfg, index = result.cfg, result.index
+    assert index is not None and index.exists()
+    page = index.read_text()
+    for name in NOTEBOOKS:
+        book = nbformat.read(cfg.paths.output / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert all(o.output_type != "error" for c in book.cells if c.cell_type == "code" for o in c.outputs), name
+        assert f'href="html/{name}.html"' in page and (cfg.paths.output / "html" / f"{name}.html").exists()
+    journey = cfg.paths.maps / "journey.html"
+    assert journey.stat().st_size > 10_000 and 'href="maps/journey.html"' in page
+    assert "exactly once" in page and result.problems == []
+
+
+def test_every_stage_holds_every_produced_event_once(notebooks_run: tuple[runner.RunResult, set[str]]) -> None:
+    cfg = notebooks_run[0].cfg
+    lab = steps.open_lab(cfg)
+    with steps.open_broker(cfg) as quorum:  # the module's quorum, still running: used as it is
+        in_kafka = topics.topic_counts(quorum.bootstrap, TOPICS)
+    in_lake = {t: lake.count_rows(lake.data_files(cfg.paths.lake / t)) for t in TOPICS}
+    in_catalog = {t: n for t, n in steps.catalog_counts(lab).items() if t in TOPICS}
+    with steps.open_warehouse(lab) as warehouse:  # the run stopped its PostgreSQL: started again on its data
+        in_warehouse = warehouse.counts(TOPICS)
+    assert sum(in_kafka.values()) > 5000
+    assert in_kafka == in_lake == in_catalog == in_warehouse
+
+
+def test_the_run_leaves_running_only_the_engines_it_found(notebooks_run: tuple[runner.RunResult, set[str]]) -> None:
+    """What the runner started (its Spark driver, PostgreSQL, the notebook kernels) it stopped; the
+    quorum and the cluster it found running it left running."""
+    result, before = notebooks_run
+    deadline = time.monotonic() + 30  # the workers end the application's executors once its driver is gone
+    while set(engines_using(result.cfg.paths.data)) != before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(engines_using(result.cfg.paths.data)) == before
+
+
 def test_the_quorum_replicates_every_topic_three_times_and_needs_two_in_sync(
-        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    cluster_run: tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster],
+) -> None:
     cfg, _, quorum, _ = cluster_run
-    kafka.prepare_topics(cfg)
+    steps.reset_run(steps.open_lab(cfg))  # the run's topics, as 01_simulate prepares them
     assert set(map(tuple, in_sync(quorum.bootstrap).values())) == {(1, 2, 3)}
-    props = (cfg.data_path / "kafka" / "node-2" / "server.properties").read_text().splitlines()
-    for line in ("default.replication.factor=3", "min.insync.replicas=2", "unclean.leader.election.enable=false",
-                 f"controller.quorum.voters={','.join(f'{i}@127.0.0.1:{p + 1000}' for i, p in enumerate(cfg_ports(cfg), 1))}"):
+    props = (cfg.paths.kafka / "node-2" / "server.properties").read_text().splitlines()
+    for line in (
+        "default.replication.factor=3",
+        "min.insync.replicas=2",
+        "unclean.leader.election.enable=false",
+        f"controller.quorum.voters={','.join(f'{i}@127.0.0.1:{p + 1000}' for i, p in enumerate(cfg_ports(cfg), 1))}",
+    ):
         assert line in props
-    again = kafka.ensure_broker(cfg)  # the whole quorum answers: used as it is, not started twice
+    again = steps.open_broker(cfg)  # the whole quorum answers: used as it is, not started twice
     assert not again.owned
-    assert kafka.is_kafka(f"127.0.0.1:{cfg_ports(cfg)[2]}")  # every address is a broker, not only the first
+    assert broker.is_kafka(f"127.0.0.1:{cfg_ports(cfg)[2]}")  # every address is a broker, not only the first
 
 
 def test_kill_minus_nine_of_a_broker_while_producing_loses_nothing_and_the_node_rejoins(
-        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    cluster_run: tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster],
+) -> None:
     cfg, _, quorum, _ = cluster_run
     events = numbered_events(150_000)
-    kafka.ensure_topics(quorum.bootstrap, partitions=3, replication=3, empty=True)
+    topics.ensure_topics(quorum.bootstrap, TOPICS, partitions=3, replication=3, empty=True)
     victim = quorum.nodes[2]
-    restarted: list[kafka.KafkaBroker] = []
+    restarted: list[broker.KafkaBroker] = []
 
     def kill_and_restart(release: Callable[[], None]) -> None:
         os.kill(victim.pid, signal.SIGKILL)
         victim.proc.wait(30)
         release()  # the last third is sent while node 2 is gone
         time.sleep(5)
-        restarted.append(kafka.ensure_broker(cfg))  # starts the missing node again, on its data
+        restarted.append(steps.open_broker(cfg))  # starts the missing node again, on its data
 
     try:
         produce_through(quorum.bootstrap, events, "confluent-kafka", kill_and_restart)
@@ -147,25 +215,37 @@ def _executors(spark_cluster: cluster.SparkCluster) -> list[psutil.Process]:
 
 
 def _glob(cfg: Params, table: str) -> str:
-    return str(lake.table_path(cfg, table) / "**" / "*.parquet")
+    return str(cfg.paths.lake / table / "**" / "*.parquet")
 
 
 def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doubles_nothing(
-        cluster_run: tuple[Params, Path, kafka.KafkaBroker, cluster.SparkCluster]) -> None:
+    cluster_run: tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster],
+) -> None:
     base, _, _, spark_cluster = cluster_run
-    root = base.data_path.parent
-    cfg = config.from_mapping({**base.as_dict(), "mode": "live", "vehicles": 6, "departure_spacing_seconds": 10.0,
-                               "departure_rate_per_hour": 60.0, "speedup": 60.0, "incident_rate": 2.0,
-                               "base_date": "2026-01-05T07:00:00+00:00"})
+    root = base.paths.data.parent
+    cfg = base.with_values(
+        mode="live",
+        vehicles=6,
+        departure_spacing_seconds=10.0,
+        departure_rate_per_hour=60.0,
+        speedup=60.0,
+        incident_rate=2.0,
+        base_date="2026-01-05T07:00:00+00:00",
+    )
     params = root / "live.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
     log = root / "live.log"
     with open(log, "a") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcity", "live", "--params", str(params), "--quiet"],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=project_root(), start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "smartcity", "live", "--params", str(params), "--quiet"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=project_root(),
+            start_new_session=True,
+        )
 
     def written() -> int:
-        status = live.read_status(cfg)
+        status = monitor.read_status(cfg.paths.live)
         return 0 if status.empty else int(sum(status[f"{t}.written"].iloc[-1] for t in TOPICS))
 
     def wait_written(at_least: int, timeout_s: float) -> None:
@@ -181,13 +261,16 @@ def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doub
         while len(executors := _executors(spark_cluster)) < 2:
             assert time.monotonic() < deadline, f"the live stream has {len(executors)} executor(s), not one per worker"
             time.sleep(1)
-        for executor, worker in zip(sorted(executors, key=lambda e: e.ppid()),
-                                    sorted(spark_cluster.workers, key=lambda w: w.pid), strict=True):
+        for executor, worker in zip(
+            sorted(executors, key=lambda e: e.ppid()), sorted(spark_cluster.workers, key=lambda w: w.pid), strict=True
+        ):
             # what is the driver's stays the driver's: executors log by their own config, not into the
             # driver's file, and their scratch space is their worker's
             command, env = " ".join(executor.cmdline()), executor.environ()
             assert "log4j2-executor.properties" in command and "smartcity.spark.log" not in command
-            assert env["SPARK_EXECUTOR_DIRS"].startswith(str(worker.log_path.parent / "tmp")), env["SPARK_EXECUTOR_DIRS"]
+            assert env["SPARK_EXECUTOR_DIRS"].startswith(str(worker.log_path.parent / "tmp")), env[
+                "SPARK_EXECUTOR_DIRS"
+            ]
         victim = psutil.Process(spark_cluster.workers[0].pid)
         lost_executors = [e for e in executors if e.ppid() == victim.pid]
         assert len(lost_executors) == 1, "the worker to kill runs one of the executors"
@@ -195,7 +278,7 @@ def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doub
         psutil.wait_procs([victim, *lost_executors], timeout=60)
         assert not any(e.is_running() for e in lost_executors), "the killed worker's executor outlived it"
         deadline = time.monotonic() + 120
-        while len(cluster.alive_workers(cluster.master_state("127.0.0.1", cfg.spark_master_ui_port))) != 1:
+        while len(cluster.alive_workers(cluster.master_state("127.0.0.1", cfg.spark.master_ui_port))) != 1:
             assert time.monotonic() < deadline, "the master did not notice the lost worker"
             time.sleep(1)
         wait_written(written() + 2000, 300)  # the query carries on, on the other worker's executor
@@ -205,7 +288,8 @@ def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doub
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    summary = live.finished_summary(cfg)
+    steps.live_process(cfg).ended()  # raises unless the live run ended well
+    summary = monitor.read_summary(cfg.paths.live)
     for topic in TOPICS:
         if not glob.glob(_glob(cfg, topic), recursive=True):
             assert summary["produced"].get(topic, 0) == 0, topic

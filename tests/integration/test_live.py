@@ -21,14 +21,13 @@ import psutil
 import pytest
 import yaml
 
-from smartcity.catalog import crawler as catalog
-from smartcity.platform import kafka
-from smartcity.stream import lake
-from smartcity.ops import live
-from smartcity.platform import postgres
-from smartcity.warehouse import load
-from smartcity.present import report
-from smartcity.params import TOPICS, Params, project_root
+from smartcity import steps
+from smartcity.fleet.contracts import TOPICS
+from smartcity.params import Params
+from smartcity.platform import topics
+from smartcity.platform.params import project_root
+from smartcity.platform.processes import port_open
+from smartcity.stream import lake, monitor
 from tests.conftest import lab_params
 
 pytestmark = pytest.mark.integration
@@ -36,8 +35,13 @@ pytestmark = pytest.mark.integration
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "smartcity", *args], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=project_root(), start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "smartcity", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=project_root(),
+            start_new_session=True,
+        )
 
 
 def _family(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -48,7 +52,7 @@ def _family(proc: subprocess.Popen) -> list[psutil.Process]:
 
 
 def _written(cfg: Params) -> int:
-    status = live.read_status(cfg)
+    status = monitor.read_status(cfg.paths.live)
     return 0 if status.empty else int(sum(status[f"{t}.written"].iloc[-1] for t in TOPICS))
 
 
@@ -56,26 +60,40 @@ def _glob_counts(cfg: Params) -> dict[str, int]:
     """What a reader that shares none of the lab's code sees: DuckDB over each table folder."""
     counts = {}
     for topic in TOPICS:
-        pattern = lake.table_path(cfg, topic) / "**" / "*.parquet"
+        pattern = cfg.paths.lake / topic / "**" / "*.parquet"
         found = glob.glob(str(pattern), recursive=True)  # DuckDB refuses a glob that matches nothing
-        counts[topic] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}', union_by_name = true)"
-                                   ).fetchall()[0][0] if found else 0
+        counts[topic] = (
+            duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}', union_by_name = true)").fetchall()[0][0]
+            if found
+            else 0
+        )
     return counts
 
 
 @pytest.fixture(scope="module")
 def live_cfg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, Path]:
     root = tmp_path_factory.mktemp("live")
-    cfg = lab_params(root, mode="live", vehicles=6, departure_spacing_seconds=10.0, departure_rate_per_hour=60.0,
-                     speedup=60.0, live_seconds=0.0, producer_backend="confluent-kafka", incident_rate=2.0,
-                     stream_trigger_seconds=1.0, base_date="2026-01-05T07:00:00+00:00")
+    cfg = lab_params(
+        root,
+        mode="live",
+        vehicles=6,
+        departure_spacing_seconds=10.0,
+        departure_rate_per_hour=60.0,
+        speedup=60.0,
+        live_seconds=0.0,
+        producer_backend="confluent-kafka",
+        incident_rate=2.0,
+        stream_trigger_seconds=1.0,
+        base_date="2026-01-05T07:00:00+00:00",
+    )
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
     return cfg, params
 
 
 def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_nothing_lost(
-        live_cfg: tuple[Params, Path]) -> None:
+    live_cfg: tuple[Params, Path],
+) -> None:
     cfg, params = live_cfg
     log = params.parent / "live.log"
     proc = _start(["live", "--params", str(params), "--quiet"], log)
@@ -96,19 +114,21 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
-    gone, alive = psutil.wait_procs(list(family.values()), timeout=20)
+    _, alive = psutil.wait_procs(list(family.values()), timeout=20)
     assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
-    assert not kafka.port_open(*cfg.kafka_host_port), "the broker the live run started is stopped"
+    assert not port_open(*cfg.kafka.addresses[0]), "the broker the live run started is stopped"
 
-    summary = json.loads((live.live_dir(cfg) / "summary.json").read_text())
-    status = live.read_status(cfg)
+    summary = json.loads((cfg.paths.live / "summary.json").read_text())
+    status = monitor.read_status(cfg.paths.live)
     produced = {t: summary["produced"].get(t, 0) for t in TOPICS}
     assert sum(produced.values()) > 2000 and all(produced[t] > 0 for t in ("vehicle_data", "gps_data", "weather_data"))
     assert (status["phase"] == "producing").any() and status["phase"].iloc[-1] == "draining"
     assert status["lag"].max() >= 0 and status["lag"].iloc[-1] == 0, "the lag returns to 0 once the producer stops"
     # batches arrive every second or several, as busy as the machine is: what counts is that they arrived
     # while the fleet drove, not how many seconds saw one
-    assert (status.loc[status["phase"] == "producing", "written_per_s"] > 0).any(), "the lake filled while the fleet was driving"
+    assert (status.loc[status["phase"] == "producing", "written_per_s"] > 0).any(), (
+        "the lake filled while the fleet was driving"
+    )
     assert {t: summary["in_lake"][t] for t in TOPICS} == produced == _glob_counts(cfg)
     assert summary["in_lake"][lake.QUARANTINE] == 0
 
@@ -116,15 +136,16 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
     restart = _start(["stream", "--params", str(params), "--duration", "15"], log)
     assert restart.wait(240) == 0, log.read_text()[-3000:]
     assert _glob_counts(cfg) == produced
-    with kafka.ensure_broker(cfg) as broker:  # started again on its data: the topics hold what was produced
-        ends = kafka.topic_counts(broker.bootstrap)
+    with steps.open_broker(cfg) as broker:  # started again on its data: the topics hold what was produced
+        ends = topics.topic_counts(broker.bootstrap, TOPICS)
     assert {t: ends[t] for t in TOPICS} == produced
 
     # and the later stages agree: catalog and warehouse take what the live run committed
-    catalog.crawl(cfg)
-    assert {t: n for t, n in catalog.view_counts(cfg).items() if t in TOPICS} == produced
-    with postgres.ensure_warehouse(cfg) as warehouse:  # this lab's own, as the live profile has
-        load.load_lake(cfg, warehouse)
-        assert load.warehouse_counts(warehouse) == produced
-    _, problems = report.reconcile(cfg)
+    lab = steps.open_lab(cfg)
+    steps.crawl_lake(lab)  # records the catalog's counts in the ledger
+    assert {t: n for t, n in steps.catalog_counts(lab).items() if t in TOPICS} == produced
+    with steps.open_warehouse(lab) as warehouse:  # this lab's own, as the live profile has
+        steps.load_warehouse(lab, warehouse)  # records the warehouse's counts in the ledger
+        assert warehouse.counts(TOPICS) == produced
+    _, problems = lab.ledger.reconcile()
     assert problems == [], problems

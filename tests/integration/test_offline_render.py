@@ -12,8 +12,8 @@ import html
 import io
 import json
 import math
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,16 +24,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smartcity.catalog import crawler as catalog
-from smartcity.stream import lake
-from smartcity.present import report
-from smartcity.present import maps
-from smartcity.routes import model as routes
+from smartcity import steps
 from smartcity.fleet import simulation
-from smartcity.params import Params
 from smartcity.fleet.roads import load_network
+from smartcity.params import Params
+from smartcity.present import maps
+from smartcity.routes import edge_times, routing
+from smartcity.stream import lake
 from tests.conftest import lab_params
-from tests.unit.lake_fixture import write_lake
+from tests.lake_fixture import write_lake
 
 pytestmark = pytest.mark.browser
 
@@ -63,10 +62,21 @@ LOOPBACK_ONLY = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
 def _chromium_run(args: list[str], scratch: str, network: list[str] = OFFLINE) -> str:
     cmd = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={scratch}/profile", *network,
-        "--force-color-profile=srgb", "--hide-scrollbars", "--virtual-time-budget=5000", *args,
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={scratch}/profile",
+        *network,
+        "--force-color-profile=srgb",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+        *args,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -84,8 +94,9 @@ def screenshot(page: Path, width: int = WIDTH, height: int = HEIGHT, network: li
 
     with tempfile.TemporaryDirectory() as scratch:
         shot = Path(scratch) / "shot.png"
-        output = _chromium_run([f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], scratch,
-                               network)
+        output = _chromium_run(
+            [f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], scratch, network
+        )
         assert shot.exists(), f"chromium made no screenshot:\n{output}"
         return np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")).astype(int)
 
@@ -99,8 +110,10 @@ def map_view(page: Path, width: int = WIDTH, height: int = HEIGHT) -> dict[str, 
     """
     text = page.read_text()
     name = re.search(r"var (map_[0-9a-f]+) = L\.map\(", text).group(1)
-    probe = (f"<script>var s={name}.getSize();document.body.setAttribute('data-view',"
-             f"JSON.stringify({{zoom:{name}.getZoom(),width:s.x,height:s.y}}));</script>")
+    probe = (
+        f"<script>var s={name}.getSize();document.body.setAttribute('data-view',"
+        f"JSON.stringify({{zoom:{name}.getZoom(),width:s.x,height:s.y}}));</script>"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "probe.html"
         copy.write_text(text.replace("</html>", probe + "</html>"))
@@ -126,7 +139,7 @@ def fit_zoom(south: float, west: float, north: float, east: float, width: float,
     return math.floor(round(math.log2(scale) * 100) / 100)  # within 1 % of a level counts as that level
 
 
-def fitted_pixels(south: float, west: float, north: float, east: float, zoom: int, width: int, height: int):  # noqa: ANN201
+def fitted_pixels(south: float, west: float, north: float, east: float, zoom: int, width: int, height: int):
     """A function from (lat, lon) to pixels of a map fitted to those bounds, centred in width x height."""
     (ax, ay), (bx, by) = _project(north, west, zoom), _project(south, east, zoom)
     cx, cy = (ax + bx) / 2, (ay + by) / 2
@@ -138,7 +151,7 @@ def fitted_pixels(south: float, west: float, north: float, east: float, zoom: in
     return pixel
 
 
-def corridor_pixels(page: Path):  # noqa: ANN201
+def corridor_pixels(page: Path):
     """Where a point of the corridor must appear in the screenshot of a lab map (fitted to the corridor)."""
     network = load_network()
     lats = [n.lat for n in network.nodes.values()]
@@ -150,12 +163,12 @@ def corridor_pixels(page: Path):  # noqa: ANN201
 
 
 def _hex(colour: str) -> np.ndarray:
-    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
 
 
 def _near(pixels: np.ndarray, x: float, y: float, colour: np.ndarray, radius: int = 2, tolerance: float = 45) -> bool:
-    xi, yi = int(round(x)), int(round(y))
-    patch = pixels[max(0, yi - radius): yi + radius + 1, max(0, xi - radius): xi + radius + 1]
+    xi, yi = round(x), round(y)
+    patch = pixels[max(0, yi - radius) : yi + radius + 1, max(0, xi - radius) : xi + radius + 1]
     return bool(patch.size) and bool((np.linalg.norm(patch - colour, axis=2) <= tolerance).any())
 
 
@@ -178,11 +191,18 @@ class Covered:
         return any(a <= x <= c and b <= y <= d for a, b, c, d in self.boxes)
 
 
-def check_line(pixels: np.ndarray, points: list[tuple[float, float]], colour: np.ndarray, covered: Covered,
-               others: np.ndarray, label: str) -> None:
+def check_line(
+    pixels: np.ndarray,
+    points: list[tuple[float, float]],
+    colour: np.ndarray,
+    covered: Covered,
+    others: np.ndarray,
+    label: str,
+) -> None:
     """The line's colour must show at (nearly) every point of it that no marker or other line covers."""
-    visible = [p for p in points if p not in covered
-               and (len(others) == 0 or np.hypot(*(others - np.array(p)).T).min() > 5)]
+    visible = [
+        p for p in points if p not in covered and (len(others) == 0 or np.hypot(*(others - np.array(p)).T).min() > 5)
+    ]
     assert len(visible) >= 20, f"{label}: too few uncovered points to judge ({len(visible)})"
     drawn = np.mean([_near(pixels, x, y, colour) for x, y in visible])
     assert drawn >= 0.9, f"{label}: only {drawn:.0%} of {len(visible)} uncovered points show the line"
@@ -193,26 +213,27 @@ def check_line(pixels: np.ndarray, points: list[tuple[float, float]], colour: np
 def run(tmp_path_factory: pytest.TempPathFactory) -> Params:
     """A default-sized run written without Kafka or Spark, its maps saved and its report written."""
     cfg = lab_params(tmp_path_factory.mktemp("offline"))
-    counts = write_lake(cfg, simulation.simulate_journey(cfg))
-    report.record_counts(cfg, "produced", counts)
-    catalog.crawl(cfg)
-    model = routes.fit_edge_times(routes.read_observations(cfg))
-    table = routes.suggest(model, routes.departures_by_hour(cfg.start_time, [8]), routes.fleet_weights(cfg))
-    maps.save_map(maps.corridor_map(), cfg, "corridor")
-    maps.save_map(maps.journey_map(cfg, suggestions=table), cfg, "journey")
-    report.write_index(cfg, [], sorted((cfg.output_path / "maps").glob("*.html")))
+    lab = steps.open_lab(cfg)
+    counts = write_lake(cfg, simulation.simulate_journey(cfg.fleet))
+    lab.ledger.record("produced", counts)
+    steps.crawl_lake(lab)
+    model = edge_times.fit_edge_times(steps.observations(lab))
+    table = routing.suggest(model, routing.departures_by_hour(cfg.fleet.start_time, [8]), cfg.fleet.weights)
+    maps.save_map(maps.corridor_map(), cfg.paths.maps, "corridor")
+    maps.save_map(steps.journey_map(lab, suggestions=table), cfg.paths.maps, "journey")
+    steps.write_report(lab, [])
     return cfg
 
 
 def test_the_journey_map_draws_every_track_offline(run: Params) -> None:
-    from smartcity.fleet.simulation import place_cameras, place_stations
+    from smartcity.fleet.sensors import place_cameras, place_stations
 
-    page = run.output_path / "maps" / "journey.html"
+    page = run.paths.maps / "journey.html"
     pixels, pixel = screenshot(page), corridor_pixels(page)
     network = load_network()
     land = _hex(maps.LAND_COLOUR)
-    fixes = lake.read_table(run, "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
-    incidents = lake.read_table(run, "emergency_data", ["latitude", "longitude"]).to_pandas()
+    fixes = lake.read_table(steps.open_store(run), "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
+    incidents = lake.read_table(steps.open_store(run), "emergency_data", ["latitude", "longitude"]).to_pandas()
     covered = Covered()
     for camera in place_cameras(network):
         covered.pin(*pixel(*camera.point))
@@ -220,8 +241,10 @@ def test_the_journey_map_draws_every_track_offline(run: Params) -> None:
         covered.pin(*pixel(point.latitude, point.longitude))
     for station in place_stations(network):
         covered.circle(*pixel(*station.point), 9)
-    tracks = {device: [pixel(p.latitude, p.longitude) for p in own.itertuples()]
-              for device, own in fixes.groupby("deviceId", sort=True)}
+    tracks = {
+        device: [pixel(p.latitude, p.longitude) for p in own.itertuples()]
+        for device, own in fixes.groupby("deviceId", sort=True)
+    }
     for n, (device, points) in enumerate(tracks.items()):
         others = np.array([p for d, ps in tracks.items() if d != device for p in ps])
         colour = 0.8 * _hex(maps.TRACK_COLOURS[n]) + 0.2 * land  # the line's opacity over the background
@@ -233,9 +256,9 @@ def test_the_journey_map_draws_every_track_offline(run: Params) -> None:
 
 
 def test_the_corridor_map_draws_the_three_routes_offline(run: Params) -> None:
-    from smartcity.fleet.simulation import place_cameras, place_stations
+    from smartcity.fleet.sensors import place_cameras, place_stations
 
-    page = run.output_path / "maps" / "corridor.html"
+    page = run.paths.maps / "corridor.html"
     pixels, pixel = screenshot(page), corridor_pixels(page)
     network = load_network()
     covered = Covered()
@@ -245,8 +268,10 @@ def test_the_corridor_map_draws_the_three_routes_offline(run: Params) -> None:
         covered.pin(*pixel(*station.point))
     for node in network.nodes.values():
         covered.circle(*pixel(*node.point), 3)
-    lines = {name: [pixel(*network.route(name).position(km)[0]) for km in np.arange(0, network.route(name).length_km, 1.0)]
-             for name in network.route_names}
+    lines = {
+        name: [pixel(*network.route(name).position(km)[0]) for km in np.arange(0, network.route(name).length_km, 1.0)]
+        for name in network.route_names
+    }
     for n, (name, points) in enumerate(lines.items()):
         others = np.array([p for other, ps in lines.items() if other != name for p in ps])
         colour = 0.75 * _hex(maps.ROUTE_COLOURS[n]) + 0.25 * _hex(maps.LAND_COLOUR)
@@ -263,7 +288,7 @@ def _find(image: np.ndarray, part: np.ndarray) -> tuple[int, int] | None:
             if at % 3 == 0:
                 x = at // 3
                 top = y - row
-                if np.array_equal(image[top:top + part.shape[0], x:x + part.shape[1]], part):
+                if np.array_equal(image[top : top + part.shape[0], x : x + part.shape[1]], part):
                     return x, top
             at = image[y].astype(np.uint8).tobytes().find(needle, at + 1)
     return None
@@ -272,11 +297,11 @@ def _find(image: np.ndarray, part: np.ndarray) -> tuple[int, int] | None:
 def test_the_report_shows_each_maps_thumbnail_with_its_routes(run: Params) -> None:
     from PIL import Image
 
-    pixels = screenshot(run.output_path / "index.html", width=1100, height=2400)
+    pixels = screenshot(run.paths.output / "index.html", width=1100, height=2400)
     for name in ("corridor", "journey"):
-        thumb = np.asarray(Image.open(run.output_path / "maps" / f"{name}.png").convert("RGB")).astype(int)
+        thumb = np.asarray(Image.open(run.paths.maps / f"{name}.png").convert("RGB")).astype(int)
         assert _find(pixels, thumb) is not None, f"the {name} thumbnail is not on the report page"
-    journey = np.asarray(Image.open(run.output_path / "maps" / "journey.png").convert("RGB")).astype(int)
+    journey = np.asarray(Image.open(run.paths.maps / "journey.png").convert("RGB")).astype(int)
     for colour in maps.TRACK_COLOURS[:3]:
         blended = 0.8 * _hex(colour) + 0.2 * _hex(maps.LAND_COLOUR)
         track = (np.linalg.norm(journey - blended, axis=2) <= 45).sum()
@@ -311,7 +336,7 @@ def tile_server() -> Iterator[str]:
     tile = buffer.getvalue()
 
     class Tiles(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.send_header("Content-Length", str(len(tile)))
@@ -336,17 +361,17 @@ TILE_COLOUR = (255, 0, 255)
 
 def test_with_a_tile_server_the_tiles_cover_the_background(run: Params, tile_server: str, tmp_path: Path) -> None:
     """Online the map looks as before: tiles over the corridor background, the tracks on top."""
-    saved = (run.output_path / "maps" / "journey.html").read_text()
+    saved = (run.paths.maps / "journey.html").read_text()
     osm = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     assert osm in saved
     page = tmp_path / "journey-local-tiles.html"
     page.write_text(saved.replace(osm, tile_server + "/{z}/{x}/{y}.png"))
     pixels = screenshot(page, network=LOOPBACK_ONLY)
-    pixel = corridor_pixels(run.output_path / "maps" / "journey.html")
+    pixel = corridor_pixels(run.paths.maps / "journey.html")
     x, y = pixel(52.0, min(n.lon for n in load_network().nodes.values()) - 0.3)
     assert tuple(pixels[int(y), int(x)]) == TILE_COLOUR, "the tiles cover the background where there are no layers"
     assert (np.abs(pixels - _hex(maps.LAND_COLOUR)).sum(axis=2) <= 6).mean() < 0.01, "no background shows"
-    fixes = lake.read_table(run, "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
+    fixes = lake.read_table(steps.open_store(run), "vehicle_data", ["deviceId", "latitude", "longitude"]).to_pandas()
     first = fixes[fixes["deviceId"] == fixes["deviceId"].min()]
     colour = 0.8 * _hex(maps.TRACK_COLOURS[0]) + 0.2 * np.array(TILE_COLOUR)
     drawn = [_near(pixels, *pixel(p.latitude, p.longitude), colour) for p in first.iloc[::50].itertuples()]

@@ -6,15 +6,15 @@ import uuid
 
 import pytest
 
-from smartcity.catalog import crawler as catalog
-from smartcity.platform import kafka
-from smartcity.stream import lake
-from smartcity.warehouse import load
-from smartcity.present import report
+from smartcity import steps
 from smartcity.fleet import simulation
-from smartcity.stream import query as stream
-from smartcity.ingest.producer import produce, produce_run
-from smartcity.params import TOPICS, Params
+from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.ingest.producer import produce
+from smartcity.platform.broker import KafkaBroker
+from smartcity.steps import Lab
+from smartcity.stream import lake
+from smartcity.warehouse.postgres import PostgresWarehouse
+from smartcity.warehouse.schema import list_queries
 
 pytestmark = pytest.mark.integration
 
@@ -28,37 +28,44 @@ BAD_MESSAGES = {
 
 
 @pytest.fixture(scope="module")
-def streamed(broker: kafka.KafkaBroker, spark: object, lab_cfg: Params) -> dict[str, object]:
-    events = simulation.simulate_journey(lab_cfg)
-    simulation.prepare_run(lab_cfg)
-    delivery = produce_run(lab_cfg, events)
+def streamed(broker: KafkaBroker, spark: object, lab: Lab) -> dict[str, object]:
+    cfg = lab.cfg
+    events = simulation.simulate_journey(cfg.fleet)
+    # 01_simulate's step: the run reset, every event produced, what the broker acknowledged recorded
+    delivery = steps.produce_events(lab, events)
     gps = next(e for e in events if e.topic == "gps_data")
-    too_fast = simulation.Event("gps_data", gps.key, {**gps.value, "id": str(uuid.uuid4()), "speed": 900.0})
+    too_fast = Event("gps_data", gps.key, {**gps.value, "id": str(uuid.uuid4()), "speed": 900.0})
     weather = next(e for e in events if e.topic == "weather_data")
-    old = simulation.Event("weather_data", weather.key, {**weather.value, "id": str(uuid.uuid4()), "schemaVersion": 0})
-    produce(lab_cfg.kafka_bootstrap, [too_fast, old])
+    old = Event("weather_data", weather.key, {**weather.value, "id": str(uuid.uuid4()), "schemaVersion": 0})
+    produce(cfg.kafka.bootstrap, [too_fast, old])
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=lab_cfg.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap)
     for topic, value, _ in sorted(BAD_MESSAGES):
         producer.send(topic, key=b"bad", value=value or None)
     producer.flush()
     producer.close()
-    first = stream.run_bounded(spark, lab_cfg)
-    second = stream.run_bounded(spark, lab_cfg)
+    # 02_stream's step (the session's Spark): a bounded run that records the lake's counts
+    first = steps.stream_lake(lab)
+    second = steps.stream_lake(lab)
     return {"events": events, "delivery": delivery, "first": first, "second": second}
 
 
-def test_every_valid_event_lands_in_its_lake_table_once(streamed: dict, lab_cfg: Params) -> None:
-    produced = dict(streamed["delivery"].acked)
+def acked(streamed: dict) -> dict[str, int]:
+    """Events the broker acknowledged per topic, from 01_simulate's table (topics nothing was sent to left out)."""
+    return {t: int(n) for t, n in streamed["delivery"]["acked"].items() if n}
+
+
+def test_every_valid_event_lands_in_its_lake_table_once(streamed: dict, lab: Lab) -> None:
+    produced = acked(streamed)
     first = streamed["first"]
     assert first.loc[list(TOPICS), "rows written"].to_dict() == produced
-    ids = lake.read_table(lab_cfg, "vehicle_data", columns=["id"]).column("id").to_pylist()
+    ids = lake.read_table(lab.store, "vehicle_data", columns=["id"]).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == produced["vehicle_data"]
 
 
-def test_bad_messages_are_quarantined_with_their_reason_and_the_stream_goes_on(streamed: dict, lab_cfg: Params) -> None:
-    quarantine = lake.read_table(lab_cfg, lake.QUARANTINE).to_pandas()
+def test_bad_messages_are_quarantined_with_their_reason_and_the_stream_goes_on(streamed: dict, lab: Lab) -> None:
+    quarantine = lake.read_table(lab.store, lake.QUARANTINE).to_pandas()
     got = {(str(r.topic), r.reason) for r in quarantine.itertuples()}
     assert {(t, reason) for t, _, reason in BAD_MESSAGES} <= got
     assert ("gps_data", "field 'speed' above its maximum 250") in got
@@ -72,20 +79,20 @@ def test_a_second_bounded_run_writes_nothing_new(streamed: dict) -> None:
     assert second["rows in lake"].equals(streamed["first"]["rows in lake"])
 
 
-def test_lake_is_partitioned_by_event_date(streamed: dict, lab_cfg: Params) -> None:
-    described = lake.describe(lab_cfg).reset_index()
+def test_lake_is_partitioned_by_event_date(streamed: dict, lab: Lab) -> None:
+    described = lake.describe(lab.store).reset_index()
     topics = described[described["table"].isin(TOPICS)]
     assert set(topics["partition"]) == {"event_date=2026-01-05"}
 
 
-def test_catalog_and_warehouse_hold_what_was_produced(streamed: dict, lab_cfg: Params, warehouse: object) -> None:
-    catalog.crawl(lab_cfg)
-    load.load_lake(lab_cfg, warehouse)
-    load.load_lake(lab_cfg, warehouse)  # idempotent
-    produced = dict(streamed["delivery"].acked)
-    assert {t: n for t, n in catalog.view_counts(lab_cfg).items() if t in TOPICS} == produced
-    assert load.warehouse_counts(warehouse) == produced
-    frame, problems = report.reconcile(lab_cfg)
+def test_catalog_and_warehouse_hold_what_was_produced(streamed: dict, lab: Lab, warehouse: PostgresWarehouse) -> None:
+    steps.crawl_lake(lab)
+    steps.load_warehouse(lab, warehouse)
+    steps.load_warehouse(lab, warehouse)  # idempotent
+    produced = acked(streamed)
+    assert {t: n for t, n in steps.catalog_counts(lab).items() if t in TOPICS} == produced
+    assert warehouse.counts() == produced
+    _, problems = lab.ledger.reconcile()
     assert problems == [], problems
-    for name in load.list_queries():
-        assert len(load.run_query(warehouse, name)) > 0
+    for name in list_queries():
+        assert len(warehouse.run_query(name)) > 0

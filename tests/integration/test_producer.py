@@ -12,12 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from smartcity.platform import kafka
 from smartcity.fleet import simulation
-from smartcity.params import TOPICS, Params
-from smartcity.fleet.contracts import Event
-from smartcity.platform.processes import EngineError, free_port
+from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.fleet.params import FleetParams
 from smartcity.ingest.producer import BACKENDS, ProduceError, produce
+from smartcity.platform import topics
+from smartcity.platform.broker import KafkaBroker, start_broker
+from smartcity.platform.processes import EngineError, free_port
 from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
@@ -26,20 +27,22 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def events() -> list[Event]:
     """A v2 run and a v1 run of other vehicles: the header follows each event's contract version."""
-    v2 = simulation.simulate_journey(Params(vehicles=2, duration_seconds=1800))
-    v1 = simulation.simulate_journey(Params(vehicles=1, duration_seconds=600, schema_version=1, seed=3,
-                                          base_date="2026-01-05T09:00:00+00:00"))  # after the v2 run
+    v2 = simulation.simulate_journey(FleetParams(vehicles=2, duration_seconds=1800))
+    v1 = simulation.simulate_journey(
+        FleetParams(vehicles=1, duration_seconds=600, schema_version=1, seed=3, base_date="2026-01-05T09:00:00+00:00")
+    )  # after the v2 run
     return v2 + [e for e in v1 if e.topic in ("vehicle_data", "gps_data")]
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_every_event_arrives_keyed_in_order_with_its_version(broker: kafka.KafkaBroker, events: list[Event],
-                                                             backend: str) -> None:
-    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
+def test_every_event_arrives_keyed_in_order_with_its_version(
+    broker: KafkaBroker, events: list[Event], backend: str
+) -> None:
+    topics.ensure_topics(broker.bootstrap, TOPICS, partitions=3, empty=True)
     report = produce(broker.bootstrap, events, backend=backend)
     sent = {t: sum(1 for e in events if e.topic == t) for t in TOPICS}
     assert dict(report.acked) == {t: n for t, n in sent.items() if n}
-    assert kafka.topic_counts(broker.bootstrap) == sent
+    assert topics.topic_counts(broker.bootstrap, TOPICS) == sent
     records = read_topics(broker.bootstrap, ("vehicle_data", "gps_data"))
     partitions = defaultdict(set)
     stamps = defaultdict(list)
@@ -61,20 +64,21 @@ def test_an_unreachable_broker_is_a_clear_bounded_error(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_events_the_broker_refuses_are_counted_and_raised(broker: kafka.KafkaBroker, backend: str) -> None:
+def test_events_the_broker_refuses_are_counted_and_raised(broker: KafkaBroker, backend: str) -> None:
     # the lab's broker does not create topics on demand: sends to a missing topic fail
     events = [Event("it_missing_topic", "k", {"n": n}) for n in range(3)]
     with pytest.raises(ProduceError, match=r"of 3 events were not acknowledged .*it_missing_topic"):
         produce(broker.bootstrap, events, backend=backend, delivery_timeout_s=3)
 
 
-def test_both_backends_put_a_key_in_the_same_partition(broker: kafka.KafkaBroker) -> None:
+def test_both_backends_put_a_key_in_the_same_partition(broker: KafkaBroker) -> None:
     # librdkafka's own default (CRC32) would scatter these keys differently from kafka-python (murmur2)
     topic, keys = "it_partitioning", [f"device-{n:04d}" for n in range(300)]
-    kafka.ensure_topics(broker.bootstrap, (topic,), partitions=6, empty=True)
+    topics.ensure_topics(broker.bootstrap, (topic,), partitions=6, empty=True)
     for backend in BACKENDS:
-        produce(broker.bootstrap, [Event(topic, key, {"backend": backend}) for key in keys], backend=backend,
-                progress=False)
+        produce(
+            broker.bootstrap, [Event(topic, key, {"backend": backend}) for key in keys], backend=backend, progress=False
+        )
     placed: dict[str, set[int]] = defaultdict(set)
     by_backend: dict[str, set[int]] = defaultdict(set)
     for record in read_topics(broker.bootstrap, (topic,)):
@@ -89,8 +93,8 @@ def test_both_backends_put_a_key_in_the_same_partition(broker: kafka.KafkaBroker
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_a_flush_timeout_counts_what_is_still_buffered_as_failed(tmp_path: Path, backend: str) -> None:
     topic = "it_flush"
-    with kafka.start_broker(free_port(), tmp_path / "kafka") as own:
-        kafka.ensure_topics(own.bootstrap, (topic,), partitions=1)
+    with start_broker(free_port(), tmp_path / "kafka") as own:
+        topics.ensure_topics(own.bootstrap, (topic,), partitions=1)
 
         def events() -> Iterator[Event]:
             yield from (Event(topic, "k", {"n": n}) for n in range(1000))
@@ -98,8 +102,7 @@ def test_a_flush_timeout_counts_what_is_still_buffered_as_failed(tmp_path: Path,
             yield from (Event(topic, "k", {"n": n}) for n in range(1000, 3000))
 
         with pytest.raises(ProduceError, match="still buffered when the flush timed out after 3 s") as raised:
-            produce(own.bootstrap, events(), backend=backend, delivery_timeout_s=300, flush_timeout_s=3,
-                    progress=False)
+            produce(own.bootstrap, events(), backend=backend, delivery_timeout_s=300, flush_timeout_s=3, progress=False)
     report = raised.value.report
     assert sum(report.sent.values()) == 3000 and report.not_sent == 0
     assert sum(report.acked.values()) + sum(report.failed.values()) == 3000, "every event acked or failed"
@@ -107,8 +110,9 @@ def test_a_flush_timeout_counts_what_is_still_buffered_as_failed(tmp_path: Path,
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_a_failed_paced_run_counts_the_rest_without_sleeping_through_it(broker: kafka.KafkaBroker,
-                                                                      events: list[Event], backend: str) -> None:
+def test_a_failed_paced_run_counts_the_rest_without_sleeping_through_it(
+    broker: KafkaBroker, events: list[Event], backend: str
+) -> None:
     # half an hour of simulated events paced in real time, to a topic the broker does not have
     doomed = [Event("it_missing_paced", e.key, e.value) for e in events]
     raised: list[ProduceError] = []
@@ -137,26 +141,29 @@ def interrupted_after(events: list[Event], n: int) -> Iterator[Event]:
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_ctrl_c_flushes_what_was_sent_and_says_so(broker: kafka.KafkaBroker, events: list[Event], backend: str,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
+def test_ctrl_c_flushes_what_was_sent_and_says_so(
+    broker: KafkaBroker, events: list[Event], backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topics.ensure_topics(broker.bootstrap, TOPICS, partitions=3, empty=True)
     with pytest.raises(KeyboardInterrupt):
         produce(broker.bootstrap, interrupted_after(events, 500), backend=backend)
     assert "interrupted: 500 sent, 500 acknowledged, 0 failed" in capsys.readouterr().err
-    assert sum(kafka.topic_counts(broker.bootstrap).values()) == 500
+    assert sum(topics.topic_counts(broker.bootstrap, TOPICS).values()) == 500
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "smartcity", "simulate", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "smartcity", "simulate", *args], capture_output=True, text=True, check=False
+    )
 
 
-def test_cli_produces_to_the_broker(broker: kafka.KafkaBroker, tmp_path: Path) -> None:
+def test_cli_produces_to_the_broker(broker: KafkaBroker, tmp_path: Path) -> None:
     params = tmp_path / "p.yaml"
     params.write_text(f"kafka_bootstrap: '{broker.bootstrap}'\nkafka_embedded: false\n")
-    kafka.ensure_topics(broker.bootstrap, partitions=3, empty=True)
+    topics.ensure_topics(broker.bootstrap, TOPICS, partitions=3, empty=True)
     result = run_cli("--params", str(params), "--vehicles", "1", "--duration", "600", "--backend", "confluent-kafka")
     assert result.returncode == 0, result.stderr
-    held = kafka.topic_counts(broker.bootstrap)
+    held = topics.topic_counts(broker.bootstrap, TOPICS)
     assert held["vehicle_data"] == 121 and held["weather_data"] == 24
     assert "vehicle_data" in result.stdout and "121" in result.stdout
 
@@ -180,7 +187,7 @@ def test_cli_bad_params_and_unreachable_broker(tmp_path: Path) -> None:
 
 
 def test_the_bench_measures_all_three_cases(tmp_path: Path) -> None:
-    from smartcity.ops.bench import common as bench
+    from smartcity.ops.bench import producer as bench
 
     results = bench.run_producer_bench(events=3_000, seed_pattern_events=100, out_dir=tmp_path)
     assert [c["case"][:3] for c in results["cases"]] == ["(a)", "(b)", "(c)"]

@@ -24,8 +24,10 @@ import pytest
 import yaml
 
 from smartcity import params as config
-from smartcity.platform import jvm
+from smartcity import steps
 from smartcity.params import Params
+from smartcity.platform import jvm
+from smartcity.platform.params import project_root
 from smartcity.platform.processes import EngineError
 from smartcity.platform.spark import S3A_CREDENTIALS, jars_missing, s3a_conf, spark_conf
 from tests.conftest import lab_params
@@ -46,15 +48,17 @@ CHILD_TIMEOUT_S = 600
 
 
 def s3a_uri(cfg: Params, key: str) -> str:
-    return f"s3a://{cfg.s3_bucket}/{cfg.s3_prefix}/{key}"
+    return f"s3a://{cfg.aws.s3_bucket}/{cfg.aws.s3_prefix}/{key}"
 
 
 # --- what the child process runs -----------------------------------------------------------------
 
+
 def write_table(spark: SparkSession, cfg: Params) -> dict[str, Any]:
     """A Parquet table partitioned by day, written and read back through s3a://."""
     rows = spark.range(TABLE_ROWS).selectExpr(
-        "id", f"date_add(DATE'2026-01-05', CAST(id % {DAYS} AS INT)) AS event_date")
+        "id", f"date_add(DATE'2026-01-05', CAST(id % {DAYS} AS INT)) AS event_date"
+    )
     rows.write.partitionBy("event_date").parquet(s3a_uri(cfg, TABLE))
     hadoop = spark._jsc.hadoopConfiguration()
     return {
@@ -72,14 +76,21 @@ def stream_once(spark: SparkSession, cfg: Params) -> list[list[int]]:
 
     def stage(batch: DataFrame, batch_id: int) -> None:
         batches.append([batch_id, batch.count()])
-        (batch.selectExpr("kind", "to_json(struct(*)) AS line")
-         .write.partitionBy("kind").text(s3a_uri(cfg, f"{STAGING}/{batch_id}/_raw")))
+        (
+            batch.selectExpr("kind", "to_json(struct(*)) AS line")
+            .write.partitionBy("kind")
+            .text(s3a_uri(cfg, f"{STAGING}/{batch_id}/_raw"))
+        )
 
     query = (
-        spark.readStream.schema("id LONG, kind STRING").option("maxFilesPerTrigger", FILES_PER_BATCH)
+        spark.readStream.schema("id LONG, kind STRING")
+        .option("maxFilesPerTrigger", FILES_PER_BATCH)
         .json(s3a_uri(cfg, INPUT))
-        .writeStream.queryName("s3a_test").option("checkpointLocation", s3a_uri(cfg, CHECKPOINT))
-        .foreachBatch(stage).trigger(availableNow=True).start()
+        .writeStream.queryName("s3a_test")
+        .option("checkpointLocation", s3a_uri(cfg, CHECKPOINT))
+        .foreachBatch(stage)
+        .trigger(availableNow=True)
+        .start()
     )
     try:
         if not query.awaitTermination(CHILD_TIMEOUT_S - 60):
@@ -91,13 +102,11 @@ def stream_once(spark: SparkSession, cfg: Params) -> list[list[int]]:
 
 def child_main(job: str, params: Path, out: Path) -> None:
     """Run one job in this (child) process with the lab's own session, and write what it saw as JSON."""
-    from smartcity.platform.spark import spark_session
-
     cfg = config.from_mapping(yaml.safe_load(params.read_text()))
     result: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     started = time.monotonic()
-    with spark_session(cfg) as spark:
+    with steps.spark(cfg) as spark:
         seconds["session"] = time.monotonic() - started
         if job == "first":
             result["table"] = write_table(spark, cfg)
@@ -111,16 +120,26 @@ def child_main(job: str, params: Path, out: Path) -> None:
 
 # --- the tests ---------------------------------------------------------------------------------------
 
+
 def run_child(cfg: Params, job: str, work: Path, env: dict[str, str]) -> dict[str, Any]:
     """One driver process doing ``job``; its results, or a failure that shows the child's and Spark's logs."""
     params, out = work / "params.yaml", work / f"{job}.json"
     params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
-    proc = subprocess.run([sys.executable, "-m", "tests.integration.test_s3a", job, str(params), str(out)],
-                          cwd=config.project_root(), env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.test_s3a", job, str(params), str(out)],
+        check=False,
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
     if proc.returncode != 0:
-        log = cfg.data_path / "logs" / "spark.log"
+        log = cfg.paths.data / "logs" / "spark.log"
         spark_log = "\n".join(log.read_text().splitlines()[-40:]) if log.exists() else "(no spark.log)"
-        pytest.fail(f"the {job} driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n--- spark.log ---\n{spark_log}")
+        pytest.fail(
+            f"the {job} driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n--- spark.log ---\n{spark_log}"
+        )
     result = json.loads(out.read_text())
     print(f"{job} driver seconds: {result['seconds']}")  # shown with -s or -rP
     return result
@@ -135,13 +154,21 @@ def keys(prefix: str = "") -> list[str]:
 @pytest.fixture(scope="module")
 def s3_cfg(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Params:
     """A profile with its lake on S3 (moto), its bucket and the stream's input files."""
-    cfg = lab_params(tmp_path_factory.mktemp("s3a"), profile="s3a-test", platform="aws", lake_storage="s3", catalog_engine="glue",
-                     s3_bucket=BUCKET, s3_prefix="lab", aws_region=os.environ["AWS_DEFAULT_REGION"])
+    cfg = lab_params(
+        tmp_path_factory.mktemp("s3a"),
+        profile="s3a-test",
+        platform="aws",
+        lake_storage="s3",
+        catalog_engine="glue",
+        s3_bucket=BUCKET,
+        s3_prefix="lab",
+        aws_region=os.environ["AWS_DEFAULT_REGION"],
+    )
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     for n in range(INPUT_FILES):
         lines = [json.dumps({"id": n * ROWS_PER_FILE + i, "kind": "ab"[i % 2]}) for i in range(ROWS_PER_FILE)]
-        s3.put_object(Bucket=BUCKET, Key=f"{cfg.s3_prefix}/{INPUT}/part-{n}.json", Body="\n".join(lines).encode())
+        s3.put_object(Bucket=BUCKET, Key=f"{cfg.aws.s3_prefix}/{INPUT}/part-{n}.json", Body="\n".join(lines).encode())
     return cfg
 
 
@@ -155,10 +182,10 @@ def test_a_partitioned_parquet_write_on_s3a_reads_back(s3_cfg: Params, first_run
     table = first_run["table"]
     assert table["count"] == TABLE_ROWS
     s3 = boto3.client("s3")
-    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{s3_cfg.s3_prefix}/{TABLE}/", Delimiter="/")
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{s3_cfg.aws.s3_prefix}/{TABLE}/", Delimiter="/")
     folders = sorted(p["Prefix"].rsplit("/", 2)[1] for p in listed.get("CommonPrefixes", []))
     assert folders == ["event_date=2026-01-05", "event_date=2026-01-06", "event_date=2026-01-07"]
-    files = [k for k in keys(f"{s3_cfg.s3_prefix}/{TABLE}/") if k.endswith(".parquet")]
+    files = [k for k in keys(f"{s3_cfg.aws.s3_prefix}/{TABLE}/") if k.endswith(".parquet")]
     rows = {}
     for key in files:  # read with pyarrow from the bytes boto3 fetched: no Hadoop, no S3A
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
@@ -171,7 +198,7 @@ def test_a_partitioned_parquet_write_on_s3a_reads_back(s3_cfg: Params, first_run
 def staged_ids(cfg: Params) -> list[int]:
     """Ids of every line the stream staged, read back with boto3."""
     s3, ids = boto3.client("s3"), []
-    for key in keys(f"{cfg.s3_prefix}/{STAGING}/"):
+    for key in keys(f"{cfg.aws.s3_prefix}/{STAGING}/"):
         if key.endswith(".txt"):
             body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
             ids += [json.loads(line)["id"] for line in body.splitlines() if line]
@@ -179,26 +206,30 @@ def staged_ids(cfg: Params) -> list[int]:
 
 
 def test_the_stream_checkpoint_on_s3a_resumes_in_a_new_driver(
-        s3_cfg: Params, first_run: dict[str, Any], tmp_path: Path) -> None:
+    s3_cfg: Params, first_run: dict[str, Any], tmp_path: Path
+) -> None:
     batches = INPUT_FILES // FILES_PER_BATCH
     assert first_run["batches"] == [[b, FILES_PER_BATCH * ROWS_PER_FILE] for b in range(batches)]
     assert staged_ids(s3_cfg) == list(range(INPUT_FILES * ROWS_PER_FILE))
-    checkpoint = f"{s3_cfg.s3_prefix}/{CHECKPOINT}"
+    checkpoint = f"{s3_cfg.aws.s3_prefix}/{CHECKPOINT}"
     commits = [k for k in keys(f"{checkpoint}/commits/") if not k.endswith("/")]
     assert commits == [f"{checkpoint}/commits/{b}" for b in range(batches)]
-    staged_before = keys(f"{s3_cfg.s3_prefix}/{STAGING}/")
+    staged_before = keys(f"{s3_cfg.aws.s3_prefix}/{STAGING}/")
 
     # A second driver JVM, with credentials only in a shared credentials file (no key in the
     # environment, no instance metadata): S3A finds them through the SDK's default chain alone.
     credentials = tmp_path / "credentials"
     credentials.write_text("[default]\naws_access_key_id = profile-testing\naws_secret_access_key = profile-testing\n")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    }
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials)
     second = run_child(s3_cfg, "resume", tmp_path, env)
 
     assert second["batches"] == [], "the resumed stream read input its checkpoint had already committed"
-    assert keys(f"{s3_cfg.s3_prefix}/{STAGING}/") == staged_before
+    assert keys(f"{s3_cfg.aws.s3_prefix}/{STAGING}/") == staged_before
     assert [k for k in keys(f"{checkpoint}/commits/") if not k.endswith("/")] == commits
 
 
@@ -207,22 +238,30 @@ def test_the_v1_committer_leaves_no_temporary_files(s3_cfg: Params, first_run: d
     assert (table["algorithm"], table["committer"], table["credentials"]) == ("1", "file", S3A_CREDENTIALS)
     everything = keys()
     assert any(k.endswith(".parquet") for k in everything) and any(k.endswith(".txt") for k in everything)
-    left = [k for k in everything if any(part in ("_temporary", "_SUCCESS") or part.startswith(".spark-staging")
-                                         for part in k.split("/"))]
+    left = [
+        k
+        for k in everything
+        if any(part in ("_temporary", "_SUCCESS") or part.startswith(".spark-staging") for part in k.split("/"))
+    ]
     assert left == [], f"a job left its commit files behind: {left[:5]}"
 
 
 # --- settings, no JVM --------------------------------------------------------------------------------
 
+
 def s3_params(tmp_path: Path) -> Params:
-    return lab_params(tmp_path, platform="aws", lake_storage="s3", catalog_engine="glue", s3_bucket=BUCKET, aws_region="eu-west-2")
+    return lab_params(
+        tmp_path, platform="aws", lake_storage="s3", catalog_engine="glue", s3_bucket=BUCKET, aws_region="eu-west-2"
+    )
 
 
-def test_local_profiles_get_no_s3a_settings(tmp_path: Path) -> None:
+def test_local_profiles_get_no_s3a_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = lab_params(tmp_path)
-    assert cfg.lake_storage == "local"
-    conf = spark_conf(cfg)
-    assert s3a_conf(cfg, {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}) == {}
+    assert cfg.pipeline.lake_storage == "local"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # not even an S3 endpoint in the environment
+    spec = steps.session_spec(cfg)
+    assert not spec.on_s3 and spec.s3_region == ""  # the profile's session decides: no S3A at all
+    conf = spark_conf(spec)
     assert [k for k in conf if ".s3a." in k or k.endswith(".s3a")] == []
     s3a_only = {j.name for j in jvm.s3a_jars()} - {j.name for j in jvm.spark_connector_jars()}
     assert s3a_only and not s3a_only & {Path(j).name for j in conf["spark.jars"].split(",")}
@@ -232,10 +271,10 @@ def test_local_profiles_get_no_s3a_settings(tmp_path: Path) -> None:
 
 def test_an_s3_profile_adds_s3a_and_the_v1_committer(tmp_path: Path) -> None:
     cfg = s3_params(tmp_path)
-    local = spark_conf(lab_params(tmp_path))
-    conf = spark_conf(cfg)
+    local = spark_conf(steps.session_spec(lab_params(tmp_path)))
+    conf = spark_conf(steps.session_spec(cfg))
     changed = {k for k in conf if conf[k] != local.get(k)}
-    assert changed == {"spark.jars", *s3a_conf(cfg)}
+    assert changed == {"spark.jars", *s3a_conf(cfg.aws.region)}
     assert conf["spark.jars"].startswith(local["spark.jars"] + ",")
     assert conf["spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version"] == "1"
     assert conf["spark.hadoop.fs.s3a.committer.name"] == "file"
@@ -243,16 +282,23 @@ def test_an_s3_profile_adds_s3a_and_the_v1_committer(tmp_path: Path) -> None:
     assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-2"
 
 
-@pytest.mark.parametrize(("environ", "endpoint", "ssl"), [
-    ({}, None, None),  # real AWS: the SDK derives the endpoint from the region, virtual-hosted style
-    ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, "http://127.0.0.1:5000", "false"),
-    ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_S3": "https://s3.example.test"},
-     "https://s3.example.test", "true"),
-    ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, None, None),
-])
+@pytest.mark.parametrize(
+    ("environ", "endpoint", "ssl"),
+    [
+        ({}, None, None),  # real AWS: the SDK derives the endpoint from the region, virtual-hosted style
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, "http://127.0.0.1:5000", "false"),
+        (
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_S3": "https://s3.example.test"},
+            "https://s3.example.test",
+            "true",
+        ),
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, None, None),
+    ],
+)
 def test_the_endpoint_and_path_style_come_from_the_environment(
-        tmp_path: Path, environ: dict[str, str], endpoint: str | None, ssl: str | None) -> None:
-    conf = s3a_conf(s3_params(tmp_path), environ)
+    tmp_path: Path, environ: dict[str, str], endpoint: str | None, ssl: str | None
+) -> None:
+    conf = s3a_conf(s3_params(tmp_path).aws.region, environ)
     assert conf.get("spark.hadoop.fs.s3a.endpoint") == endpoint
     assert conf.get("spark.hadoop.fs.s3a.path.style.access") == ("true" if endpoint else None)
     assert conf.get("spark.hadoop.fs.s3a.connection.ssl.enabled") == ssl
@@ -260,7 +306,7 @@ def test_the_endpoint_and_path_style_come_from_the_environment(
 
 def test_an_endpoint_without_a_scheme_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="must be an http:// or https:// URL, got '127.0.0.1:5000'"):
-        s3a_conf(s3_params(tmp_path), {"AWS_ENDPOINT_URL": "127.0.0.1:5000"})
+        s3a_conf(s3_params(tmp_path).aws.region, {"AWS_ENDPOINT_URL": "127.0.0.1:5000"})
 
 
 def test_s3a_jars_are_hadoop_aws_and_sdk_modules_without_what_pyspark_ships() -> None:

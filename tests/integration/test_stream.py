@@ -20,21 +20,31 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from smartcity import params as config
-from smartcity.fleet import contracts
-from smartcity.platform import kafka
-from smartcity.stream import lake
-from smartcity.fleet import simulation
-from smartcity.stream import query as stream
-from smartcity.params import TOPICS, Params
+from smartcity import steps
+from smartcity.fleet import contracts, simulation
+from smartcity.fleet.contracts import TOPICS
 from smartcity.ingest.producer import produce
+from smartcity.params import Params
+from smartcity.platform.broker import KafkaBroker
+from smartcity.platform.params import project_root
+from smartcity.steps import Lab
+from smartcity.stream import commits, lake
+from smartcity.stream import query as stream
+from smartcity.stream.store import LakeStore
 
 pytestmark = pytest.mark.integration
 
 GOOD = {
-    "id": "0b6f9d55-3f0b-5a53-9f36-2f4bb1f5e1a1", "schemaVersion": 2, "deviceId": "vehicle-001",
-    "timestamp": "2026-01-05T08:00:00.000Z", "latitude": 51.5, "longitude": -0.12, "speed": 50.0,
-    "direction": 10.0, "vehicleType": "private", "accuracy": 5.0,
+    "id": "0b6f9d55-3f0b-5a53-9f36-2f4bb1f5e1a1",
+    "schemaVersion": 2,
+    "deviceId": "vehicle-001",
+    "timestamp": "2026-01-05T08:00:00.000Z",
+    "latitude": 51.5,
+    "longitude": -0.12,
+    "speed": 50.0,
+    "direction": 10.0,
+    "vehicleType": "private",
+    "accuracy": 5.0,
 }
 
 
@@ -54,31 +64,65 @@ DEEP = b'{"id": "x", "deep": ' + b'{"a": ' * 1200 + b"1" + b"}" * 1201
 #: (what, key, value, the reason the stream must give). All on gps_data.
 BAD_INPUT: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("non-UTF-8 bytes", b"vehicle-001", b"\xff\xfe" + _json(), "not UTF-8"),
-    ("NUL escaped in a string", b"vehicle-001", _json(deviceId="vehicle-001\u0000"), "a text field holds a control character"),
-    ("bell in a string", b"vehicle-001", _json(vehicleType="private", accuracy=5.0, deviceId="vehicle\u0007001"),
-     "a text field holds a control character"),
+    (
+        "NUL escaped in a string",
+        b"vehicle-001",
+        _json(deviceId="vehicle-001\u0000"),
+        "a text field holds a control character",
+    ),
+    (
+        "bell in a string",
+        b"vehicle-001",
+        _json(vehicleType="private", accuracy=5.0, deviceId="vehicle\u0007001"),
+        "a text field holds a control character",
+    ),
     ("raw NUL byte in a string", b"vehicle-001", _json().replace(b"vehicle-001", b"vehicle\x00001"), "not valid JSON"),
     ("number for a string", b"vehicle-001", _json(deviceId=42), "field 'deviceId' must be a JSON string"),
-    ("object for a string", b"vehicle-001", _json(vehicleType={"kind": "car"}), "field 'vehicleType' must be a JSON string"),
+    (
+        "object for a string",
+        b"vehicle-001",
+        _json(vehicleType={"kind": "car"}),
+        "field 'vehicleType' must be a JSON string",
+    ),
     ("unknown extra field", b"vehicle-001", _json(extra=1), "unknown field 'extra'"),
     ("a v2 field in a v1 message", b"vehicle-001", _json(schemaVersion=1, edgeId="e1"), "unknown field 'edgeId'"),
     ("empty id", b"vehicle-001", _json(id=""), "field 'id' is empty"),
     ("id not a UUID", b"vehicle-001", _json(id="vehicle-001-0001"), "field 'id' is not a UUID"),
     ("epoch milliseconds", b"vehicle-001", _json(timestamp=1767600000000), "field 'timestamp' must be a JSON string"),
-    ("year 3026", b"vehicle-001", _json(timestamp="3026-01-05T08:00:00.000Z"),
-     "field 'timestamp' outside 2000-01-01 .. 2100-01-01"),
-    ("timestamp not ISO 8601", b"vehicle-001", _json(timestamp="05/01/2026 08:00"),
-     "field 'timestamp' has the wrong type or format"),
-    ("timestamp without an offset", b"vehicle-001", _json(timestamp="2026-01-05T08:00:00"),
-     "field 'timestamp' has the wrong type or format"),
+    (
+        "year 3026",
+        b"vehicle-001",
+        _json(timestamp="3026-01-05T08:00:00.000Z"),
+        "field 'timestamp' outside 2000-01-01 .. 2100-01-01",
+    ),
+    (
+        "timestamp not ISO 8601",
+        b"vehicle-001",
+        _json(timestamp="05/01/2026 08:00"),
+        "field 'timestamp' has the wrong type or format",
+    ),
+    (
+        "timestamp without an offset",
+        b"vehicle-001",
+        _json(timestamp="2026-01-05T08:00:00"),
+        "field 'timestamp' has the wrong type or format",
+    ),
     ("NaN", b"vehicle-001", _json().replace(b'"speed":50.0', b'"speed":NaN'), "not valid JSON"),
     ("Infinity", b"vehicle-001", _json().replace(b'"speed":50.0', b'"speed":-Infinity'), "not valid JSON"),
-    ("a number too big for a double", b"vehicle-001", _json().replace(b'"speed":50.0', b'"speed":1e400'),
-     "field 'speed' is not a finite number"),
+    (
+        "a number too big for a double",
+        b"vehicle-001",
+        _json().replace(b'"speed":50.0', b'"speed":1e400'),
+        "field 'speed' is not a finite number",
+    ),
     ("deep nesting", b"vehicle-001", DEEP, "nested too deep (more than 1000 levels)"),
     ("shallow nesting", b"vehicle-001", _json(extra={"a": {"b": {"c": [1, [2, [3]]]}}}), "unknown field 'extra'"),
-    ("oversize message", b"vehicle-001", _json(padding="x" * 70_000),
-     f"oversize message: more than {contracts.MAX_MESSAGE_BYTES} bytes"),
+    (
+        "oversize message",
+        b"vehicle-001",
+        _json(padding="x" * 70_000),
+        f"oversize message: more than {contracts.MAX_MESSAGE_BYTES} bytes",
+    ),
     ("null key", None, _json(), "no key: events are keyed by their deviceId"),
     ("key is another device", b"vehicle-002", _json(), "the Kafka key is not the deviceId"),
     ("empty message", b"vehicle-001", b"", "empty message"),
@@ -88,16 +132,30 @@ BAD_INPUT: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("broken JSON", b"vehicle-001", b'{"id": ', "not valid JSON"),
     ("trailing garbage", b"vehicle-001", _json() + b" trailing", "not valid JSON"),
     ("a field twice", b"vehicle-001", _json()[:-1] + b',"speed":60.0}', "a field appears twice"),
-    ("unsupported version", b"vehicle-001", _json(schemaVersion=3),
-     "schemaVersion is not a supported contract version (1, 2)"),
+    (
+        "unsupported version",
+        b"vehicle-001",
+        _json(schemaVersion=3),
+        "schemaVersion is not a supported contract version (1, 2)",
+    ),
     ("missing field", b"vehicle-001", _without("speed"), "missing required field 'speed'"),
     ("string for a number", b"vehicle-001", _json(speed="fast"), "field 'speed' has the wrong type or format"),
     ("out of range", b"vehicle-001", _json(speed=900.0), "field 'speed' above its maximum 250"),
-    ("not in the enum", b"vehicle-001", _json(vehicleType="spaceship"),
-     "field 'vehicleType' not one of private, taxi, van, coach"),
-    ("the seed project's shape", b"vehicle-001",
-     _raw('{"id": "0b6f9d55-3f0b-4a53-9f36-2f4bb1f5e1a1", "deviceId": "vehicle-001", "timestamp": '
-          '"2026-01-05T08:00:00.000000", "location": [51.5, -0.12], "speed": 50.0}'), "unknown field 'location'"),
+    (
+        "not in the enum",
+        b"vehicle-001",
+        _json(vehicleType="spaceship"),
+        "field 'vehicleType' not one of private, taxi, van, coach",
+    ),
+    (
+        "the seed project's shape",
+        b"vehicle-001",
+        _raw(
+            '{"id": "0b6f9d55-3f0b-4a53-9f36-2f4bb1f5e1a1", "deviceId": "vehicle-001", "timestamp": '
+            '"2026-01-05T08:00:00.000000", "location": [51.5, -0.12], "speed": 50.0}'
+        ),
+        "unknown field 'location'",
+    ),
 ]
 HEADERS = [("schemaVersion", b"2"), ("trace", b"\xff\x00")]
 
@@ -115,22 +173,27 @@ def _send_raw(bootstrap: str, messages: list[tuple[bytes | None, bytes | None]],
 
 
 def _glob(cfg: Params, table: str) -> str:
-    return str(lake.table_path(cfg, table) / "**" / "*.parquet")
+    return str(cfg.paths.lake / table / "**" / "*.parquet")
 
 
 def test_every_kind_of_bad_input_is_quarantined_while_the_stream_runs(
-        broker: kafka.KafkaBroker, spark: object, lab_cfg: Params) -> None:
-    simulation.prepare_run(lab_cfg)
-    good = [e for e in simulation.simulate_journey(lab_cfg) if e.topic in ("gps_data", "weather_data")][:500]
+    broker: KafkaBroker, spark: object, lab: Lab
+) -> None:
+    cfg = lab.cfg
+    steps.reset_run(lab)
+    good = [e for e in simulation.simulate_journey(cfg.fleet) if e.topic in ("gps_data", "weather_data")][:500]
     batches: list[dict] = []
     stop = threading.Event()
-    runner = threading.Thread(target=stream.serve, args=(spark, lab_cfg),
-                              kwargs={"should_stop": stop.is_set, "on_batch": batches.append})
+    runner = threading.Thread(
+        target=stream.serve,
+        args=(spark, steps.stream_job(lab)),
+        kwargs={"should_stop": stop.is_set, "on_batch": batches.append},
+    )
     runner.start()
     try:
-        produce(lab_cfg.kafka_bootstrap, good[:250], progress=False)
-        _send_raw(lab_cfg.kafka_bootstrap, [(key, value) for _, key, value, _ in BAD_INPUT])
-        produce(lab_cfg.kafka_bootstrap, good[250:], progress=False)
+        produce(cfg.kafka.bootstrap, good[:250], progress=False)
+        _send_raw(cfg.kafka.bootstrap, [(key, value) for _, key, value, _ in BAD_INPUT])
+        produce(cfg.kafka.bootstrap, good[250:], progress=False)
         expected = len(good) + len(BAD_INPUT)
         deadline = time.monotonic() + 180
         while sum(sum(b["rows"].values()) for b in batches) < expected and time.monotonic() < deadline:
@@ -141,18 +204,24 @@ def test_every_kind_of_bad_input_is_quarantined_while_the_stream_runs(
         stop.set()
         runner.join(120)
     quarantine = duckdb.sql(
-        f"SELECT kafka_offset, reason, key, value, headers, kafka_timestamp FROM read_parquet('{_glob(lab_cfg, lake.QUARANTINE)}', "
-        "hive_partitioning = true) ORDER BY kafka_partition, kafka_offset").fetchall()
+        f"SELECT kafka_offset, reason, key, value, headers, kafka_timestamp FROM read_parquet('{_glob(cfg, lake.QUARANTINE)}', "
+        "hive_partitioning = true) ORDER BY kafka_partition, kafka_offset"
+    ).fetchall()
     assert len(quarantine) == len(BAD_INPUT)
     got = Counter((bytes(v) if v is not None else None, r) for _, r, _, v, _, _ in quarantine)
     want = Counter((value, reason) for _, _, value, reason in BAD_INPUT)
     assert got == want, {what: reason for what, _, value, reason in BAD_INPUT if (value, reason) not in got}
-    for _, _, key, _, headers, stamp in quarantine:
+    for *_, headers, stamp in quarantine:
         assert [(h["key"], bytes(h["value"])) for h in headers] == HEADERS and stamp is not None
     assert sorted(bytes(k) for _, _, k, _, _, _ in quarantine if k is not None) == sorted(
-        k for _, k, _, _ in BAD_INPUT if k is not None)
-    clean = {t: duckdb.sql(f"SELECT count(*) FROM read_parquet('{_glob(lab_cfg, t)}', hive_partitioning = true)"
-                           ).fetchall()[0][0] for t in ("gps_data", "weather_data")}
+        k for _, k, _, _ in BAD_INPUT if k is not None
+    )
+    clean = {
+        t: duckdb.sql(f"SELECT count(*) FROM read_parquet('{_glob(cfg, t)}', hive_partitioning = true)").fetchall()[0][
+            0
+        ]
+        for t in ("gps_data", "weather_data")
+    }
     assert clean == dict(Counter(e.topic for e in good)), "only the good events reached the tables"
 
 
@@ -160,8 +229,10 @@ def test_every_kind_of_bad_input_is_quarantined_while_the_stream_runs(
 def _start_stream_process(params: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "smartcity", "stream", "--params", str(params)],
-        stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        cwd=config.project_root(),
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=project_root(),
     )
 
 
@@ -170,45 +241,51 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
-def _wait_for_batches(cfg: Params, at_least: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+def _wait_for_batches(store: LakeStore, at_least: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout
-    while len(lake.commit_log(cfg).batches()) < at_least:
+    while len(commits.commit_log(store).batches()) < at_least:
         assert proc.poll() is None, f"the stream process died:\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"no batch within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
         time.sleep(0.2)
 
 
 def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
-        broker: kafka.KafkaBroker, lab_cfg: Params, tmp_path: Path) -> None:
-    cfg = config.from_mapping({**lab_cfg.as_dict(), "vehicles": 12, "departure_spacing_seconds": 60.0,
-                               "stream_max_batch_events": 4000, "stream_trigger_seconds": 0.5})
+    broker: KafkaBroker, lab_cfg: Params, tmp_path: Path
+) -> None:
+    cfg = lab_cfg.with_values(
+        vehicles=12, departure_spacing_seconds=60.0, stream_max_batch_events=4000, stream_trigger_seconds=0.5
+    )
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict()))
     log = tmp_path / "stream.log"
-    simulation.prepare_run(cfg)
-    events = simulation.simulate_journey(cfg)
+    lab = steps.open_lab(cfg)
+    store = lab.store
+    steps.reset_run(lab)
+    events = simulation.simulate_journey(cfg.fleet)
     producer = threading.Thread(  # the whole run, paced over about 40 s
-        target=produce, args=(cfg.kafka_bootstrap, simulation.pace(events, 9000 / 40)), kwargs={"progress": False},
+        target=produce,
+        args=(cfg.kafka.bootstrap, simulation.pace(events, 9000 / 40)),
+        kwargs={"progress": False},
     )
     rng = random.Random(6)
     kills = 0
     proc = _start_stream_process(params, log)
     try:
         producer.start()
-        _wait_for_batches(cfg, 1, 180, proc, log)
+        _wait_for_batches(store, 1, 180, proc, log)
         for _ in range(4):
-            done = len(lake.commit_log(cfg).batches())
-            _wait_for_batches(cfg, done + 1, 180, proc, log)
+            done = len(commits.commit_log(store).batches())
+            _wait_for_batches(store, done + 1, 180, proc, log)
             time.sleep(rng.uniform(0.0, 3.0))  # somewhere inside a batch, or between two
             _kill_group(proc)
             kills += 1
             proc = _start_stream_process(params, log)
-            _wait_for_batches(cfg, done + 1, 180, proc, log)
+            _wait_for_batches(store, done + 1, 180, proc, log)
         producer.join(300)
         assert not producer.is_alive()
         deadline = time.monotonic() + 240
         produced = Counter(e.topic for e in events)
-        while stream.lake_counts(cfg, TOPICS) != dict(produced):
+        while stream.lake_counts(store, TOPICS) != dict(produced):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
     finally:
@@ -221,13 +298,21 @@ def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
     assert kills == 4
     want = {t: sorted(e.value["id"] for e in events if e.topic == t) for t in TOPICS}
     for topic in TOPICS:
-        folder = lake.table_path(cfg, topic)
+        folder = cfg.paths.lake / topic
         for f in folder.rglob("*.parquet"):  # every file a glob finds is a whole Parquet file
             assert f.stat().st_size > 0 and pq.read_metadata(f).num_rows > 0, f
-        by_duckdb = [r[0] for r in duckdb.sql(
-            f"SELECT id FROM read_parquet('{_glob(cfg, topic)}', hive_partitioning = true, union_by_name = true) "
-            "ORDER BY id").fetchall()]
-        by_pyarrow = sorted(ds.dataset(str(folder), format="parquet", partitioning="hive").to_table(
-            columns=["id"]).column("id").to_pylist())
-        by_lab = sorted(lake.read_table(cfg, topic, columns=["id"]).column("id").to_pylist())
+        by_duckdb = [
+            r[0]
+            for r in duckdb.sql(
+                f"SELECT id FROM read_parquet('{_glob(cfg, topic)}', hive_partitioning = true, union_by_name = true) "
+                "ORDER BY id"
+            ).fetchall()
+        ]
+        by_pyarrow = sorted(
+            ds.dataset(str(folder), format="parquet", partitioning="hive")
+            .to_table(columns=["id"])
+            .column("id")
+            .to_pylist()
+        )
+        by_lab = sorted(lake.read_table(store, topic, columns=["id"]).column("id").to_pylist())
         assert by_duckdb == by_pyarrow == by_lab == want[topic], topic

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from smartcity.ops.bench import common as bench
+from smartcity.ops.bench import simulator as bench
 
 
 def test_the_simulator_bench_writes_rates_and_memory(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from smartcity.fleet.contracts import TOPICS
 from smartcity.ops import capacity
 from smartcity.ops.cli import main
-from smartcity.params import TOPICS
 
 PROVENANCE = {"source": "test", "measured_at": "2026-01-01T00:00:00Z", "conditions": "made up for the arithmetic"}
 
@@ -20,21 +20,33 @@ PROVENANCE = {"source": "test", "measured_at": "2026-01-01T00:00:00Z", "conditio
 def _rates(**overrides: float) -> dict[str, Any]:
     """Round numbers, so that expected values can be worked out by hand."""
     values = {
-        "simulator_events_per_cpu_s": 100_000, "producer_events_per_cpu_s": 50_000,
-        "stream_events_per_cpu_s_net_of_batches": 20_000, "stream_cpu_s_per_batch": 0.5,
-        "stream_driver_events_per_cpu_s": 80_000, "stream_events_per_s_wall_max": 40_000,
-        "broker_ingest_events_per_cpu_s": 30_000, "broker_fetch_events_per_cpu_s": 60_000,
-        "catalog_cpu_s_per_new_file": 0.01, "warehouse_events_per_cpu_s": 25_000, **overrides,
+        "simulator_events_per_cpu_s": 100_000,
+        "producer_events_per_cpu_s": 50_000,
+        "stream_events_per_cpu_s_net_of_batches": 20_000,
+        "stream_cpu_s_per_batch": 0.5,
+        "stream_driver_events_per_cpu_s": 80_000,
+        "stream_events_per_s_wall_max": 40_000,
+        "broker_ingest_events_per_cpu_s": 30_000,
+        "broker_fetch_events_per_cpu_s": 60_000,
+        "catalog_cpu_s_per_new_file": 0.01,
+        "warehouse_events_per_cpu_s": 25_000,
+        **overrides,
     }
     return {
         "measured_at": "2026-01-01T00:00:00Z",
         "machine": {"cpu": "x86_64", "cores": 2, "memory_gib": 8, "platform": "Linux", "python": "3.11"},
         "rates": {name: {"value": value, **PROVENANCE} for name, value in values.items()},
-        "event_mix": {"per_vehicle_fix": {"vehicle_data": 1.0, "gps_data": 1.0},
-                      "traffic_data_per_vehicle_second": 0.001, "background_per_hour": {"weather_data": 72.0,
-                                                                                        "emergency_data": 0.0},
-                      **PROVENANCE},
-        "bytes_per_event": {"kafka_log": {t: 100.0 for t in TOPICS}, "parquet": {t: 50.0 for t in TOPICS}, **PROVENANCE},
+        "event_mix": {
+            "per_vehicle_fix": {"vehicle_data": 1.0, "gps_data": 1.0},
+            "traffic_data_per_vehicle_second": 0.001,
+            "background_per_hour": {"weather_data": 72.0, "emergency_data": 0.0},
+            **PROVENANCE,
+        },
+        "bytes_per_event": {
+            "kafka_log": {t: 100.0 for t in TOPICS},
+            "parquet": {t: 50.0 for t in TOPICS},
+            **PROVENANCE,
+        },
         "stream_scaling_1_to_2": None,
     }
 
@@ -134,8 +146,9 @@ def test_null_scaling_says_not_measured_and_a_figure_is_shown() -> None:
     assert "London: " in text and "x the largest stream rate measured here" in text
     assert "corridor: within the stream rates measured here" in text
     rates["stream_scaling_1_to_2"], rates["stream_scaling_note"] = 1.8, "test"
-    assert capacity.scaling_line(rates) == ("stream scaling measured 1 -> 2 executors (cluster profile): "
-                                            "ratio 1.80 (90% of linear)")
+    assert capacity.scaling_line(rates) == (
+        "stream scaling measured 1 -> 2 executors (cluster profile): ratio 1.80 (90% of linear)"
+    )
     text = capacity.render(rates, "rates: test", capacity.preset_table(rates))
     assert "not measured" not in text and "backed to 2 executors (ratio 1.80)" in text
     rates["stream_scaling_1_to_2"] = 1.13  # a second executor that adds little backs no linear extrapolation

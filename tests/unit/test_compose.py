@@ -21,10 +21,11 @@ import jsonschema
 import pytest
 import yaml
 
-from smartcity import params as config
+from smartcity import profiles
 from smartcity.params import Params
+from smartcity.platform.params import project_root
 
-ROOT = config.project_root()
+ROOT = project_root()
 COMPOSE = ROOT / "docker-compose.yml"
 PROFILE = ROOT / "params" / "compose.yaml"
 KAFKA_POM = ROOT / "lib" / "smartcity" / "platform" / "maven" / "kafka-broker.pom.xml"
@@ -45,7 +46,7 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def params() -> Params:
     """The compose profile, validated as the lab validates any params file."""
-    return config.load_params(PROFILE)
+    return profiles.load_params(PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_dependencies_name_services_and_wait_on_healthchecks(compose: dict[str, 
     all_services = services(compose)
     for name, service in all_services.items():
         depends = service.get("depends_on") or {}
-        for other, rule in (depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends)):
+        for other, rule in depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends):
             assert other in all_services, f"{name} depends on {other}, which is not a service"
             if rule.get("condition") == "service_healthy":
                 assert "healthcheck" in all_services[other], f"{name} waits for {other}'s health, which it never checks"
@@ -158,16 +159,16 @@ def test_dependencies_name_services_and_wait_on_healthchecks(compose: dict[str, 
 def test_the_profile_is_a_valid_params_file_for_engines_the_lab_does_not_start(params: Params) -> None:
     values = yaml.safe_load(PROFILE.read_text())
     assert values["platform"] == "compose"
-    config.resolve_file(PROFILE)  # every engine key it uses is stated by the compose file itself
+    profiles.resolve_file(PROFILE)  # every engine key it uses is stated by the compose file itself
     assert params.profile == "compose"
-    assert params.spark_workers == 0, "the compose cluster is the containers': the lab must start none"
-    assert params.kafka_embedded, "the compose brokers are this profile's own (it may empty their topics)"
+    assert params.spark.workers == 0, "the compose cluster is the containers': the lab must start none"
+    assert params.kafka.embedded, "the compose brokers are this profile's own (it may empty their topics)"
 
 
 # -- Kafka ---------------------------------------------------------------------------------------
 def test_each_bootstrap_address_is_a_broker_service_listening_there(compose: dict[str, Any], params: Params) -> None:
     nodes = kafka_nodes(compose)
-    for host, port in params.kafka_addresses:
+    for host, port in params.kafka.addresses:
         assert host in nodes, f"kafka_bootstrap names {host}, which is not a Kafka service of docker-compose.yml"
         node_env = env(nodes[host])
         advertised = listeners(node_env["KAFKA_ADVERTISED_LISTENERS"])
@@ -175,7 +176,7 @@ def test_each_bootstrap_address_is_a_broker_service_listening_there(compose: dic
         assert names, f"{host} advertises no listener at {host}:{port}: {node_env['KAFKA_ADVERTISED_LISTENERS']}"
         bound = listeners(node_env["KAFKA_LISTENERS"])
         assert bound.get(names[0], (None, None))[1] == port, f"{host} does not listen on {port} ({names[0]})"
-    assert len(params.kafka_addresses) == len(nodes), "kafka_bootstrap must name every broker of the compose quorum"
+    assert len(params.kafka.addresses) == len(nodes), "kafka_bootstrap must name every broker of the compose quorum"
 
 
 def test_every_node_has_the_profiles_cluster_id_and_the_same_voters(compose: dict[str, Any], params: Params) -> None:
@@ -184,7 +185,7 @@ def test_every_node_has_the_profiles_cluster_id_and_the_same_voters(compose: dic
     voters = {}
     for name, node in nodes.items():
         node_env = env(node)
-        assert node_env["CLUSTER_ID"] == params.kafka_cluster_id, f"{name}'s CLUSTER_ID is not kafka_cluster_id"
+        assert node_env["CLUSTER_ID"] == params.kafka.cluster_id, f"{name}'s CLUSTER_ID is not kafka_cluster_id"
         assert set(node_env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
         voters[name] = node_env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
     assert len(set(voters.values())) == 1, f"the nodes disagree on their voters: {voters}"
@@ -192,7 +193,7 @@ def test_every_node_has_the_profiles_cluster_id_and_the_same_voters(compose: dic
     ids = {env(node)["KAFKA_NODE_ID"]: name for name, node in nodes.items()}
     assert len(ids) == len(nodes), "two Kafka nodes share a KAFKA_NODE_ID"
     assert {i: addr.rpartition(":")[0] for i, addr in quorum.items()} == ids, "the voters must be every node, by its id"
-    for node_id, address in quorum.items():
+    for address in quorum.values():
         host, _, port = address.rpartition(":")
         node_env = env(nodes[host])
         controller = node_env["KAFKA_CONTROLLER_LISTENER_NAMES"]
@@ -201,8 +202,8 @@ def test_every_node_has_the_profiles_cluster_id_and_the_same_voters(compose: dic
 
 
 def test_replication_settings_are_the_profiles(compose: dict[str, Any], params: Params) -> None:
-    replicas = str(params.kafka_replication)
-    min_isr = str(min(2, params.kafka_replication))  # what the lab gives its own brokers
+    replicas = str(params.kafka.replication)
+    min_isr = str(min(2, params.kafka.replication))  # what the lab gives its own brokers
     for name, node in kafka_nodes(compose).items():
         node_env = env(node)
         assert node_env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == replicas, name
@@ -210,22 +211,22 @@ def test_replication_settings_are_the_profiles(compose: dict[str, Any], params: 
         assert node_env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == replicas, name
         assert node_env["KAFKA_MIN_INSYNC_REPLICAS"] == min_isr, name
         assert node_env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == min_isr, name
-        assert node_env["KAFKA_NUM_PARTITIONS"] == str(params.kafka_partitions), name
+        assert node_env["KAFKA_NUM_PARTITIONS"] == str(params.kafka.partitions), name
         assert node_env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
         assert node_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", f"{name}: the lab creates its topics itself"
 
 
 # -- Spark ---------------------------------------------------------------------------------------
 def test_spark_master_is_the_profiles_master_and_ui(compose: dict[str, Any], params: Params) -> None:
-    assert params.spark_standalone is not None
-    host, port = params.spark_standalone
+    assert params.spark.standalone is not None
+    host, port = params.spark.standalone
     master = services(compose).get(host)
     assert master is not None, f"spark_master names {host}, which is not a service"
     assert command(master)[:2] == ["spark-class", "org.apache.spark.deploy.master.Master"]
     master_env = env(master)
     assert master_env["SPARK_MASTER_HOST"] == host
     assert master_env["SPARK_MASTER_PORT"] == str(port), "the master does not listen on spark_master's port"
-    assert master_env["SPARK_MASTER_WEBUI_PORT"] == str(params.spark_master_ui_port)
+    assert master_env["SPARK_MASTER_WEBUI_PORT"] == str(params.spark.master_ui_port)
 
 
 def test_two_workers_join_that_master_with_the_profiles_sizes(compose: dict[str, Any], params: Params) -> None:
@@ -233,21 +234,21 @@ def test_two_workers_join_that_master_with_the_profiles_sizes(compose: dict[str,
     assert len(workers) == 2
     for name, worker in workers.items():
         assert command(worker)[:2] == ["spark-class", "org.apache.spark.deploy.worker.Worker"]
-        assert command(worker)[-1] == params.spark_master, f"{name} does not join spark_master"
-        assert env(worker)["SPARK_WORKER_CORES"] == str(params.spark_worker_cores), name
-        assert env(worker)["SPARK_WORKER_MEMORY"] == params.spark_worker_memory, name
+        assert command(worker)[-1] == params.spark.master, f"{name} does not join spark_master"
+        assert env(worker)["SPARK_WORKER_CORES"] == str(params.spark.worker_cores), name
+        assert env(worker)["SPARK_WORKER_MEMORY"] == params.spark.worker_memory, name
         assert env(worker)["SPARK_LOCAL_HOSTNAME"] == name == worker["hostname"], f"{name} must register by its name"
 
 
 def test_data_dir_is_one_volume_at_the_same_path_in_the_driver_and_every_worker(
     compose: dict[str, Any], params: Params
 ) -> None:
-    data = PurePosixPath(params.data_dir.format(profile=params.profile))
+    data = PurePosixPath(params.pipeline.data_dir.format(profile=params.profile))
     assert data.is_absolute(), "data_dir must be a path inside the containers, the same in each"
-    driver = services(compose)[params.spark_driver_host]
+    driver = services(compose)[params.spark.driver_host]
     mounts = volume_mounts(driver)
     targets = [t for t in mounts if data == PurePosixPath(t) or PurePosixPath(t) in data.parents]
-    assert targets, f"no volume of {params.spark_driver_host} holds data_dir {data}"
+    assert targets, f"no volume of {params.spark.driver_host} holds data_dir {data}"
     target = max(targets, key=len)
     volume = mounts[target]
     assert volume in (compose.get("volumes") or {}), f"{volume} is not a named volume: workers and driver must share it"
@@ -256,10 +257,10 @@ def test_data_dir_is_one_volume_at_the_same_path_in_the_driver_and_every_worker(
 
 
 def test_driver_host_is_the_jupyter_service(compose: dict[str, Any], params: Params) -> None:
-    jupyter = services(compose).get(params.spark_driver_host)
-    assert jupyter is not None, f"spark_driver_host {params.spark_driver_host} is not a service"
+    jupyter = services(compose).get(params.spark.driver_host)
+    assert jupyter is not None, f"spark_driver_host {params.spark.driver_host} is not a service"
     assert jupyter["build"]["dockerfile"] == "docker/lab/Dockerfile"
-    assert jupyter.get("hostname") == params.spark_driver_host
+    assert jupyter.get("hostname") == params.spark.driver_host
     assert "jupyter" in (ROOT / jupyter["build"]["dockerfile"]).read_text().split("CMD", 1)[1]
 
 
@@ -267,7 +268,7 @@ def test_driver_host_is_the_jupyter_service(compose: dict[str, Any], params: Par
 def test_postgres_dsn_names_the_postgres_service(
     compose: dict[str, Any], params: Params, pyproject: dict[str, Any]
 ) -> None:
-    dsn = urlsplit(params.postgres_dsn)
+    dsn = urlsplit(params.warehouse.postgres_dsn)
     assert dsn.password is None
     server = services(compose).get(dsn.hostname or "")
     assert server is not None, f"postgres_dsn names {dsn.hostname}, which is not a service"
@@ -281,7 +282,7 @@ def test_postgres_dsn_names_the_postgres_service(
     major = re.search(r">=(\d+)", embedded)
     assert major and tag.split(".")[0].split("-")[0] == major.group(1), f"postgres:{tag} is not the lab's major version"
     password = REQUIRED_VARIABLE.fullmatch(server_env["POSTGRES_PASSWORD"])
-    pgpassword = REQUIRED_VARIABLE.fullmatch(env(services(compose)[params.spark_driver_host])["PGPASSWORD"])
+    pgpassword = REQUIRED_VARIABLE.fullmatch(env(services(compose)[params.spark.driver_host])["PGPASSWORD"])
     assert password and pgpassword, "POSTGRES_PASSWORD and PGPASSWORD must come from .env"
     assert password["name"] == pgpassword["name"], "the lab must log in with the server's password"
 

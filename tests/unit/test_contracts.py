@@ -6,7 +6,7 @@ import pytest
 import sqlglot
 
 from smartcity.fleet import contracts
-from smartcity.params import TOPICS
+from smartcity.fleet.contracts import TOPICS
 
 
 @pytest.mark.parametrize("version", contracts.SCHEMA_VERSIONS)
@@ -76,15 +76,30 @@ def test_json_schema_rejects_what_the_stream_quarantines() -> None:
     validator = jsonschema.Draft202012Validator(contracts.published_schema("gps_data"))
     assert list(validator.iter_errors({"id": "x"}))  # required fields missing
     good = {
-        "id": "6f1f5b5e-3c55-4a7e-9d1e-5c17a0b1c0de", "schemaVersion": 2, "deviceId": "v", "timestamp": "2026-01-05T08:00:00.000Z",
-        "latitude": 51.5, "longitude": -0.1, "speed": 50.0, "direction": 10.0, "vehicleType": "private",
+        "id": "6f1f5b5e-3c55-4a7e-9d1e-5c17a0b1c0de",
+        "schemaVersion": 2,
+        "deviceId": "v",
+        "timestamp": "2026-01-05T08:00:00.000Z",
+        "latitude": 51.5,
+        "longitude": -0.1,
+        "speed": 50.0,
+        "direction": 10.0,
+        "vehicleType": "private",
         "accuracy": 5.0,
     }
     assert not list(validator.iter_errors(good))
     bad_inputs = (
-        {"speed": 900.0}, {"vehicleType": "spaceship"}, {"schemaVersion": 1}, {"extra": 1}, {"id": ""},
-        {"id": "not-a-uuid"}, {"deviceId": "v\u0000"}, {"deviceId": 7}, {"timestamp": 1767600000000},
-        {"timestamp": "2026-01-05 08:00"}, {"deviceId": {"nested": 1}},
+        {"speed": 900.0},
+        {"vehicleType": "spaceship"},
+        {"schemaVersion": 1},
+        {"extra": 1},
+        {"id": ""},
+        {"id": "not-a-uuid"},
+        {"deviceId": "v\u0000"},
+        {"deviceId": 7},
+        {"timestamp": 1767600000000},
+        {"timestamp": "2026-01-05 08:00"},
+        {"deviceId": {"nested": 1}},
     )
     for bad in bad_inputs:
         assert list(validator.iter_errors({**good, **bad})), bad

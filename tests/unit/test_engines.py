@@ -41,7 +41,9 @@ def test_context_manager_stops_the_process(tmp_path: Path) -> None:
 
 
 def test_a_process_that_ignores_the_signal_is_killed(tmp_path: Path) -> None:
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
     proc = ManagedProcess("stubborn", [sys.executable, "-c", script], log_path=tmp_path / "log", stop_timeout=0.5)
     wait_until(lambda: "up" in proc.log_tail(), timeout=10, what="stubborn", alive=proc.alive)
     proc.stop()
@@ -66,7 +68,10 @@ CHILD = textwrap.dedent(
 @pytest.mark.parametrize("how", ["exit", "kill"])
 def test_engines_do_not_outlive_the_lab(tmp_path: Path, how: str) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "log"), how], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, str(tmp_path / "log"), how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     pid = int(parent.stdout.readline())
     assert alive(pid)

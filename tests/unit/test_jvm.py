@@ -30,7 +30,7 @@ def test_java_17_or_newer_is_found() -> None:
 def test_an_old_java_is_refused_with_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "jdk" / "bin" / "java"
     fake.parent.mkdir(parents=True)
-    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
     with pytest.raises(EngineError, match=r"Java 17\+ is required, found Java 11 .*apt install openjdk-17"):

@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smartcity.stream import lake
+from smartcity import steps
 from smartcity.fleet import simulation
+from smartcity.stream import commits, lake
+from smartcity.stream import staging as staged_lines
 from smartcity.stream.store import LakeStore, LocalStore
 from tests.conftest import lab_params
-from tests.unit.lake_fixture import objects_under, open_test_store, write_lake_objects
+from tests.lake_fixture import objects_under, open_test_store, write_lake_objects
 
 STORES = ["local", "s3"]
 
@@ -34,8 +36,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.fixture
-def log(store: LakeStore) -> lake.CommitLog:
-    return lake.CommitLog(store)
+def log(store: LakeStore) -> commits.CommitLog:
+    return commits.CommitLog(store)
 
 
 def parquet_bytes(rows: int, start: int = 0) -> bytes:
@@ -57,7 +59,7 @@ def glob_rows(store: LakeStore, table: str = "gps_data") -> list[int]:
     return sorted(x for data in found.values() for x in pq.read_table(io.BytesIO(data)).column("x").to_pylist())
 
 
-def stage_batch(log: lake.CommitLog, batch: int, rows: int = 3) -> None:
+def stage_batch(log: commits.CommitLog, batch: int, rows: int = 3) -> None:
     """What the conversion leaves staged for a batch: a folder per table, Hive partitions, extras to skip."""
     staging = log.start(batch)
     put = log.store.put
@@ -67,13 +69,14 @@ def stage_batch(log: lake.CommitLog, batch: int, rows: int = 3) -> None:
     put(f"{staging}/gps_data/event_date=2026-01-05/.part-00000-abc.snappy.parquet.crc", b"x")
 
 
-def test_a_published_batch_lands_under_deterministic_names(log: lake.CommitLog) -> None:
+def test_a_published_batch_lands_under_deterministic_names(log: commits.CommitLog) -> None:
     stage_batch(log, 7)
     manifest = log.plan(7, {"messages": 4})
     done = log.publish(7)
     assert sorted(objects_under(log.store, f"{lake.LAKE}/gps_data")) == [
         f"event_date=2026-01-05/part-0000000007-000-{log.writer}.parquet",
-        f"event_date=2026-01-06/part-0000000007-000-{log.writer}.parquet"]
+        f"event_date=2026-01-06/part-0000000007-000-{log.writer}.parquet",
+    ]
     assert manifest["rows"] == {"gps_data": 4}
     assert done["metrics"] == {"messages": 4, "quarantined": 0, "produced_quantiles": []}  # files without Kafka times
     assert [m["bytes"] for m in manifest["files"]] == [len(parquet_bytes(3, 700)), len(parquet_bytes(1, 750))]
@@ -81,14 +84,14 @@ def test_a_published_batch_lands_under_deterministic_names(log: lake.CommitLog) 
     assert glob_rows(log.store) == [700, 701, 702, 750]
 
 
-def test_nothing_of_a_batch_is_visible_before_it_is_planned(log: lake.CommitLog) -> None:
+def test_nothing_of_a_batch_is_visible_before_it_is_planned(log: commits.CommitLog) -> None:
     stage_batch(log, 0)
     assert glob_rows(log.store) == []
     assert log.recover() == []  # a crash before the manifest: the staged batch is discarded
     assert not objects_under(log.store, log.staging(0)) and glob_rows(log.store) == []
 
 
-def test_a_crash_in_the_middle_of_publishing_rolls_forward(log: lake.CommitLog) -> None:
+def test_a_crash_in_the_middle_of_publishing_rolls_forward(log: commits.CommitLog) -> None:
     stage_batch(log, 3)
     manifest = log.plan(3)
     first = manifest["files"][0]
@@ -99,7 +102,7 @@ def test_a_crash_in_the_middle_of_publishing_rolls_forward(log: lake.CommitLog) 
     assert log.recover() == [] and glob_rows(log.store) == [300, 301, 302, 350]
 
 
-def test_a_crash_between_copy_and_delete_rolls_forward(log: lake.CommitLog) -> None:
+def test_a_crash_between_copy_and_delete_rolls_forward(log: commits.CommitLog) -> None:
     """On S3 a move is a copy, then a delete: a crash between them leaves the file staged and in the lake."""
     stage_batch(log, 4)
     manifest = log.plan(4)
@@ -111,15 +114,22 @@ def test_a_crash_between_copy_and_delete_rolls_forward(log: lake.CommitLog) -> N
     assert not objects_under(log.store, log.staging(4))
 
 
-def test_a_staged_batch_is_rolled_forward_from_its_lines(log: lake.CommitLog) -> None:
+def test_a_staged_batch_is_rolled_forward_from_its_lines(log: commits.CommitLog) -> None:
     """A batch Spark finished (``_staged.json``) is converted, planned and published after a crash;
     here its lines are JSON, as the lab staged them before its CSV lines (a batch left staged
     across an upgrade)."""
-    events = [e for e in simulation.simulate_journey(lab_params(Path("/nonexistent")))[:200] if e.topic == "weather_data"]
+    events = [
+        e
+        for e in simulation.simulate_journey(lab_params(Path("/nonexistent")).fleet)[:200]
+        if e.topic == "weather_data"
+    ]
     assert events
     staging = log.start(5)
-    lines = b"".join(orjson.dumps({**e.value, "kafka_partition": 0, "kafka_offset": n,
-                                   "kafka_timestamp": e.value["timestamp"]}) + b"\n" for n, e in enumerate(events))
+    lines = b"".join(
+        orjson.dumps({**e.value, "kafka_partition": 0, "kafka_offset": n, "kafka_timestamp": e.value["timestamp"]})
+        + b"\n"
+        for n, e in enumerate(events)
+    )
     day = events[0].value["timestamp"][:10]
     raw = f"{staging}/{lake.RAW_STAGING}/_table=weather_data/_pkey={day}"
     log.store.put(f"{raw}/part-00000-a.txt", lines)
@@ -145,26 +155,39 @@ def test_a_staged_batch_is_rolled_forward_from_its_lines(log: lake.CommitLog) ->
 def test_staged_csv_lines_convert_to_the_lake_schema(store: LakeStore) -> None:
     """The contract check's CSV (written here by Python's csv module, not the lab): every field of the
     latest contract then the lineage, text quoted, an absent field empty, times in epoch microseconds."""
-    names = lake._file_schema("emergency_data").names
-    descriptions = ['He said "stop", then left', "", "back\\slash, \"x\" \"\"", "ünï \u2028 𝄞", None]
-    events = [e for e in simulation.simulate_journey(lab_params(Path("/nonexistent"))) if e.topic == "emergency_data"]
+    names = staged_lines._file_schema("emergency_data").names
+    descriptions = ['He said "stop", then left', "", 'back\\slash, "x" ""', "ünï \u2028 𝄞", None]
+    events = [
+        e for e in simulation.simulate_journey(lab_params(Path("/nonexistent")).fleet) if e.topic == "emergency_data"
+    ]
     assert events
     rows = []
     for n, text in enumerate(descriptions):
-        value = {**events[0].value, "description": text, "kafka_partition": 2, "kafka_offset": n,
-                 "kafka_timestamp": 1_767_600_000_123_456 + n}
+        value = {
+            **events[0].value,
+            "description": text,
+            "kafka_partition": 2,
+            "kafka_offset": n,
+            "kafka_timestamp": 1_767_600_000_123_456 + n,
+        }
         value["timestamp"] = int(datetime.fromisoformat(value["timestamp"]).timestamp() * 1_000_000)
         rows.append([value.get(c) for c in names])
     out = io.StringIO()
     for row in rows:  # quote text only, leave None empty: what ContractCheck.appendCsv writes
-        out.write(",".join("" if v is None else f'"{v.replace(chr(34), chr(34) * 2)}"' if isinstance(v, str)
-                           else str(v) for v in row) + "\n")
+        out.write(
+            ",".join(
+                "" if v is None else f'"{v.replace(chr(34), chr(34) * 2)}"' if isinstance(v, str) else str(v)
+                for v in row
+            )
+            + "\n"
+        )
     staging = "checkpoints/lake/_staging/0000000002"
-    store.put(f"{staging}/{lake.RAW_STAGING}/_table=emergency_data/_pkey=2026-01-05/part-00000.txt",
-              out.getvalue().encode())
-    assert lake.convert_staged(store, staging) == {"emergency_data": len(descriptions)}
+    store.put(
+        f"{staging}/{lake.RAW_STAGING}/_table=emergency_data/_pkey=2026-01-05/part-00000.txt", out.getvalue().encode()
+    )
+    assert staged_lines.convert_staged(store, staging) == {"emergency_data": len(descriptions)}
     table = pq.read_table(io.BytesIO(store.get(f"{staging}/emergency_data/event_date=2026-01-05/part.parquet")))
-    assert table.schema == lake._file_schema("emergency_data")
+    assert table.schema == staged_lines._file_schema("emergency_data")
     assert table.column("description").to_pylist() == descriptions  # "" stays "", an absent field is null
     assert table.column("id").to_pylist() == [events[0].value["id"]] * len(descriptions)
     stamps = table.column("kafka_timestamp").to_pylist()
@@ -177,23 +200,30 @@ def test_converting_again_keeps_what_a_crash_left_converted(store: LakeStore) ->
     rather than making it again from the lines left."""
     staging = "checkpoints/lake/_staging/0000000009"
     raw = f"{staging}/{lake.RAW_STAGING}/_table=_quarantine/_pkey=gps_data"
-    line = {"reason": "not JSON", "preview": "x", "key": None, "value": base64.b64encode(b"x").decode(),
-            "kafka_partition": 0, "kafka_offset": 1, "kafka_timestamp": "2026-01-05T08:00:00Z",
-            "headers": [{"key": "schemaVersion", "value": base64.b64encode(b"2").decode()}]}
+    line = {
+        "reason": "not JSON",
+        "preview": "x",
+        "key": None,
+        "value": base64.b64encode(b"x").decode(),
+        "kafka_partition": 0,
+        "kafka_offset": 1,
+        "kafka_timestamp": "2026-01-05T08:00:00Z",
+        "headers": [{"key": "schemaVersion", "value": base64.b64encode(b"2").decode()}],
+    }
     store.put(f"{raw}/part-00000.txt", orjson.dumps(line) + b"\n")
     store.put(f"{raw}/part-00001.txt", orjson.dumps({**line, "kafka_offset": 2}) + b"\n")
-    assert lake.convert_staged(store, staging) == {lake.QUARANTINE: 2}
+    assert staged_lines.convert_staged(store, staging) == {lake.QUARANTINE: 2}
     converted = store.get(f"{staging}/_quarantine/topic=gps_data/part.parquet")
     quarantined = pq.read_table(io.BytesIO(converted))
     assert quarantined.column("value").to_pylist() == [b"x", b"x"]
     assert quarantined.column("headers").to_pylist()[0] == [{"key": "schemaVersion", "value": b"2"}]
     store.put(f"{raw}/part-00001.txt", orjson.dumps({**line, "kafka_offset": 2}) + b"\n")  # half of _raw is left
-    assert lake.convert_staged(store, staging) == {lake.QUARANTINE: 2}
+    assert staged_lines.convert_staged(store, staging) == {lake.QUARANTINE: 2}
     assert store.get(f"{staging}/_quarantine/topic=gps_data/part.parquet") == converted
     assert not store.list(f"{staging}/{lake.RAW_STAGING}")
 
 
-def test_a_lake_changed_by_hand_is_named(log: lake.CommitLog) -> None:
+def test_a_lake_changed_by_hand_is_named(log: commits.CommitLog) -> None:
     stage_batch(log, 1)
     manifest = log.plan(1)
     log.store.delete(f"{log.staging(1)}/{manifest['files'][0]['src']}")
@@ -201,7 +231,7 @@ def test_a_lake_changed_by_hand_is_named(log: lake.CommitLog) -> None:
         log.publish(1)
 
 
-def test_another_file_under_a_lake_name_is_named(log: lake.CommitLog) -> None:
+def test_another_file_under_a_lake_name_is_named(log: commits.CommitLog) -> None:
     """A published name holding other bytes (and nothing staged any more) is not taken for this batch's file."""
     stage_batch(log, 2)
     manifest = log.plan(2)
@@ -212,19 +242,21 @@ def test_another_file_under_a_lake_name_is_named(log: lake.CommitLog) -> None:
         log.publish(2)
 
 
-def test_old_markers_are_pruned(log: lake.CommitLog) -> None:
-    for batch in range(lake.KEEP_MARKERS + 5):
+def test_old_markers_are_pruned(log: commits.CommitLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep = 12  # lake.KEEP_MARKERS is 200: the same pruning, fewer batches to write
+    monkeypatch.setattr(commits, "KEEP_MARKERS", keep)
+    for batch in range(keep + 5):
         log.start(batch)
         log.plan(batch)
         log.publish(batch)
     log.recover()
     kept = [m["batch"] for m in log.batches()]
-    assert kept == list(range(5, lake.KEEP_MARKERS + 5))
+    assert kept == list(range(5, keep + 5))
 
 
 def test_the_writer_id_survives_restarts(store: LakeStore) -> None:
-    a = lake.CommitLog(store, root="log")
-    b = lake.CommitLog(store, root="log")
+    a = commits.CommitLog(store, root="log")
+    b = commits.CommitLog(store, root="log")
     assert a.writer == b.writer and len(a.writer) == 8
     assert json.loads(store.get("log/writer.json"))["writer"] == a.writer
 
@@ -232,52 +264,56 @@ def test_the_writer_id_survives_restarts(store: LakeStore) -> None:
 def test_the_local_layout_is_the_one_readers_know(tmp_path: Path) -> None:
     """On a local disk the log's files sit where they always did, as indented JSON."""
     cfg = lab_params(tmp_path)
-    log = lake.commit_log(cfg)
+    log = commits.commit_log(steps.open_store(cfg))
     stage_batch(log, 0)
     log.plan(0)
     log.publish(0)
-    files = sorted(p.relative_to(cfg.data_path).as_posix() for p in cfg.data_path.rglob("*") if p.is_file())
-    assert files == ["checkpoints/lake/0000000000.done.json", "checkpoints/lake/writer.json",
-                     f"lake/gps_data/event_date=2026-01-05/part-0000000000-000-{log.writer}.parquet",
-                     f"lake/gps_data/event_date=2026-01-06/part-0000000000-000-{log.writer}.parquet"]
-    ident = (cfg.checkpoint_path / "lake" / "writer.json").read_text()
+    files = sorted(p.relative_to(cfg.paths.data).as_posix() for p in cfg.paths.data.rglob("*") if p.is_file())
+    assert files == [
+        "checkpoints/lake/0000000000.done.json",
+        "checkpoints/lake/writer.json",
+        f"lake/gps_data/event_date=2026-01-05/part-0000000000-000-{log.writer}.parquet",
+        f"lake/gps_data/event_date=2026-01-06/part-0000000000-000-{log.writer}.parquet",
+    ]
+    ident = (cfg.paths.checkpoints / "lake" / "writer.json").read_text()
     assert ident == json.dumps({"writer": log.writer}, indent=1)
-    assert lake.data_files(lake.table_path(cfg, "gps_data")) == sorted(
-        (cfg.lake_path / "gps_data").rglob("*.parquet"))
+    assert lake.data_files(cfg.paths.lake / "gps_data") == sorted((cfg.paths.lake / "gps_data").rglob("*.parquet"))
 
 
 def test_a_reset_forgets_the_run_and_makes_a_new_generation(store: LakeStore, tmp_path: Path) -> None:
     cfg = lab_params(tmp_path)
-    log = lake.CommitLog(store)
+    log = commits.CommitLog(store)
     stage_batch(log, 0)
     log.plan(0)
     log.publish(0)
-    first = lake.generation(cfg, store)
-    assert lake.generation(cfg, store) == first
-    lake.reset(cfg, store)
+    first = lake.generation(store)
+    assert lake.generation(store) == first
+    lake.reset(store, cfg.paths.data)
     assert store.list(lake.LAKE) == [] and store.list(lake.CHECKPOINTS) == []
     if isinstance(store, LocalStore):  # as before: the folders themselves are gone
         assert not (store.root / lake.LAKE).exists() and not (store.root / lake.CHECKPOINTS).exists()
-    assert lake.generation(cfg, store) != first
+    assert lake.generation(store) != first
 
 
 def test_a_reset_cut_short_blocks_the_lake_until_reset_again(store: LakeStore, tmp_path: Path) -> None:
     cfg = lab_params(tmp_path)
-    log = lake.CommitLog(store)
+    log = commits.CommitLog(store)
     stage_batch(log, 0)
     log.plan(0)
     log.publish(0)
-    store.put(f"{lake.LAKE}/{lake.GENERATION_FILE}", json.dumps({"state": lake.RESETTING}).encode())  # step 1, then the crash
+    store.put(
+        f"{lake.LAKE}/{lake.GENERATION_FILE}", json.dumps({"state": lake.RESETTING}).encode()
+    )  # step 1, then the crash
     with pytest.raises(lake.LakeError, match="did not finish: reset the run again"):
-        lake.generation(cfg, store)
+        lake.generation(store)
     with pytest.raises(lake.LakeError, match="did not finish"):
-        lake.commit_log(cfg, store)
-    lake.reset(cfg, store)
-    assert glob_rows(store) == [] and len(lake.generation(cfg, store)) == 32
+        commits.commit_log(store)
+    lake.reset(store, cfg.paths.data)
+    assert glob_rows(store) == [] and len(lake.generation(store)) == 32
 
 
 def test_list_data_files_applies_what_every_reader_counts(store: LakeStore) -> None:
-    events = simulation.simulate_journey(lab_params(Path("/nonexistent")))[:300]
+    events = simulation.simulate_journey(lab_params(Path("/nonexistent")).fleet)[:300]
     counts = write_lake_objects(store, events)
     store.put(f"{lake.LAKE}/gps_data/_temporary/x.parquet", b"")
     store.put(f"{lake.LAKE}/gps_data/event_date=2026-01-05/.x.parquet", b"")
@@ -301,7 +337,7 @@ def test_data_files_skip_hidden_and_internal_paths(tmp_path: Path) -> None:
 
 
 def _hold_lock(root: str, ready: multiprocessing.Event, release: multiprocessing.Event) -> None:
-    with lake.writer_lock(lab_params(Path(root))):
+    with lake.writer_lock(lab_params(Path(root)).paths.data):
         ready.set()
         release.wait(30)
 
@@ -313,11 +349,14 @@ def test_one_writer_at_a_time_per_data_dir(tmp_path: Path) -> None:
     holder.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(lake.LakeError, match=rf"being written by pid {holder.pid}"):
-            with lake.writer_lock(lab_params(tmp_path)):
-                pass
+        with (
+            pytest.raises(lake.LakeError, match=rf"being written by pid {holder.pid}"),
+            lake.writer_lock(lab_params(tmp_path).paths.data),
+        ):
+            pass
     finally:
         release.set()
         holder.join(30)
-    with lake.writer_lock(lab_params(tmp_path)), lake.writer_lock(lab_params(tmp_path)):  # free again, re-entrant
+    data_dir = lab_params(tmp_path).paths.data
+    with lake.writer_lock(data_dir), lake.writer_lock(data_dir):  # free again, re-entrant
         pass

@@ -15,10 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.stub import Stubber
 
+from smartcity import steps
 from smartcity.stream import store as storage
 from smartcity.stream.store import LakeStore, LocalStore, ObjectInfo, S3Store, StoreError
 from tests.conftest import lab_params
-from tests.unit.lake_fixture import TEST_BUCKET, TEST_PREFIX, TEST_REGION, open_test_store, use_fake_aws
+from tests.lake_fixture import TEST_BUCKET, TEST_PREFIX, TEST_REGION, open_test_store, use_fake_aws
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -61,8 +62,11 @@ def test_listing_is_sorted_and_stops_at_the_folder(store: LakeStore) -> None:
         store.put(key, b"12345")
     assert [o.key for o in store.list("t")] == ["t/a.parquet", "t/b/1.parquet", "t/b/2.parquet", "t/c/d/e.parquet"]
     assert store.list("t/") == store.list("t")
-    assert store.list("t", delimiter="/") == [ObjectInfo("t/a.parquet", 5, store.list("t")[0].etag),
-                                              ObjectInfo("t/b/", 0), ObjectInfo("t/c/", 0)]
+    assert store.list("t", delimiter="/") == [
+        ObjectInfo("t/a.parquet", 5, store.list("t")[0].etag),
+        ObjectInfo("t/b/", 0),
+        ObjectInfo("t/c/", 0),
+    ]
     assert store.list("nothing") == [] and store.list("nothing", delimiter="/") == []
 
 
@@ -87,9 +91,10 @@ def test_a_publish_cut_between_copy_and_delete_finishes(store: LakeStore) -> Non
 
 
 def test_delete_prefix_removes_a_folder_and_only_that(store: LakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    keys = [f"big/k{n:04d}" for n in range(1234)]
+    keys = [f"big/k{n:04d}" for n in range(234)]
     calls: list[int] = []
-    if isinstance(store, S3Store):  # the load for which DeleteObjects takes 1000 keys at most
+    if isinstance(store, S3Store):  # the load for which DeleteObjects takes 1000 keys at most (100 here)
+        monkeypatch.setattr(storage, "DELETE_OBJECTS_MAX_KEYS", 100)
         import concurrent.futures
 
         client = store.client
@@ -110,7 +115,7 @@ def test_delete_prefix_removes_a_folder_and_only_that(store: LakeStore, monkeypa
     store.delete_prefix("big")
     assert store.list("big") == [] and store.get("big2/keep") == b"x"
     if isinstance(store, S3Store):
-        assert calls == [1000, 235]
+        assert calls == [100, 100, 35]
     store.delete_prefix("never-there")
     with pytest.raises(StoreError, match="refuses the store's root"):
         store.delete_prefix("")
@@ -124,25 +129,37 @@ def test_keys_are_relative_and_plain(store: LakeStore, key: str) -> None:
 
 def test_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = LocalStore(tmp_path)
-    assert local.spark_uri("checkpoints/lake") == str(tmp_path / "checkpoints" / "lake") == local.uri("checkpoints/lake")
+    assert (
+        local.spark_uri("checkpoints/lake") == str(tmp_path / "checkpoints" / "lake") == local.uri("checkpoints/lake")
+    )
     use_fake_aws(monkeypatch, tmp_path)
     session = boto3.Session(region_name=TEST_REGION)
     s3 = S3Store("bkt", "/p/q/", session)
-    assert s3.spark_uri("checkpoints/lake/_staging/0000000001/_raw") == "s3a://bkt/p/q/checkpoints/lake/_staging/0000000001/_raw"
+    assert (
+        s3.spark_uri("checkpoints/lake/_staging/0000000001/_raw")
+        == "s3a://bkt/p/q/checkpoints/lake/_staging/0000000001/_raw"
+    )
     assert s3.uri("lake/gps_data") == "s3://bkt/p/q/lake/gps_data"
     assert S3Store("bkt", "", session).uri("lake/x") == "s3://bkt/lake/x"
 
 
 def test_open_store_follows_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    local = storage.open_store(lab_params(tmp_path))
-    assert isinstance(local, LocalStore) and local.root == lab_params(tmp_path).data_path
+    local = steps.open_store(lab_params(tmp_path))
+    assert isinstance(local, LocalStore) and local.root == lab_params(tmp_path).paths.data
     use_fake_aws(monkeypatch, tmp_path)
-    cfg = lab_params(tmp_path, lake_storage="s3", catalog_engine="glue", s3_bucket="smartcity-lab", s3_prefix="team/run", aws_region="eu-west-2")
-    s3 = storage.open_store(cfg)
+    cfg = lab_params(
+        tmp_path,
+        lake_storage="s3",
+        catalog_engine="glue",
+        s3_bucket="smartcity-lab",
+        s3_prefix="team/run",
+        aws_region="eu-west-2",
+    )
+    s3 = steps.open_store(cfg)
     assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == ("smartcity-lab", "team/run")
     assert s3.client.meta.region_name == "eu-west-2"
     session = boto3.Session(region_name="us-west-2")
-    assert storage.open_store(cfg, boto3_session=session).session is session
+    assert steps.open_store(cfg, boto3_session=session).session is session
 
 
 # -- the S3 answers moto does not give: a conditional copy refused (412), a conflict (409) ----------------
@@ -156,8 +173,12 @@ def stubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S
         stubber.assert_no_pending_responses()
 
 
-COPY = {"Bucket": "bkt", "Key": "p/lake/t/part-1.parquet", "IfNoneMatch": "*",
-        "CopySource": {"Bucket": "bkt", "Key": "p/staging/part.parquet"}}
+COPY = {
+    "Bucket": "bkt",
+    "Key": "p/lake/t/part-1.parquet",
+    "IfNoneMatch": "*",
+    "CopySource": {"Bucket": "bkt", "Key": "p/staging/part.parquet"},
+}
 HEAD = {"Bucket": "bkt", "Key": "p/lake/t/part-1.parquet"}
 DELETE = {"Bucket": "bkt", "Key": "p/staging/part.parquet"}
 
@@ -235,7 +256,12 @@ def test_pyarrow_reads_the_lake_through_arrow(moto_endpoint: str) -> None:
     assert pq.read_table(f"{root}/lake/t/k=1/part-a.parquet", filesystem=fs).column("x").to_pylist() == [0, 1, 2]
     table = ds.dataset(f"{root}/lake/t", filesystem=fs, format="parquet", partitioning="hive").to_table()
     assert sorted(zip(table.column("k").to_pylist(), table.column("x").to_pylist())) == [
-        (1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+        (2, 1),
+    ]
 
 
 def test_the_endpoint_for_s3_alone_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

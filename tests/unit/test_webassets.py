@@ -9,8 +9,7 @@ from pathlib import Path
 import folium
 import pytest
 
-from smartcity.present import maps
-from smartcity.present import offline
+from smartcity.present import maps, offline
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,9 @@ def test_the_offline_page_has_the_corridor_under_the_tiles(corridor_page: str) -
 
 
 def test_a_link_without_a_pinned_copy_is_an_error() -> None:
-    page = folium.Map().get_root().render().replace("</head>", '<script src="https://cdn.example/x.js"></script></head>')
+    page = (
+        folium.Map().get_root().render().replace("</head>", '<script src="https://cdn.example/x.js"></script></head>')
+    )
     with pytest.raises(offline.AssetError, match="cdn.example/x.js"):
         offline.inline_assets(page)
 
@@ -75,7 +76,7 @@ def test_saving_leaves_the_notebooks_map_as_it_was(tmp_path: Path) -> None:
     control = maps.corridor_map()
     control.save(str(tmp_path / "control.html"))
     fmap = maps.corridor_map()
-    saved = maps.save_map(fmap, lab_params(tmp_path), "corridor")
+    saved = maps.save_map(fmap, lab_params(tmp_path).paths.maps, "corridor")
     assert fmap._repr_html_() == control._repr_html_()
     assert saved.read_text().startswith("<!DOCTYPE html>")
     assert saved.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from smartcity.fleet import contracts
+from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.params import Params
 from smartcity.stream import lake
-from smartcity.params import TOPICS, Params
-from smartcity.fleet.contracts import Event
 from smartcity.stream.store import LakeStore, LocalStore, S3Store
 from tests.conftest import use_fake_aws
 
@@ -24,8 +24,12 @@ def to_row(event: Event, offset: int) -> dict[str, object]:
     row = dict(event.value)
     stamp = datetime.fromisoformat(str(row["timestamp"]).replace("Z", "+00:00"))
     row["timestamp"] = stamp
-    row.update(event_date=date(stamp.year, stamp.month, stamp.day), kafka_partition=0, kafka_offset=offset,
-               kafka_timestamp=stamp)
+    row.update(
+        event_date=date(stamp.year, stamp.month, stamp.day),
+        kafka_partition=0,
+        kafka_offset=offset,
+        kafka_timestamp=stamp,
+    )
     return row
 
 
@@ -39,7 +43,7 @@ def write_lake(cfg: Params, events: list[Event], version: int = contracts.SCHEMA
         rows = [to_row(e, n) for n, e in enumerate(e for e in events if e.topic == topic)]
         schema = contracts.arrow_schema(topic, version=version)
         table = pa.Table.from_pylist(rows, schema=pa.schema([f.with_nullable(True) for f in schema]))
-        pq.write_to_dataset(table, str(lake.table_path(cfg, topic)), partition_cols=["event_date"])
+        pq.write_to_dataset(table, str(cfg.paths.lake / topic), partition_cols=["event_date"])
         counts[topic] = len(rows)
     return counts
 
@@ -58,8 +62,10 @@ def write_lake_objects(store: LakeStore, events: list[Event]) -> dict[str, int]:
             table = pa.Table.from_pylist(day_rows, schema=schema.remove(schema.get_field_index("event_date")))
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink)
-            store.put(f"{lake.LAKE}/{topic}/event_date={day}/part-0000000000-000-fixture.parquet",
-                      sink.getvalue().to_pybytes())
+            store.put(
+                f"{lake.LAKE}/{topic}/event_date={day}/part-0000000000-000-fixture.parquet",
+                sink.getvalue().to_pybytes(),
+            )
         counts[topic] = len(rows)
     return counts
 
@@ -94,8 +100,11 @@ def objects_under(store: LakeStore, prefix: str) -> dict[str, bytes]:
     """
     if isinstance(store, LocalStore):
         folder = store.root / prefix
-        return {p.relative_to(folder).as_posix(): p.read_bytes()
-                for p in sorted(folder.rglob("*")) if p.is_file()} if folder.is_dir() else {}
+        return (
+            {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+            if folder.is_dir()
+            else {}
+        )
     import boto3
 
     client = boto3.client("s3", region_name=TEST_REGION)
@@ -103,5 +112,5 @@ def objects_under(store: LakeStore, prefix: str) -> dict[str, bytes]:
     found = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=TEST_BUCKET, Prefix=full):
         for obj in page.get("Contents", []):
-            found[obj["Key"][len(full):]] = client.get_object(Bucket=TEST_BUCKET, Key=obj["Key"])["Body"].read()
+            found[obj["Key"][len(full) :]] = client.get_object(Bucket=TEST_BUCKET, Key=obj["Key"])["Body"].read()
     return found

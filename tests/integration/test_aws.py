@@ -17,10 +17,27 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-from smartcity.ops.aws import provision as aws
-from smartcity import params as config
-from smartcity.params import Params, project_root
+from smartcity import params, profiles
+from smartcity.fleet.contracts import TOPICS
+from smartcity.ops.aws.cli import add_commands
+from smartcity.ops.aws.iam import copy_role_policy, crawler_role_policy, runner_policy, trust_policy
+from smartcity.ops.aws.names import (
+    COPY_ROLE,
+    CRAWLER_ROLE,
+    ROOT_TAG,
+    RUNNER_POLICY,
+    AwsError,
+    Row,
+    TeardownRefused,
+    runner_policy_arn,
+)
+from smartcity.ops.aws.provision import provision, teardown
+from smartcity.ops.aws.s3 import lifecycle_rules
+from smartcity.params import Params
+from smartcity.platform.params import project_root
 from tests.conftest import use_fake_aws
+
+pytestmark = pytest.mark.integration
 
 REGION = "eu-west-2"
 ACCOUNT = "123456789012"  # moto's default account
@@ -31,11 +48,19 @@ REDSHIFT_WG = f"arn:aws:redshift-serverless:{REGION}:{ACCOUNT}:workgroup/0b1c2d3
 
 def aws_params(**overrides: Any) -> Params:
     values: dict[str, Any] = {
-        "profile": "awstest", "platform": "aws", "lake_storage": "s3", "catalog_engine": "glue", "query_engine": "athena",
-        "warehouse_engine": "redshift", "aws_region": REGION, "s3_bucket": BUCKET, "s3_prefix": PREFIX,
-        "redshift_copy_role_arn": "arn:aws:iam::{account}:role/smartcity-redshift-copy", "glue_crawler": True,
+        "profile": "awstest",
+        "platform": "aws",
+        "lake_storage": "s3",
+        "catalog_engine": "glue",
+        "query_engine": "athena",
+        "warehouse_engine": "redshift",
+        "aws_region": REGION,
+        "s3_bucket": BUCKET,
+        "s3_prefix": PREFIX,
+        "redshift_copy_role_arn": "arn:aws:iam::{account}:role/smartcity-redshift-copy",
+        "glue_crawler": True,
     }
-    return config.from_mapping({**values, **overrides}, source="test_aws")
+    return params.from_mapping({**values, **overrides}, source="test_aws")
 
 
 @pytest.fixture
@@ -57,7 +82,7 @@ def cfg() -> Params:
     return aws_params()
 
 
-def statuses(rows: list[aws.Row]) -> dict[str, str]:
+def statuses(rows: list[Row]) -> dict[str, str]:
     return {row.resource: row.status for row in rows}
 
 
@@ -73,58 +98,79 @@ def _strip(value: Any) -> Any:
 def describe_all(session: boto3.Session, cfg: Params) -> dict[str, Any]:
     """Everything provision configures, as the describe calls return it."""
     s3, glue, athena, iam = (session.client(n) for n in ("s3", "glue", "athena", "iam"))
-    runner_arn = aws.runner_policy_arn(cfg, ACCOUNT)
+    runner_arn = runner_policy_arn(cfg, ACCOUNT)
     roles = ("smartcity-redshift-copy", "smartcity-glue-crawler")
-    return _strip({
-        "location": s3.get_bucket_location(Bucket=BUCKET),
-        "bpa": s3.get_public_access_block(Bucket=BUCKET),
-        "encryption": s3.get_bucket_encryption(Bucket=BUCKET),
-        "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=BUCKET),
-        "database": glue.get_database(Name=cfg.glue_database),
-        "workgroup": athena.get_work_group(WorkGroup=cfg.athena_workgroup),
-        "crawler": glue.get_crawler(Name=f"smartcity-{cfg.profile}"),
-        "roles": {r: (iam.get_role(RoleName=r), iam.get_role_policy(RoleName=r, PolicyName=r),
-                      iam.list_attached_role_policies(RoleName=r)) for r in roles},
-        "policy": iam.get_policy(PolicyArn=runner_arn),
-        "policy_versions": iam.list_policy_versions(PolicyArn=runner_arn),
-        "policies": iam.list_policies(Scope="Local"),
-    })
+    return _strip(
+        {
+            "location": s3.get_bucket_location(Bucket=BUCKET),
+            "bpa": s3.get_public_access_block(Bucket=BUCKET),
+            "encryption": s3.get_bucket_encryption(Bucket=BUCKET),
+            "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=BUCKET),
+            "database": glue.get_database(Name=cfg.aws.glue_database),
+            "workgroup": athena.get_work_group(WorkGroup=cfg.aws.athena_workgroup),
+            "crawler": glue.get_crawler(Name=f"smartcity-{cfg.profile}"),
+            "roles": {
+                r: (
+                    iam.get_role(RoleName=r),
+                    iam.get_role_policy(RoleName=r, PolicyName=r),
+                    iam.list_attached_role_policies(RoleName=r),
+                )
+                for r in roles
+            },
+            "policy": iam.get_policy(PolicyArn=runner_arn),
+            "policy_versions": iam.list_policy_versions(PolicyArn=runner_arn),
+            "policies": iam.list_policies(Scope="Local"),
+        }
+    )
 
 
 # -- provision ---------------------------------------------------------------------------------------
 
 
 def test_provision_twice_creates_then_finds_and_changes_nothing(session: boto3.Session, cfg: Params) -> None:
-    first = aws.provision(cfg, boto3_session=session)
+    first = provision(cfg, boto3_session=session)
     assert statuses(first.rows) == {
-        "s3 bucket": "created", "s3 block public access": "created", "s3 default encryption (SSE-S3)": "created",
-        "s3 lifecycle rules": "created", "glue database": "created", "athena workgroup": "created",
-        aws.COPY_ROLE: "created", aws.CRAWLER_ROLE: "created", "glue crawler": "created", aws.RUNNER_POLICY: "created",
+        "s3 bucket": "created",
+        "s3 block public access": "created",
+        "s3 default encryption (SSE-S3)": "created",
+        "s3 lifecycle rules": "created",
+        "glue database": "created",
+        "athena workgroup": "created",
+        COPY_ROLE: "created",
+        CRAWLER_ROLE: "created",
+        "glue crawler": "created",
+        RUNNER_POLICY: "created",
         "redshift serverless": "not created",
     }
     crawler = session.client("glue").get_crawler(Name=f"smartcity-{cfg.profile}")["Crawler"]
     assert crawler["Role"].endswith("role/smartcity-glue-crawler")
-    assert crawler["Targets"]["CatalogTargets"] == [{"DatabaseName": "smartcity",
-                                                     "Tables": [*config.TOPICS, "quarantine"]}]
+    assert crawler["Targets"]["CatalogTargets"] == [{"DatabaseName": "smartcity", "Tables": [*TOPICS, "quarantine"]}]
     before = describe_all(session, cfg)
-    second = aws.provision(cfg, boto3_session=session)
+    second = provision(cfg, boto3_session=session)
     assert {r.resource: r.status for r in second.rows if r.resource != "redshift serverless"} == dict.fromkeys(
-        (r.resource for r in second.rows if r.resource != "redshift serverless"), "found")
+        (r.resource for r in second.rows if r.resource != "redshift serverless"), "found"
+    )
     assert describe_all(session, cfg) == before
     assert second.copy_role_arn == first.copy_role_arn == f"arn:aws:iam::{ACCOUNT}:role/smartcity-redshift-copy"
     assert second.params_lines() == [f'redshift_copy_role_arn: "arn:aws:iam::{ACCOUNT}:role/smartcity-redshift-copy"']
     assert first.runner_policy_arn == f"arn:aws:iam::{ACCOUNT}:policy/smartcity-lab-runner"
     assert first.params_current  # '{account}' in the params filled in to the role provision made
-    assert not aws.provision(aws_params(warehouse_engine="postgres", redshift_copy_role_arn=""), boto3_session=session).params_current
+    assert not provision(
+        aws_params(warehouse_engine="postgres", redshift_copy_role_arn=""), boto3_session=session
+    ).params_current
 
 
 def test_bucket_settings_read_back(session: boto3.Session, cfg: Params) -> None:
-    aws.provision(cfg, boto3_session=session)
+    provision(cfg, boto3_session=session)
     s3 = session.client("s3")
     assert s3.get_bucket_location(Bucket=BUCKET)["LocationConstraint"] == REGION
     bpa = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
-    assert bpa == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-                   "RestrictPublicBuckets": True}
+    assert bpa == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
     rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
     assert [r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] == ["AES256"]
     lifecycle = {r["Filter"]["Prefix"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]}
@@ -138,38 +184,46 @@ def test_bucket_settings_read_back(session: boto3.Session, cfg: Params) -> None:
 def test_us_east_1_bucket_is_created_without_location_constraint(session: boto3.Session) -> None:
     cfg = aws_params(aws_region="us-east-1")
     east = boto3.Session(region_name="us-east-1")
-    rows = aws.provision(cfg, boto3_session=east).rows
+    rows = provision(cfg, boto3_session=east).rows
     assert statuses(rows)["s3 bucket"] == "created"
     assert east.client("s3").get_bucket_location(Bucket=BUCKET).get("LocationConstraint") in (None, "")
-    assert statuses(aws.provision(cfg, boto3_session=east).rows)["s3 bucket"] == "found"
+    assert statuses(provision(cfg, boto3_session=east).rows)["s3 bucket"] == "found"
 
 
 def test_a_bucket_in_another_region_is_refused(session: boto3.Session, cfg: Params) -> None:
     boto3.client("s3", region_name="eu-west-1").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    with pytest.raises(aws.AwsError, match="is in eu-west-1, but aws_region is eu-west-2"):
-        aws.provision(cfg, boto3_session=session)
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    with pytest.raises(AwsError, match="is in eu-west-1, but aws_region is eu-west-2"):
+        provision(cfg, boto3_session=session)
 
 
 def test_a_found_bucket_is_corrected_and_keeps_its_other_lifecycle_rules(session: boto3.Session, cfg: Params) -> None:
     s3 = session.client("s3")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False, "RestrictPublicBuckets": False})
+    s3.put_public_access_block(
+        Bucket=BUCKET,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": False,
+        },
+    )
     owner_rule = {"ID": "owner-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 30}}
     s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": [owner_rule]})
-    rows = statuses(aws.provision(cfg, boto3_session=session).rows)
+    rows = statuses(provision(cfg, boto3_session=session).rows)
     assert rows["s3 bucket"] == "found"
     assert rows["s3 block public access"] == rows["s3 lifecycle rules"] == "updated"
     assert all(s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"].values())
     ids = {r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]}
-    assert ids == {"owner-logs", *(r["ID"] for r in aws.lifecycle_rules(cfg))}
+    assert ids == {"owner-logs", *(r["ID"] for r in lifecycle_rules(cfg))}
 
 
 def test_workgroup_enforces_the_result_location(session: boto3.Session, cfg: Params) -> None:
     sent: list[dict[str, Any]] = []  # moto defaults EnforceWorkGroupConfiguration to true: check what was asked
     session.events.register("provide-client-params.athena.CreateWorkGroup", lambda params, **_: sent.append(params))
-    aws.provision(cfg, boto3_session=session)
+    provision(cfg, boto3_session=session)
     assert [p["Configuration"]["EnforceWorkGroupConfiguration"] for p in sent] == [True]
     config_ = session.client("athena").get_work_group(WorkGroup="smartcity")["WorkGroup"]["Configuration"]
     assert config_["ResultConfiguration"]["OutputLocation"] == f"s3://{BUCKET}/{PREFIX}/athena-results/"
@@ -178,76 +232,91 @@ def test_workgroup_enforces_the_result_location(session: boto3.Session, cfg: Par
 
 
 def test_roles_trust_their_service_and_hold_only_their_inline_policy(session: boto3.Session, cfg: Params) -> None:
-    aws.provision(cfg, boto3_session=session)
+    provision(cfg, boto3_session=session)
     iam = session.client("iam")
-    for name, service, policy in (("smartcity-redshift-copy", "redshift.amazonaws.com", aws.copy_role_policy(cfg)),
-                                  ("smartcity-glue-crawler", "glue.amazonaws.com", aws.crawler_role_policy(cfg, ACCOUNT))):
+    for name, service, policy in (
+        ("smartcity-redshift-copy", "redshift.amazonaws.com", copy_role_policy(cfg)),
+        ("smartcity-glue-crawler", "glue.amazonaws.com", crawler_role_policy(cfg, ACCOUNT)),
+    ):
         role = iam.get_role(RoleName=name)["Role"]
         (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
         assert trust == {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
         assert iam.list_role_policies(RoleName=name)["PolicyNames"] == [name]
         assert iam.get_role_policy(RoleName=name, PolicyName=name)["PolicyDocument"] == policy
         assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []  # no AmazonS3FullAccess
-    policy = iam.get_policy(PolicyArn=aws.runner_policy_arn(cfg, ACCOUNT))["Policy"]
+    policy = iam.get_policy(PolicyArn=runner_policy_arn(cfg, ACCOUNT))["Policy"]
     document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
-    assert document["PolicyVersion"]["Document"] == aws.runner_policy(cfg, ACCOUNT)
+    assert document["PolicyVersion"]["Document"] == runner_policy(cfg, ACCOUNT)
 
 
 def test_no_crawler_role_without_glue_crawler(session: boto3.Session) -> None:
-    rows = statuses(aws.provision(aws_params(glue_crawler=False), boto3_session=session).rows)
-    assert aws.CRAWLER_ROLE not in rows
+    rows = statuses(provision(aws_params(glue_crawler=False), boto3_session=session).rows)
+    assert CRAWLER_ROLE not in rows
     assert [r["RoleName"] for r in session.client("iam").list_roles()["Roles"]] == ["smartcity-redshift-copy"]
 
 
 def test_a_tampered_or_untagged_role_is_restored(session: boto3.Session, cfg: Params) -> None:
-    aws.provision(cfg, boto3_session=session)
+    provision(cfg, boto3_session=session)
     iam = session.client("iam")
     wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
-    iam.put_role_policy(RoleName="smartcity-redshift-copy", PolicyName="smartcity-redshift-copy",
-                        PolicyDocument=json.dumps(wide))
-    iam.untag_role(RoleName="smartcity-redshift-copy", TagKeys=[aws.ROOT_TAG])
-    assert statuses(aws.provision(cfg, boto3_session=session).rows)[aws.COPY_ROLE] == "updated"
+    iam.put_role_policy(
+        RoleName="smartcity-redshift-copy", PolicyName="smartcity-redshift-copy", PolicyDocument=json.dumps(wide)
+    )
+    iam.untag_role(RoleName="smartcity-redshift-copy", TagKeys=[ROOT_TAG])
+    assert statuses(provision(cfg, boto3_session=session).rows)[COPY_ROLE] == "updated"
     assert iam.list_role_tags(RoleName="smartcity-redshift-copy")["Tags"] == [
-        {"Key": aws.ROOT_TAG, "Value": f"s3://{BUCKET}/{PREFIX}"}]
+        {"Key": ROOT_TAG, "Value": f"s3://{BUCKET}/{PREFIX}"}
+    ]
     current = iam.get_role_policy(RoleName="smartcity-redshift-copy", PolicyName="smartcity-redshift-copy")
-    assert current["PolicyDocument"] == aws.copy_role_policy(cfg)
+    assert current["PolicyDocument"] == copy_role_policy(cfg)
 
 
 def test_redshift_workgroup_arn_is_added_once_and_kept(session: boto3.Session, cfg: Params) -> None:
-    aws.provision(cfg, boto3_session=session)
-    rows = statuses(aws.provision(cfg, redshift_workgroup_arn=REDSHIFT_WG, boto3_session=session).rows)
-    assert rows[aws.RUNNER_POLICY] == "updated"
-    assert statuses(aws.provision(cfg, boto3_session=session).rows)[aws.RUNNER_POLICY] == "found"
+    provision(cfg, boto3_session=session)
+    rows = statuses(provision(cfg, redshift_workgroup_arn=REDSHIFT_WG, boto3_session=session).rows)
+    assert rows[RUNNER_POLICY] == "updated"
+    assert statuses(provision(cfg, boto3_session=session).rows)[RUNNER_POLICY] == "found"
     iam = session.client("iam")
-    arn = aws.runner_policy_arn(cfg, ACCOUNT)
-    document = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"])
+    arn = runner_policy_arn(cfg, ACCOUNT)
+    document = iam.get_policy_version(
+        PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    )
     (statement,) = [s for s in document["PolicyVersion"]["Document"]["Statement"] if s["Sid"] == "RedshiftCredentials"]
-    assert statement == {"Sid": "RedshiftCredentials", "Effect": "Allow",
-                         "Action": ["redshift-serverless:GetCredentials", "redshift-serverless:GetWorkgroup"],
-                         "Resource": REDSHIFT_WG}
-    with pytest.raises(aws.AwsError, match="not a Redshift Serverless workgroup ARN"):
-        aws.provision(cfg, redshift_workgroup_arn=f"arn:aws:redshift-serverless:{REGION}:999999999999:workgroup/ab",
-                      boto3_session=session)
+    assert statement == {
+        "Sid": "RedshiftCredentials",
+        "Effect": "Allow",
+        "Action": ["redshift-serverless:GetCredentials", "redshift-serverless:GetWorkgroup"],
+        "Resource": REDSHIFT_WG,
+    }
+    with pytest.raises(AwsError, match="not a Redshift Serverless workgroup ARN"):
+        provision(
+            cfg,
+            redshift_workgroup_arn=f"arn:aws:redshift-serverless:{REGION}:999999999999:workgroup/ab",
+            boto3_session=session,
+        )
 
 
 def test_a_role_of_another_lab_is_not_touched(session: boto3.Session, cfg: Params) -> None:
     iam = session.client("iam")
-    iam.create_role(RoleName="smartcity-redshift-copy", AssumeRolePolicyDocument=json.dumps(aws.trust_policy("redshift.amazonaws.com")),
-                    Tags=[{"Key": aws.ROOT_TAG, "Value": "s3://someone-else/smartcity"}])
-    with pytest.raises(aws.AwsError, match="belongs to another lab"):
-        aws.provision(cfg, boto3_session=session)
-    with pytest.raises(aws.AwsError, match="belongs to another lab"):
-        aws.teardown(cfg, confirm=True, boto3_session=session)
+    iam.create_role(
+        RoleName="smartcity-redshift-copy",
+        AssumeRolePolicyDocument=json.dumps(trust_policy("redshift.amazonaws.com")),
+        Tags=[{"Key": ROOT_TAG, "Value": "s3://someone-else/smartcity"}],
+    )
+    with pytest.raises(AwsError, match="belongs to another lab"):
+        provision(cfg, boto3_session=session)
+    with pytest.raises(AwsError, match="belongs to another lab"):
+        teardown(cfg, confirm=True, boto3_session=session)
     assert iam.get_role(RoleName="smartcity-redshift-copy")["Role"]["Tags"][0]["Value"] == "s3://someone-else/smartcity"
 
 
 def test_provision_needs_a_prefix_and_the_results_in_the_bucket(session: boto3.Session) -> None:
-    with pytest.raises(aws.AwsError, match="s3_prefix is empty"):
-        aws.provision(aws_params(s3_prefix=""), boto3_session=session)
-    with pytest.raises(aws.AwsError, match="outside bucket"):
-        aws.provision(aws_params(athena_output="s3://elsewhere/results/"), boto3_session=session)
-    with pytest.raises(aws.AwsError, match="provisions the S3 lake only"):
-        aws.provision(config.from_mapping({}), boto3_session=session)
+    with pytest.raises(AwsError, match="s3_prefix is empty"):
+        provision(aws_params(s3_prefix=""), boto3_session=session)
+    with pytest.raises(AwsError, match="outside bucket"):
+        provision(aws_params(athena_output="s3://elsewhere/results/"), boto3_session=session)
+    with pytest.raises(AwsError, match="provisions the S3 lake only"):
+        provision(params.from_mapping({}), boto3_session=session)
 
 
 # -- the policy documents ------------------------------------------------------------------------
@@ -258,18 +327,27 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 
 def _documents(cfg: Params) -> dict[str, dict[str, Any]]:
-    return {"runner": aws.runner_policy(cfg, ACCOUNT, REDSHIFT_WG), "copy": aws.copy_role_policy(cfg),
-            "crawler": aws.crawler_role_policy(cfg, ACCOUNT)}
+    return {
+        "runner": runner_policy(cfg, ACCOUNT, REDSHIFT_WG),
+        "copy": copy_role_policy(cfg),
+        "crawler": crawler_role_policy(cfg, ACCOUNT),
+    }
 
 
 @pytest.mark.parametrize("name", ["runner", "copy", "crawler"])
 def test_no_wildcard_actions_and_every_resource_in_scope(cfg: Params, name: str) -> None:
     document = _documents(cfg)[name]
-    in_scope = (f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/{PREFIX}/",
-                f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/smartcity",
-                f"arn:aws:glue:{REGION}:{ACCOUNT}:table/smartcity/", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/smartcity",
-                f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/crawlers", REDSHIFT_WG,
-                f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/smartcity-{cfg.profile}")
+    in_scope = (
+        f"arn:aws:s3:::{BUCKET}",
+        f"arn:aws:s3:::{BUCKET}/{PREFIX}/",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:database/smartcity",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:table/smartcity/",
+        f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/smartcity",
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/crawlers",
+        REDSHIFT_WG,
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/smartcity-{cfg.profile}",
+    )
     assert document["Version"] == "2012-10-17"
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
@@ -278,8 +356,10 @@ def test_no_wildcard_actions_and_every_resource_in_scope(cfg: Params, name: str)
             assert action.split(":")[0] in ("s3", "glue", "athena", "logs", "redshift-serverless"), action
         for resource in _as_list(statement["Resource"]):
             head = resource.split("*")[0]
-            assert resource != "*" and any(head == s or head.startswith(s) and s.endswith("/") for s in in_scope), (
-                name, resource)
+            assert resource != "*" and any(head == s or (head.startswith(s) and s.endswith("/")) for s in in_scope), (
+                name,
+                resource,
+            )
             if resource.startswith("arn:aws:s3:::") and "/" in resource:  # object ARNs: only below the prefix
                 assert resource.startswith(f"arn:aws:s3:::{BUCKET}/{PREFIX}/"), resource
     actions = {a for s in document["Statement"] for a in _as_list(s["Action"])}
@@ -289,14 +369,25 @@ def test_no_wildcard_actions_and_every_resource_in_scope(cfg: Params, name: str)
 
 def test_runner_policy_is_exactly_the_sketch(cfg: Params) -> None:
     """0002 §8, statement by statement (with Sids added)."""
-    statements = {s["Sid"]: s for s in aws.runner_policy(cfg, ACCOUNT)["Statement"]}
-    assert cfg.glue_crawler
-    assert set(statements) == {"ListLabPrefix", "LocateBucket", "LabObjects", "GlueCatalog", "AthenaWorkgroup",
-                               "RunCrawler"}
+    statements = {s["Sid"]: s for s in runner_policy(cfg, ACCOUNT)["Statement"]}
+    assert cfg.aws.glue_crawler
+    assert set(statements) == {
+        "ListLabPrefix",
+        "LocateBucket",
+        "LabObjects",
+        "GlueCatalog",
+        "AthenaWorkgroup",
+        "RunCrawler",
+    }
     assert statements["RunCrawler"]["Resource"] == f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/smartcity-{cfg.profile}"
     assert statements["ListLabPrefix"]["Condition"] == {"StringLike": {"s3:prefix": [f"{PREFIX}/", f"{PREFIX}/*"]}}
-    assert statements["LabObjects"]["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                                                  "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    assert statements["LabObjects"]["Action"] == [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    ]
     assert statements["LabObjects"]["Resource"] == [f"arn:aws:s3:::{BUCKET}/{PREFIX}/*"]
     assert len(statements["GlueCatalog"]["Action"]) == 10
     assert statements["AthenaWorkgroup"]["Resource"] == f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/smartcity"
@@ -334,15 +425,19 @@ def allows(document: dict[str, Any], action: str, resource: str, context: dict[s
 
 
 def test_the_matcher_itself() -> None:
-    document = {"Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/p/*"},
-                              {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/p/secret/*"}]}
+    document = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/p/*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/p/secret/*"},
+        ]
+    }
     assert allows(document, "s3:getobject", "arn:aws:s3:::b/p/x")
     assert not allows(document, "s3:GetObject", "arn:aws:s3:::b/p/secret/x")
     assert not allows(document, "s3:PutObject", "arn:aws:s3:::b/p/x")
 
 
 def test_runner_policy_allows_only_the_prefix(cfg: Params) -> None:
-    doc = aws.runner_policy(cfg, ACCOUNT)
+    doc = runner_policy(cfg, ACCOUNT)
     bucket = f"arn:aws:s3:::{BUCKET}"
     assert allows(doc, "s3:GetObject", f"{bucket}/{PREFIX}/lake/gps_data/part-0.parquet")
     assert allows(doc, "s3:PutObject", f"{bucket}/{PREFIX}/checkpoints/lake/0.done.json")
@@ -361,11 +456,11 @@ def test_runner_policy_allows_only_the_prefix(cfg: Params) -> None:
     assert allows(doc, "athena:StartQueryExecution", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/smartcity")
     assert not allows(doc, "athena:StartQueryExecution", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/primary")
     assert not allows(doc, "redshift-serverless:GetCredentials", REDSHIFT_WG)  # not before its ARN is given
-    assert allows(aws.runner_policy(cfg, ACCOUNT, REDSHIFT_WG), "redshift-serverless:GetCredentials", REDSHIFT_WG)
+    assert allows(runner_policy(cfg, ACCOUNT, REDSHIFT_WG), "redshift-serverless:GetCredentials", REDSHIFT_WG)
 
 
 def test_copy_role_reads_only_the_lake_and_manifests(cfg: Params) -> None:
-    doc = aws.copy_role_policy(cfg)
+    doc = copy_role_policy(cfg)
     bucket = f"arn:aws:s3:::{BUCKET}"
     assert allows(doc, "s3:GetObject", f"{bucket}/{PREFIX}/lake/gps_data/event_date=2024-01-01/part-0.parquet")
     assert allows(doc, "s3:GetObject", f"{bucket}/{PREFIX}/warehouse/manifests/1/2/gps_data.manifest")
@@ -378,10 +473,10 @@ def test_copy_role_reads_only_the_lake_and_manifests(cfg: Params) -> None:
 
 def test_results_outside_the_prefix_are_granted_and_expired(cfg: Params) -> None:
     other = aws_params(athena_output=f"s3://{BUCKET}/athena/")
-    doc = aws.runner_policy(other, ACCOUNT)
+    doc = runner_policy(other, ACCOUNT)
     assert allows(doc, "s3:PutObject", f"arn:aws:s3:::{BUCKET}/athena/q1.csv")
     assert allows(doc, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": "athena/"})
-    assert [r["Filter"]["Prefix"] for r in aws.lifecycle_rules(other)] == [f"{PREFIX}/", "athena/"]
+    assert [r["Filter"]["Prefix"] for r in lifecycle_rules(other)] == [f"{PREFIX}/", "athena/"]
 
 
 def test_moto_enforces_the_runner_policy_on_objects(session: boto3.Session, cfg: Params) -> None:
@@ -390,15 +485,16 @@ def test_moto_enforces_the_runner_policy_on_objects(session: boto3.Session, cfg:
     moto evaluates Action and Resource for S3 object requests; it does not evaluate the s3:prefix
     condition of ListBucket (a listing of other/ passes there), which the matcher above covers.
     """
-    done = aws.provision(cfg, boto3_session=session)
+    done = provision(cfg, boto3_session=session)
     s3 = session.client("s3")
     s3.create_bucket(Bucket="another-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
     iam = session.client("iam")
     iam.create_user(UserName="lab-runner")
     iam.attach_user_policy(UserName="lab-runner", PolicyArn=done.runner_policy_arn)
     key = iam.create_access_key(UserName="lab-runner")["AccessKey"]
-    runner = boto3.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
-                           region_name=REGION).client("s3")
+    runner = boto3.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
+    ).client("s3")
 
     @set_initial_no_auth_action_count(0)  # every request below is authenticated and authorized
     def as_runner() -> None:
@@ -409,9 +505,11 @@ def test_moto_enforces_the_runner_policy_on_objects(session: boto3.Session, cfg:
             with pytest.raises(ClientError) as denied:
                 runner.put_object(Bucket=bucket, Key=key_, Body=b"x")
             assert denied.value.response["Error"]["Code"] == "AccessDenied", (bucket, key_)
-        for denied_call in (lambda: runner.get_object(Bucket=BUCKET, Key="other/x"),
-                            lambda: runner.delete_object(Bucket=BUCKET, Key="other/x"),
-                            lambda: runner.delete_bucket(Bucket=BUCKET)):
+        for denied_call in (
+            lambda: runner.get_object(Bucket=BUCKET, Key="other/x"),
+            lambda: runner.delete_object(Bucket=BUCKET, Key="other/x"),
+            lambda: runner.delete_bucket(Bucket=BUCKET),
+        ):
             with pytest.raises(ClientError) as denied:
                 denied_call()
             assert denied.value.response["Error"]["Code"] == "AccessDenied"
@@ -436,24 +534,31 @@ def leftovers(session: boto3.Session) -> dict[str, list[str]]:
 
 
 def _add_table(session: boto3.Session) -> None:
-    session.client("glue").create_table(DatabaseName="smartcity", TableInput={
-        "Name": "gps_data", "StorageDescriptor": {"Columns": [{"Name": "id", "Type": "string"}],
-                                                  "Location": f"s3://{BUCKET}/{PREFIX}/lake/gps_data/"}})
+    session.client("glue").create_table(
+        DatabaseName="smartcity",
+        TableInput={
+            "Name": "gps_data",
+            "StorageDescriptor": {
+                "Columns": [{"Name": "id", "Type": "string"}],
+                "Location": f"s3://{BUCKET}/{PREFIX}/lake/gps_data/",
+            },
+        },
+    )
 
 
 def test_teardown_refuses_to_delete_data_without_yes(session: boto3.Session, cfg: Params) -> None:
-    aws.provision(cfg, boto3_session=session)
+    provision(cfg, boto3_session=session)
     session.client("s3").put_object(Bucket=BUCKET, Key=f"{PREFIX}/lake/gps_data/x.parquet", Body=b"x")
     _add_table(session)
     before = leftovers(session)
-    with pytest.raises(aws.TeardownRefused, match=r"objects under s3://.*/smartcity/; 1 tables in Glue database"):
-        aws.teardown(cfg, boto3_session=session)
+    with pytest.raises(TeardownRefused, match=r"objects under s3://.*/smartcity/; 1 tables in Glue database"):
+        teardown(cfg, boto3_session=session)
     assert leftovers(session) == before
     assert session.client("s3").head_object(Bucket=BUCKET, Key=f"{PREFIX}/lake/gps_data/x.parquet")
 
 
 def test_teardown_leaves_nothing_and_a_second_is_a_no_op(session: boto3.Session, cfg: Params) -> None:
-    done = aws.provision(cfg, redshift_workgroup_arn=REDSHIFT_WG, boto3_session=session)
+    done = provision(cfg, redshift_workgroup_arn=REDSHIFT_WG, boto3_session=session)
     s3 = session.client("s3")
     for n in range(3):
         s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/lake/gps_data/part-{n}.parquet", Body=b"x")
@@ -462,14 +567,21 @@ def test_teardown_leaves_nothing_and_a_second_is_a_no_op(session: boto3.Session,
     iam = session.client("iam")
     iam.create_user(UserName="alice")
     iam.attach_user_policy(UserName="alice", PolicyArn=done.runner_policy_arn)
-    rows = aws.teardown(cfg, confirm=True, boto3_session=session)
+    rows = teardown(cfg, confirm=True, boto3_session=session)
     assert {r.resource: r.status for r in rows} == {
-        aws.RUNNER_POLICY: "deleted", "glue crawler": "deleted", aws.CRAWLER_ROLE: "deleted", aws.COPY_ROLE: "deleted",
-        "athena workgroup": "deleted", "glue database": "deleted", "s3 objects": "deleted", "s3 bucket": "deleted"}
+        RUNNER_POLICY: "deleted",
+        "glue crawler": "deleted",
+        CRAWLER_ROLE: "deleted",
+        COPY_ROLE: "deleted",
+        "athena workgroup": "deleted",
+        "glue database": "deleted",
+        "s3 objects": "deleted",
+        "s3 bucket": "deleted",
+    }
     assert session.client("glue").get_crawlers()["Crawlers"] == []
-    assert [r.note for r in rows if r.resource == aws.RUNNER_POLICY] == ["detached from user/alice"]
+    assert [r.note for r in rows if r.resource == RUNNER_POLICY] == ["detached from user/alice"]
     assert leftovers(session) == {"buckets": [], "databases": [], "workgroups": [], "roles": [], "policies": []}
-    again = aws.teardown(cfg, boto3_session=session)  # nothing left: no data, so no --yes needed
+    again = teardown(cfg, boto3_session=session)  # nothing left: no data, so no --yes needed
     assert {r.status for r in again} == {"absent"}
 
 
@@ -480,9 +592,9 @@ def test_teardown_keeps_a_shared_bucket_and_what_is_not_ours(session: boto3.Sess
     s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": [owner_rule]})
     s3.put_object(Bucket=BUCKET, Key="logs/keep.txt", Body=b"someone else's")
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}x/keep.txt", Body=b"a sibling prefix")
-    aws.provision(cfg, boto3_session=session)
+    provision(cfg, boto3_session=session)
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/lake/x", Body=b"ours")
-    rows = statuses(aws.teardown(cfg, confirm=True, boto3_session=session))
+    rows = statuses(teardown(cfg, confirm=True, boto3_session=session))
     assert rows["s3 bucket"] == "kept" and rows["s3 lifecycle rules"] == "deleted"
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
     assert keys == ["logs/keep.txt", f"{PREFIX}x/keep.txt"]
@@ -491,13 +603,13 @@ def test_teardown_keeps_a_shared_bucket_and_what_is_not_ours(session: boto3.Sess
 
 
 def test_teardown_keep_bucket(session: boto3.Session, cfg: Params) -> None:
-    aws.provision(cfg, boto3_session=session)
-    rows = statuses(aws.teardown(cfg, keep_bucket=True, boto3_session=session))  # an empty lab: no data, no --yes
+    provision(cfg, boto3_session=session)
+    rows = statuses(teardown(cfg, keep_bucket=True, boto3_session=session))  # an empty lab: no data, no --yes
     assert rows["s3 bucket"] == "kept" and rows["s3 objects"] == "absent"
     assert leftovers(session)["buckets"] == [BUCKET]
     with pytest.raises(ClientError):
         session.client("s3").get_bucket_lifecycle_configuration(Bucket=BUCKET)
-    assert statuses(aws.teardown(cfg, boto3_session=session))["s3 bucket"] == "deleted"
+    assert statuses(teardown(cfg, boto3_session=session))["s3 bucket"] == "deleted"
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -505,28 +617,35 @@ def test_teardown_keep_bucket(session: boto3.Session, cfg: Params) -> None:
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="smartcity")
-    aws.add_commands(parser.add_subparsers(dest="command", required=True))
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))
 
 
-def test_cli_provision_and_teardown_of_the_aws_profile(fake_credentials: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_provision_and_teardown_of_the_aws_profile(
+    fake_credentials: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     profile = str(project_root() / "params" / "aws.yaml")
-    cfg = config.load_params(profile)
+    cfg = profiles.load_params(profile)
     with mock_aws():
         assert _cli(["aws", "provision", "--params", profile]) == 0
         out = capsys.readouterr().out
-        assert f"redshift_copy_role_arn: \"arn:aws:iam::{ACCOUNT}:role/smartcity-redshift-copy\"" in out
-        assert "aws redshift-serverless create-workgroup" in out and f"--base-capacity {cfg.redshift_base_rpu}" in out
+        assert f'redshift_copy_role_arn: "arn:aws:iam::{ACCOUNT}:role/smartcity-redshift-copy"' in out
+        assert (
+            "aws redshift-serverless create-workgroup" in out
+            and f"--base-capacity {cfg.warehouse.redshift_base_rpu}" in out
+        )
         assert f"arn:aws:iam::{ACCOUNT}:policy/smartcity-lab-runner" in out
         assert _cli(["aws", "provision", "--params", profile]) == 0
         table = capsys.readouterr().out.split("\n\n")[0].splitlines()[2:]
         assert table and all(" found" in line or "not created" in line for line in table)
-        bucket = config.fill_account(cfg).s3_bucket
-        boto3.client("s3", region_name=cfg.aws_region).put_object(Bucket=bucket, Key=f"{cfg.s3_prefix}/lake/x", Body=b"x")
+        bucket = params.fill_account(cfg).aws.s3_bucket
+        boto3.client("s3", region_name=cfg.aws.region).put_object(
+            Bucket=bucket, Key=f"{cfg.aws.s3_prefix}/lake/x", Body=b"x"
+        )
         assert _cli(["aws", "teardown", "--params", profile]) == 1
         assert "run again with --yes" in capsys.readouterr().err
         assert _cli(["aws", "teardown", "--params", profile, "--yes"]) == 0
         assert "delete-workgroup" in capsys.readouterr().out
-        assert boto3.client("s3", region_name=cfg.aws_region).list_buckets()["Buckets"] == []
+        assert boto3.client("s3", region_name=cfg.aws.region).list_buckets()["Buckets"] == []
     assert _cli(["aws", "provision", "--params", str(project_root() / "params" / "missing.yaml")]) == 2
