@@ -8,7 +8,7 @@ PARAMS ?= params/local.yaml
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run live test fuzz bench notebooks lab clean
+.PHONY: help setup run live lint check test fuzz bench notebooks lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,11 +27,24 @@ setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars a
 run: setup ## run the six notebooks on $(PARAMS); the report is outputs/<profile>/index.html
 	$(PY) -m smartcity run --params $(PARAMS)
 
-live: setup ## the fleet drives while Spark streams, with a live status table (params/live.yaml; Ctrl-C stops)
+live: setup ## the fleet drives while Spark streams, with a live status table (params/live.yaml; DURATION=0 runs until Ctrl-C)
 	$(PY) -m smartcity live --params params/live.yaml $(if $(DURATION),--duration $(DURATION))
 
-test: setup ## unit tests, integration tests on real engines, then pytest --nbval over notebooks/
-	$(PY) -m pytest
+lint: $(STAMP) ## ruff (style, complexity, formatting) over the library, tests and scripts
+	$(VENV)/bin/ruff check lib tests scripts
+	$(VENV)/bin/ruff format --check lib tests scripts
+
+check: setup lint ## the inner loop, under a minute: lint, then the unit tests (import contracts included) on every core
+	$(PY) -m pytest tests/unit -n auto
+
+# make test runs the whole of `pytest` in three parts: the unit tests on every core; the integration
+# tests two modules at a time (each worker starts its own broker, Spark and PostgreSQL on free ports,
+# and one module's engine waits overlap the other's work); then the notebooks in order (01 produces
+# what 02 streams, ...).
+test: setup lint ## lint, unit tests, integration tests on real engines, then pytest --nbval over notebooks/
+	$(PY) -m pytest tests/unit -n auto
+	$(PY) -m pytest tests/integration -n 2 --dist loadfile
+	$(PY) -m pytest notebooks
 
 fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)
 	$(PY) -m pytest tests/unit -o addopts="-p no:cacheprovider" --hypothesis-profile=fuzz
@@ -42,8 +55,8 @@ bench: setup ## producer, simulator, stream vs batch ceiling, freshness at 10k e
 notebooks: setup ## re-execute notebooks/ in place: new reference outputs for nbval (review the diff)
 	$(PY) -m smartcity refresh-notebooks
 
-lab: setup ## open JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+lab: setup ## open JupyterLab on the notebooks (also as root, as in most containers)
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## delete run data and outputs (keeps the virtualenv and the jar cache)
 	rm -rf data
