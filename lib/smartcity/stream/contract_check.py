@@ -28,10 +28,14 @@ def jar() -> Path:
 
 
 def register(spark: SparkSession) -> None:
-    """The check under its SQL name, holding the contracts (idempotent: the stream registers it when it starts).
+    """The check under its SQL name, holding the contracts: once per session (the stream asks when it starts;
+    the first registration's instance then serves every query, warm-up and drains alike, as it did
+    when the session registered it on start).
 
     Registered as non-deterministic so that Spark calls it once per message even where three
     columns read its result.
     """
+    if spark.catalog.functionExists(FUNCTION):
+        return
     function = spark._jvm.smartcity.ContractCheck.function(contracts.check_spec())
     spark._jsparkSession.udf().register(FUNCTION, function)
