@@ -49,7 +49,7 @@ test: setup lint ## lint, unit tests, integration tests on real engines, then py
 fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)
 	$(PY) -m pytest tests/unit -o addopts="-p no:cacheprovider" --hypothesis-profile=fuzz
 
-bench: setup ## producer, simulator, stream vs batch ceiling, freshness at 10k events/s, 1->2 executors, capacity rates (outputs/bench/)
+bench: setup ## producer, simulator, stream vs batch ceiling, freshness at 10k events/s, 1->2 executors, Trino vs DuckDB, capacity rates (outputs/bench/)
 	$(PY) -m smartcity bench
 
 notebooks: setup ## re-execute notebooks/ in place: new reference outputs for nbval (review the diff)

@@ -322,6 +322,7 @@ ENGINE_MARKERS = (
     "kafka.Kafka",
     "bin/postgres",
     "org.apache.spark.deploy.SparkSubmit",
+    "io.trino.server.TrinoServer",
     "org.apache.spark.deploy.master.Master",
     "org.apache.spark.deploy.worker.Worker",
     "org.apache.spark.executor.CoarseGrainedExecutorBackend",
@@ -329,7 +330,7 @@ ENGINE_MARKERS = (
 
 
 def running_engines() -> dict[int, str]:
-    """Kafka, PostgreSQL and Spark driver processes of this checkout: pid -> command line.
+    """Kafka, PostgreSQL, Spark and Trino processes of this checkout: pid -> command line.
 
     Every engine the lab starts runs from this checkout (the jars in .cache/, the binaries and
     pyspark in .venv/), so its command line names the lab's root; engines of another clone or

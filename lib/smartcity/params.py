@@ -4,7 +4,7 @@ A notebook's ``parameters`` cell, a profile in ``params/`` (:mod:`smartcity.prof
 papermill's ``-f``/``-p`` all give flat keys (``seed``, ``kafka_bootstrap``); :func:`from_mapping`
 checks each key's name and type and builds :class:`Params`, whose groups are what functions take:
 ``cfg.pipeline`` (this module), ``cfg.fleet`` (:mod:`smartcity.fleet.params`), ``cfg.kafka``,
-``cfg.spark``, ``cfg.stream``, ``cfg.warehouse``, ``cfg.aws`` (:mod:`smartcity.platform.engine_params`)
+``cfg.spark``, ``cfg.stream``, ``cfg.trino``, ``cfg.warehouse``, ``cfg.aws`` (:mod:`smartcity.platform.engine_params`)
 and ``cfg.routes`` (:mod:`smartcity.routes.params`). Defaults are the small, offline ``local``
 profile. Every path is resolved from the project root, never from the current directory.
 """
@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from smartcity.fleet.params import FleetParams
 from smartcity.platform import aws
-from smartcity.platform.engine_params import AwsParams, KafkaParams, SparkParams, StreamParams, WarehouseParams
+from smartcity.platform.engine_params import (
+    AwsParams,
+    KafkaParams,
+    SparkParams,
+    StreamParams,
+    TrinoParams,
+    WarehouseParams,
+)
 from smartcity.platform.params import Group, ParamsError, ProfilePaths, check_type, param, project_root
 from smartcity.routes.params import RoutesParams
 
@@ -36,7 +43,7 @@ PLATFORMS: tuple[str, ...] = ("local", "compose", "cluster", "aws")
 ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
     "lake_storage": ("local", "s3"),
     "catalog_engine": ("duckdb", "glue"),
-    "query_engine": ("duckdb", "athena"),
+    "query_engine": ("duckdb", "trino", "athena"),
     "warehouse_engine": ("postgres", "redshift"),
 }
 #: An engine that reads what another provides: (engine key, value) needs (other key, value).
@@ -64,7 +71,11 @@ class PipelineParams(Group):
         "local", "local: the lake and checkpoints under data_dir; s3: under s3://s3_bucket/s3_prefix"
     )
     catalog_engine: str = param("duckdb", "duckdb: the lab's crawler into DuckDB; glue: the AWS Glue Data Catalog")
-    query_engine: str = param("duckdb", "duckdb: the Athena SQL transpiled to DuckDB; athena: Amazon Athena")
+    query_engine: str = param(
+        "duckdb",
+        "duckdb: the Athena SQL transpiled to DuckDB; trino: unchanged on the lab's Trino (Athena's engine); "
+        "athena: Amazon Athena",
+    )
     warehouse_engine: str = param(
         "postgres", "postgres: PostgreSQL as Redshift's stand-in; redshift: Redshift Serverless"
     )
@@ -105,6 +116,7 @@ class Params:
     kafka: KafkaParams = field(default_factory=KafkaParams)
     spark: SparkParams = field(default_factory=SparkParams)
     stream: StreamParams = field(default_factory=StreamParams)
+    trino: TrinoParams = field(default_factory=TrinoParams)
     warehouse: WarehouseParams = field(default_factory=WarehouseParams)
     aws: AwsParams = field(default_factory=AwsParams)
     routes: RoutesParams = field(default_factory=RoutesParams)
@@ -190,6 +202,7 @@ ENGINE_OF: dict[str, str] = {
         ),
         "spark_standalone",
     ),
+    **dict.fromkeys(("trino_port", "trino_heap_mb"), "trino"),
     **dict.fromkeys(("postgres_dsn", "postgres_port", "postgres_fsync"), "postgres"),
     **dict.fromkeys(("aws_region", "s3_bucket", "s3_prefix"), "s3"),
     **dict.fromkeys(("glue_database", "glue_crawler"), "glue"),
@@ -212,8 +225,8 @@ def engines_in_use(p: Params) -> set[str]:
         used.add("s3")
     if run.catalog_engine == "glue":
         used.add("glue")
-    if run.query_engine == "athena":
-        used.add("athena")
+    if run.query_engine in ("athena", "trino"):
+        used.add(run.query_engine)
     return used
 
 

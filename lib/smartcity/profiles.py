@@ -34,6 +34,7 @@ _SELECTOR = {
     "s3": "lake_storage",
     "glue": "catalog_engine",
     "athena": "query_engine",
+    "trino": "query_engine",
     "spark_standalone": "spark_master",
 }
 

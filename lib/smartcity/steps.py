@@ -22,12 +22,12 @@ import pandas as pd
 import yaml
 from IPython.display import Markdown
 
-from smartcity.catalog import crawler, glue
+from smartcity.catalog import crawler, glue, metastore
 from smartcity.fleet.contracts import TOPICS, Event
 from smartcity.fleet.simulation import FleetSimulation
 from smartcity.ingest.producer import produce
 from smartcity.params import Params, ParamsError, fill_account, uses_aws
-from smartcity.platform import aws, broker, topics
+from smartcity.platform import aws, broker, topics, trino
 from smartcity.platform.background import Background, BackgroundError
 from smartcity.platform.ledger import Ledger
 from smartcity.platform.params import display_path, project_root
@@ -35,7 +35,8 @@ from smartcity.platform.postgres import ensure_server
 from smartcity.platform.spark import SessionSpec, get_spark, spark_session, stop_spark
 from smartcity.present import charts, maps
 from smartcity.present.report import NotebookRun, RunRecord, write_index
-from smartcity.query.athena import AthenaEngine, DuckDBEngine, QueryEngine
+from smartcity.query import crosscheck
+from smartcity.query.athena import AthenaEngine, DuckDBEngine, QueryEngine, TrinoEngine, list_queries
 from smartcity.routes.edge_times import EdgeTimes, Observations, read_observations
 from smartcity.routes.judge import Verdict, save_results
 from smartcity.stream import contract_check, lake, monitor, query
@@ -66,6 +67,7 @@ class Lab:
     store: LakeStore
     boto3_session: boto3.Session | None = None
     _stops: dict[str, Callable[[], None]] = field(default_factory=dict, repr=False)  # what it started: how to stop it
+    _engines: dict[str, Any] = field(default_factory=dict, repr=False)  # engines found or started, by name
 
     @property
     def ledger(self) -> Ledger:
@@ -84,10 +86,21 @@ class Lab:
             self._stops.setdefault("broker", running.stop)
         return running
 
+    def trino(self) -> trino.TrinoServer:
+        """This profile's Trino, started if it does not run (stopped by :meth:`stop` if started here)."""
+        if "trino" not in self._engines:
+            glue_region = self.cfg.aws.region if self.cfg.pipeline.catalog_engine == "glue" else ""
+            server = trino.ensure_trino(self.cfg.trino, self.cfg.paths.trino, glue_region)
+            self._engines["trino"] = server
+            if server.owned:
+                self._stops.setdefault("trino", server.stop)
+        return self._engines["trino"]
+
     def stop(self) -> None:
         """Stop the engines this lab started, the last first."""
         for name in reversed(list(self._stops)):
             self._stops.pop(name)()
+        self._engines.clear()
 
 
 def open_lab(cfg: Params, boto3_session: boto3.Session | None = None) -> Lab:
@@ -140,6 +153,8 @@ def _tables(lab: Lab) -> Callable[[], duckdb.DuckDBPyConnection]:
 def _query_engine(lab: Lab) -> QueryEngine:
     if lab.cfg.pipeline.query_engine == "athena":
         return AthenaEngine(lab.cfg.aws, lab.boto3_session)
+    if lab.cfg.pipeline.query_engine == "trino":
+        return TrinoEngine(lambda: lab.trino().connect(crawler.DATABASE))
     return DuckDBEngine(_tables(lab))
 
 
@@ -258,6 +273,9 @@ def crawl_lake(lab: Lab) -> pd.DataFrame:
         return summary
     summary = crawler.crawl(lab.cfg.paths.catalog, lab.cfg.paths.lake)
     lab.ledger.record("catalog", catalog_counts(lab))
+    if lab.cfg.pipeline.query_engine == "trino":  # the same tables, stated to Trino's file metastore
+        registered = metastore.register(lab.trino().connect, lab.cfg.paths.catalog, lab.cfg.paths.lake)
+        summary = summary.join(registered)
     return summary
 
 
@@ -279,6 +297,34 @@ def catalog_counts(lab: Lab) -> dict[str, int]:
 def query_lake(lab: Lab, name: str) -> pd.DataFrame:
     """04_athena's step: one of the shipped Athena queries, on this profile's engine."""
     return _query_engine(lab).run(name)
+
+
+def crosscheck_queries(lab: Lab) -> pd.DataFrame:
+    """Every Athena query on DuckDB and on this profile's engine (if another): rows, seconds, differences."""
+    engines: dict[str, QueryEngine] = {"duckdb": DuckDBEngine(_tables(lab))}
+    if lab.cfg.pipeline.query_engine != "duckdb":
+        engines[lab.cfg.pipeline.query_engine] = _query_engine(lab)
+    return crosscheck.crosscheck(engines, list_queries())
+
+
+def query_engine_note(lab: Lab) -> Markdown:
+    """Which engine runs 04_athena's SQL on this profile, and over what."""
+    engine = lab.cfg.pipeline.query_engine
+    if engine == "athena":
+        return Markdown(f"The SQL runs on **Amazon Athena** (workgroup `{lab.cfg.aws.athena_workgroup}`), unchanged.")
+    if engine == "trino":
+        server = lab.trino()
+        tables = (
+            "the Glue Data Catalog's tables, reading S3"
+            if lab.cfg.pipeline.catalog_engine == "glue"
+            else "the tables 03_catalog registered in its Hive metastore"
+        )
+        return Markdown(
+            f"The SQL runs unchanged on **Trino {server.version}** (Athena's engine) on 127.0.0.1:{server.port}, "
+            f"over {tables}."
+        )
+    catalog = "the Glue tables' S3 files" if lab.cfg.pipeline.catalog_engine == "glue" else "the catalog's views"
+    return Markdown(f"The SQL runs on **DuckDB**, transpiled from Athena's dialect by sqlglot, over {catalog}.")
 
 
 # -- 05_redshift -------------------------------------------------------------------------------------
@@ -337,6 +383,14 @@ def check_unattended(cfg: Params) -> None:
             "a run of the notebooks in live mode needs live_seconds > 0 (the fleet drives that long, "
             "then the stream drains); live_seconds 0 runs until stopped: use `make live` or the notebooks"
         )
+
+
+def prepare_engines(cfg: Params) -> None:
+    """What the profile's own engines need before a run starts: Trino's Java (24+) found and its server
+    fetched (once) now, rather than failing in 03_catalog."""
+    if cfg.pipeline.query_engine == "trino":
+        trino.find_java()
+        trino.ensure_installed()
 
 
 def warm_up_stream(cfg: Params, session: SparkSession, events: int = 300_000, rounds: int = 5) -> None:

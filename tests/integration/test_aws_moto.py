@@ -2,10 +2,11 @@
 
 moto serves S3 and Glue on 127.0.0.1; `smartcity aws provision` creates the bucket, the Glue
 database and the Athena workgroup there; Spark writes the lake and its checkpoints over s3a://;
-the catalog registers the tables in Glue; the Athena SQL runs on DuckDB over the Glue tables' S3
-files (moto's Athena returns no rows); the warehouse is PostgreSQL loading from S3. Then readers
-that share no code with the lab check the result: boto3's listing, pyarrow over S3, Glue's own
-partitions.
+the catalog registers the tables in Glue; the Athena SQL runs unchanged on the lab's Trino, whose
+Glue metastore and S3 file system are moto's (moto's Athena returns no rows), and DuckDB's answers
+over the Glue tables' S3 files are checked against Trino's; the warehouse is PostgreSQL loading
+from S3. Then readers that share no code with the lab check the result: boto3's listing, pyarrow
+over S3, Glue's own partitions.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from smartcity import profiles
+from smartcity import profiles, steps
 from smartcity.fleet.contracts import TOPICS
 from smartcity.ops import runner
 from smartcity.ops.aws import provision as aws
@@ -157,7 +158,21 @@ def test_the_params_are_what_the_profile_says(moto_run: tuple[Params, runner.Run
         "aws",
         "s3",
         "glue",
-        "duckdb",
+        "trino",
         "postgres",
     )
     assert cfg.paths.lake.exists() is False, "an S3 profile wrote a lake folder on local disk"
+
+
+def test_duckdb_over_the_glue_tables_agrees_with_trino_over_glue_and_s3(
+    moto_run: tuple[Params, runner.RunResult],
+) -> None:
+    cfg, _ = moto_run
+    lab = steps.open_lab(cfg)
+    try:
+        checked = steps.crosscheck_queries(lab)
+        assert lab.trino().owned, "this test's own Trino, on the Glue tables moto serves"
+    finally:
+        lab.stop()
+    assert list(checked.columns[:3]) == ["rows", "duckdb s", "trino s"] and (checked["rows"] > 0).all(), checked
+    assert (checked["differences"] == "").all(), checked.to_string()

@@ -59,7 +59,7 @@ def test_profiles_state_what_differs_and_keep_their_values() -> None:
         moto.pipeline.catalog_engine,
         moto.pipeline.query_engine,
         moto.pipeline.warehouse_engine,
-    ) == ("s3", "glue", "duckdb", "postgres")
+    ) == ("s3", "glue", "trino", "postgres")
     # unused keys are not carried
     assert moto.aws.s3_bucket == aws.aws.s3_bucket and moto.warehouse.redshift_copy_role_arn == ""
 

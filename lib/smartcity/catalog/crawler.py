@@ -139,7 +139,7 @@ def _register(con: duckdb.DuckDBPyConnection, lake_root: Path, folder: str) -> i
     opened, _ = record_table(con, folder, sorted(files), lambda rel: pq.ParquetFile(files[rel]), display_path(root))
     con.execute(
         f'CREATE OR REPLACE VIEW {DATABASE}."{name}" AS '
-        f"{_view_query(root) if files else _empty_query(con, lake.table_schema(folder))}"
+        f"{_view_query(root) if files else empty_query(con, lake.table_schema(folder))}"
     )
     return opened
 
@@ -195,7 +195,7 @@ def _view_query(root: Path) -> str:
     return f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
 
 
-def _empty_query(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
+def empty_query(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
     """A query with the schema's columns, in DuckDB's types, and no rows."""
     con.register("_empty_table", schema.empty_table())
     try:

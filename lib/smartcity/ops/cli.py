@@ -140,6 +140,10 @@ def _bench(args: argparse.Namespace) -> int:
         from smartcity.ops.bench import scaling
 
         print(scaling.render_scaling_markdown(scaling.run_scaling_bench()))
+    if args.only in (None, "trino"):
+        from smartcity.ops.bench import trino
+
+        print(trino.render_trino_markdown(trino.run_trino_bench()))
     if args.only in (None, "capacity-rates"):  # needs simulator.json and producer.json: runs after them
         from smartcity.ops.bench import capacity_rates
 
@@ -261,10 +265,10 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
 
 
 def _add_bench_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    bench = sub.add_parser("bench", help="measure producer and simulator throughput (results in outputs/bench/)")
+    bench = sub.add_parser("bench", help="run the benchmarks (results in outputs/bench/)")
     bench.add_argument(
         "--only",
-        choices=("producer", "simulator", "stream", "freshness", "scaling", "capacity-rates"),
+        choices=("producer", "simulator", "stream", "freshness", "scaling", "trino", "capacity-rates"),
         help="run one part of the benchmark",
     )
     bench.add_argument(

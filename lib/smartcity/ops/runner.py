@@ -155,6 +155,7 @@ def _prepare(cfg: Params, fresh: bool) -> None:
     jvm.setup_all()  # Java present, jars cached: fail now rather than in notebook 2
     contract_check.jar()  # the stream's contract check compiled
     offline.setup_all()  # map assets cached (npm once): fail now rather than when 01 saves its map
+    steps.prepare_engines(cfg)  # e.g. Trino's Java and server: fail now rather than in 03
     check_kernel()
     logging.getLogger("papermill").addFilter(_DropUnknownParameterWarnings())
     if fresh:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # boto3 is the `aws` extra: the lab imports without it
@@ -29,3 +31,13 @@ def caller_account(boto3_session: boto3.Session) -> str:
     if key not in _ACCOUNTS:
         _ACCOUNTS[key] = str(sts.get_caller_identity()["Account"])
     return _ACCOUNTS[key]
+
+
+def endpoint(service: str, environ: Mapping[str, str] | None = None) -> str:
+    """The endpoint the environment names for an AWS service (``AWS_ENDPOINT_URL_S3``, ``..._GLUE``, else
+    ``AWS_ENDPOINT_URL``), as botocore reads it: moto in the tests, any compatible store; empty for real
+    AWS, where the SDKs derive it from the region. What the lab's JVM engines (Spark's S3A, Trino) are told."""
+    env = os.environ if environ is None else environ
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return ""
+    return (env.get(f"AWS_ENDPOINT_URL_{service.upper()}") or env.get("AWS_ENDPOINT_URL") or "").strip()

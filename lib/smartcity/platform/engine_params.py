@@ -1,4 +1,4 @@
-"""The engines' settings, one group per engine: Kafka, Spark (and its stream), the warehouse, AWS.
+"""The engines' settings, one group per engine: Kafka, Spark (and its stream), Trino, the warehouse, AWS.
 
 Defaults are the small, offline ``local`` profile. Which of them a profile must state, and which
 it may not, depends on the engines it uses (:func:`smartcity.params.engines_in_use`).
@@ -15,6 +15,8 @@ from smartcity.platform.params import Group, ParamsError, host_port, param
 #: Host names of this machine's loopback: where the lab starts engines, and binds its Spark driver.
 LOCAL_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
 PRODUCER_BACKENDS: tuple[str, ...] = ("kafka-python", "confluent-kafka")
+#: Below this heap Trino 476 fails its own start-up checks or the lab's queries.
+MIN_TRINO_HEAP_MB = 512
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,20 @@ class StreamParams(Group):
     def __post_init__(self) -> None:
         self.at_least_one(("max_batch_events", "timeout_seconds"))
         self.positive(("trigger_seconds",))
+
+
+@dataclass(frozen=True)
+class TrinoParams(Group):
+    """The lab's single-node Trino (query_engine: trino): Athena's engine, on this machine."""
+
+    PREFIX = "trino_"
+    port: int = param(8093, "port of the lab's Trino on 127.0.0.1 (coordinator and worker in one JVM)")
+    heap_mb: int = param(1024, "Trino's JVM heap in MiB (queries may use about half of it)")
+
+    def __post_init__(self) -> None:
+        self.tcp_port(("port",))
+        if self.heap_mb < MIN_TRINO_HEAP_MB:
+            raise self.fail("heap_mb", f"must be at least {MIN_TRINO_HEAP_MB} (MiB), got {self.heap_mb}")
 
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")

@@ -96,28 +96,45 @@ def resolve_jars(name: str) -> list[Path]:
 
 
 def _maven_copy(pom: Path, target: Path) -> None:
-    mvn = shutil.which("mvn")
-    if not mvn:
-        raise EngineError(f"Maven is required to fetch the Kafka and Spark jars once: {INSTALL_MAVEN}")
-    check_java()
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    cmd = [
-        mvn,
-        "-B",
-        "-q",
-        "-f",
-        str(pom),
-        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-        "-DincludeScope=runtime",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    try:
+        _run_maven(
+            [
+                "-f",
+                str(pom),
+                f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            what=pom.name,
+        )
+    except EngineError:
         shutil.rmtree(staging, ignore_errors=True)
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise EngineError(f"could not resolve {pom.name} from Maven Central (is it reachable?):\n{tail}")
+        raise
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
+
+
+def fetch_artifact(coordinate: str, folder: Path) -> Path:
+    """One artifact (``group:artifact:version:type``) copied from Maven Central (or the local
+    repository ``~/.m2``, where Maven keeps it) into ``folder``; returns the file."""
+    _, artifact, version, kind = coordinate.split(":")
+    folder.mkdir(parents=True, exist_ok=True)
+    _run_maven(
+        [f"{_DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coordinate}", f"-DoutputDirectory={folder}"], what=coordinate
+    )
+    return folder / f"{artifact}-{version}.{kind}"
+
+
+def _run_maven(args: list[str], *, what: str) -> None:
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise EngineError(f"Maven is required to fetch the lab's JVM engines and jars once: {INSTALL_MAVEN}")
+    check_java()
+    result = subprocess.run([mvn, "-B", "-q", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise EngineError(f"could not resolve {what} from Maven Central (is it reachable?):\n{tail}")
 
 
 def artifact_name(jar: Path) -> str:

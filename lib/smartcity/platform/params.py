@@ -160,6 +160,11 @@ class ProfilePaths:
         return self.data / "postgres"
 
     @property
+    def trino(self) -> Path:
+        """The lab's Trino: its configuration, metastore, server data and log."""
+        return self.data / "trino"
+
+    @property
     def counts(self) -> Path:
         """The count ledger: how many events of each topic every stage holds."""
         return self.output / "counts"

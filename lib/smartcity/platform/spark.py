@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from smartcity.platform import jvm
+from smartcity.platform import aws, jvm
 from smartcity.platform.cluster import SparkCluster, ensure_cluster
 from smartcity.platform.engine_params import LOCAL_HOSTS, SparkParams
 from smartcity.platform.processes import EngineError
@@ -121,15 +121,6 @@ def spark_conf(spec: SessionSpec) -> dict[str, str]:
 S3A_CREDENTIALS = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
 
 
-def s3_endpoint(environ: Mapping[str, str] | None = None) -> str:
-    """The S3 endpoint the environment names (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL), as botocore
-    reads it; empty for real AWS, where the SDKs derive it from the region."""
-    env = os.environ if environ is None else environ
-    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
-        return ""
-    return (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
-
-
 def s3a_conf(region: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Spark settings for s3a:// when the lake is on S3 (docs/decisions/0002-aws-profile.md §1, §5).
 
@@ -149,7 +140,7 @@ def s3a_conf(region: str, environ: Mapping[str, str] | None = None) -> dict[str,
         # This profile's output goes to S3, where no .crc files are written.
         "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.LocalFileSystem",
     }
-    endpoint = s3_endpoint(environ)
+    endpoint = aws.endpoint("s3", environ)
     if endpoint:
         scheme = urlsplit(endpoint).scheme
         if scheme not in ("http", "https"):
