@@ -121,7 +121,8 @@ def run_trino_bench(
         {
             "conditions": (
                 f"{len(events):,} events of {vehicles} vehicles, streamed into the lake by the lab's stream; Trino "
-                f"{trino.VERSION} single node, heap {cfg.trino.heap_mb} MiB, Hive connector only; {starts} starts, "
+                f"{trino.VERSION} single node, heap {cfg.trino.heap_mb} MiB, the Hive connector and TPC-H (its readiness probe); "
+                f"{starts} starts (its class-data archive already written), "
                 f"{repeats} rounds of the {len(medians['trino'])} queries on each engine, medians; "
                 f"{results['load_when_done']}"
             ),
