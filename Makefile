@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@scripts/check-prereqs $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install -e '.[dev,aws]'
+	$(PY) -m pip install -e '.[dev,aws,trino]'
 	touch $@
 
 setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars and the map assets (once; offline after)

