@@ -67,7 +67,7 @@ class Lab:
     store: LakeStore
     boto3_session: boto3.Session | None = None
     _stops: dict[str, Callable[[], None]] = field(default_factory=dict, repr=False)  # what it started: how to stop it
-    _engines: dict[str, Any] = field(default_factory=dict, repr=False)  # engines found or started, by name
+    _trino: trino.TrinoServer | None = field(default=None, repr=False)  # found or started by trino()
 
     @property
     def ledger(self) -> Ledger:
@@ -88,19 +88,18 @@ class Lab:
 
     def trino(self) -> trino.TrinoServer:
         """This profile's Trino, started if it does not run (stopped by :meth:`stop` if started here)."""
-        if "trino" not in self._engines:
+        if self._trino is None:
             glue_region = self.cfg.aws.region if self.cfg.pipeline.catalog_engine == "glue" else ""
-            server = trino.ensure_trino(self.cfg.trino, self.cfg.paths.trino, glue_region)
-            self._engines["trino"] = server
-            if server.owned:
-                self._stops.setdefault("trino", server.stop)
-        return self._engines["trino"]
+            self._trino = trino.ensure_trino(self.cfg.trino, self.cfg.paths.trino, glue_region)
+            if self._trino.owned:
+                self._stops.setdefault("trino", self._trino.stop)
+        return self._trino
 
     def stop(self) -> None:
         """Stop the engines this lab started, the last first."""
         for name in reversed(list(self._stops)):
             self._stops.pop(name)()
-        self._engines.clear()
+        self._trino = None
 
 
 def open_lab(cfg: Params, boto3_session: boto3.Session | None = None) -> Lab:

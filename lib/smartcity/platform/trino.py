@@ -2,8 +2,8 @@
 
 Trino ships as one tarball on Maven Central (``io.trino:trino-server``, about 820 MB). The lab
 fetches it once with Maven (so ``~/.m2`` keeps it and a fresh clone extracts it offline), unpacks
-it into ``.cache/trino/`` with only the Hive connector's plugin kept (400 MB instead of 900 MB, and
-a start-up that loads one plugin, not sixty), and runs it as its child: coordinator and worker in
+it into ``.cache/trino/`` with only two plugins kept, the Hive connector and TPC-H (400 MB instead
+of 900 MB, and a start-up that loads two plugins, not sixty), and runs it as its child: coordinator and worker in
 one JVM, its configuration, file metastore and log under ``<data_dir>/trino/``. Trino 476 needs
 Java 24 or later, which is often not the JDK Spark runs on, so its Java is found on its own
 (:func:`find_java`). A Trino already answering on the port is reused only when it is this
@@ -203,9 +203,9 @@ def write_config(params: TrinoParams, folder: Path, glue_region: str = "") -> Pa
 
 def _jvm_options(params: TrinoParams, folder: Path, etc: Path, home: Path, java: Path) -> list[str]:
     # class data sharing: the first run writes the classes it loaded to an archive beside the server
-    # files, later starts map it (measured here: 19 s to the first scan without, 13 s with); an archive
-    # of another JDK is rewritten, never used
-    digest = hashlib.sha256(str(java.resolve()).encode()).hexdigest()[:8]  # one archive per JDK: no thrashing
+    # files, later starts map it (measured here: 19 s to the first scan without, 13 s with); one archive
+    # per JDK, as an archive only serves the JVM that wrote it
+    digest = hashlib.sha256(str(java.resolve()).encode()).hexdigest()[:8]
     archive = home / f"classes-java{jvm.java_version(java)}-{digest}.jsa"
     return [
         f"-Xmx{params.heap_mb}m",
@@ -260,22 +260,18 @@ class TrinoServer(EngineHandle):
         """True when it can scan a catalog's tables. For a few seconds after "SERVER STARTED" it answers HTTP,
         ``SELECT 1`` and the system tables, but its per-catalog node map is rebuilt on a 5 s timer and every
         scan fails with NO_NODES_AVAILABLE until then: so the probe is a real scan (TPC-H's nations)."""
-        return _answers(self)
+        import trino  # noqa: PLC0415 - the client is only needed by profiles that run Trino
 
-
-def _answers(server: TrinoServer) -> bool:
-    import trino  # noqa: PLC0415 - the client is only needed by profiles that run Trino
-
-    try:
-        con = server.connect()
         try:
-            cursor = con.cursor()
-            cursor.execute(f"SELECT count(*) FROM {PROBE_CATALOG}.tiny.nation")
-            return cursor.fetchall() == [[TPCH_NATIONS]]
-        finally:
-            con.close()
-    except (trino.exceptions.TrinoQueryError, trino.exceptions.HttpError, OSError):
-        return False
+            con = self.connect()
+            try:
+                cursor = con.cursor()
+                cursor.execute(f"SELECT count(*) FROM {PROBE_CATALOG}.tiny.nation")
+                return cursor.fetchall() == [[TPCH_NATIONS]]
+            finally:
+                con.close()
+        except (trino.exceptions.TrinoQueryError, trino.exceptions.HttpError, OSError):
+            return False
 
 
 def ensure_trino(params: TrinoParams, folder: Path, glue_region: str = "") -> TrinoServer:
