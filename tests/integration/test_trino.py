@@ -121,12 +121,20 @@ def test_trino_stops_when_what_started_it_dies_or_is_interrupted(tmp_path: Path,
         time.sleep(600)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True)
+    errors = tmp_path / "stderr.txt"
+    with open(errors, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
+        )
     try:
-        assert proc.stdout.readline().strip() == b"ready"
+        assert proc.stdout.readline().strip() == b"ready", errors.read_text()
         assert port_open("127.0.0.1", cfg.trino.port) and engines_using(cfg.paths.trino)
         os.kill(proc.pid, how)
-        proc.wait(90)
+        try:
+            proc.wait(trino.STOP_TIMEOUT_S + 60)  # Trino's orderly stop, then a kill, then the interpreter's exit
+        except subprocess.TimeoutExpired:
+            log = (cfg.paths.trino / "server.log").read_text(errors="replace").splitlines()[-15:]
+            pytest.fail(f"still running; its stderr:\n{errors.read_text()}\nTrino's log:\n" + "\n".join(log))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

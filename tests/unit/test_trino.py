@@ -89,9 +89,14 @@ def test_config_is_a_single_node_on_loopback_with_the_hive_catalog_over_local_pa
     assert "hive.metastore=file\n" in hive and "fs.native-local.enabled=true\n" in hive
     assert f"hive.metastore.catalog.dir=local://{(tmp_path / 'trino' / 'metastore').resolve()}\n" in hive
     java = fake_java(tmp_path / "jdk", "25.0.1")
-    options = trino._jvm_options(TrinoParams(), tmp_path / "trino", etc, tmp_path / "home", java)
-    archive = next(o.split("=", 1)[1] for o in options if o.startswith("-XX:SharedArchiveFile="))
-    assert Path(archive).parent == tmp_path / "home" and Path(archive).name.startswith("classes-java25-")
+    archive = trino.class_archive(tmp_path / "home", java)
+    assert archive.parent == tmp_path / "home" and archive.name.startswith("classes-java25-")
+    pending = tmp_path / "trino" / "pending.jsa"
+    assert trino._archive_options(archive, pending) == [f"-XX:ArchiveClassesAtExit={pending}"]  # written at exit
+    archive.parent.mkdir()
+    archive.write_bytes(b"archive")
+    assert trino._archive_options(archive, pending) == [f"-XX:SharedArchiveFile={archive}"]  # only mapped
+    options = trino._jvm_options(TrinoParams(), tmp_path / "trino", etc, tmp_path / "home", [])
     assert "-Dnode.bind-ip=127.0.0.1" in options and "-Duser.timezone=UTC" in options and "-Xmx1024m" in options
 
 
