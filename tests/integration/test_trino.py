@@ -112,7 +112,8 @@ def test_trino_stops_when_what_started_it_dies_or_is_interrupted(tmp_path: Path,
     cfg, path = trino_params(tmp_path)
     script = textwrap.dedent(
         f"""
-        import time
+        import signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started where SIGINT is ignored
         from smartcity import steps
         from smartcity.profiles import load_params
         lab = steps.open_lab(load_params({str(path)!r}))
