@@ -39,13 +39,11 @@ check: setup lint ## the inner loop, under a minute: lint, then the unit tests (
 
 # make test runs the whole of `pytest` in three parts: the unit tests on every core; the integration
 # tests two modules at a time (each worker starts its own broker, Spark and PostgreSQL on free ports,
-# and one module's engine waits overlap the other's work), the longest modules first so that neither
-# worker is left with one at the end (the rest follow in collection order; pytest collects each once);
-# then the notebooks in order (01 produces what 02 streams, ...).
-LONG_MODULES = $(addprefix tests/integration/,test_cluster.py test_aws_moto.py test_trino.py test_stream.py test_live.py)
+# and one module's engine waits overlap the other's work); then the notebooks in order (01 produces
+# what 02 streams, ...).
 test: setup lint ## lint, unit tests, integration tests on real engines, then pytest --nbval over notebooks/
 	$(PY) -m pytest tests/unit -n auto
-	$(PY) -m pytest $(LONG_MODULES) tests/integration -n 2 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest tests/integration -n 2 --dist loadfile
 	$(PY) -m pytest notebooks
 
 fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)
