@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -201,14 +202,34 @@ def test_kill_minus_nine_of_a_broker_while_producing_loses_nothing_and_the_node_
             quorum.nodes.update(handle.nodes)  # the module's quorum stops it with the others
 
 
-def _executors(spark_cluster: cluster.SparkCluster) -> list[psutil.Process]:
-    """The executor JVMs the cluster's workers run (each a child of its worker)."""
+@dataclass(frozen=True)
+class _Executor:
+    """One executor JVM as seen at one moment: its process, its worker (parent), command line and env."""
+
+    process: psutil.Process
+    ppid: int
+    command: str
+    env: dict[str, str]
+
+
+def _executors(spark_cluster: cluster.SparkCluster) -> list[_Executor]:
+    """The executor JVMs the cluster's workers run for the applications running now.
+
+    An executor of an application that has ended (or one that is exiting) may still be a worker's
+    child for a moment: only the master's active applications count, and each executor is read whole
+    or not at all, so that none vanishes between being found and being looked at.
+    """
+    active = {app["id"] for app in (spark_cluster.state() or {}).get("activeapps", [])}
     found = []
     for worker in spark_cluster.workers:
         for child in psutil.Process(worker.pid).children(recursive=True):
             try:
-                if "CoarseGrainedExecutorBackend" in " ".join(child.cmdline()):
-                    found.append(child)
+                command = " ".join(child.cmdline())
+                if "CoarseGrainedExecutorBackend" not in command:
+                    continue
+                app = command.split("--app-id ", 1)[1].split()[0] if "--app-id " in command else ""
+                if app in active:
+                    found.append(_Executor(child, child.ppid(), command, child.environ()))
             except psutil.NoSuchProcess:
                 continue
     return found
@@ -258,21 +279,24 @@ def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doub
     try:
         wait_written(2000, 300)
         deadline = time.monotonic() + 120  # on a busy machine the second executor may still be starting
-        while len(executors := _executors(spark_cluster)) < 2:
+        workers = sorted(w.pid for w in spark_cluster.workers)
+        executors = _executors(spark_cluster)
+        while sorted(e.ppid for e in executors) != workers:
             assert time.monotonic() < deadline, f"the live stream has {len(executors)} executor(s), not one per worker"
             time.sleep(1)
+            executors = _executors(spark_cluster)
         for executor, worker in zip(
-            sorted(executors, key=lambda e: e.ppid()), sorted(spark_cluster.workers, key=lambda w: w.pid), strict=True
+            sorted(executors, key=lambda e: e.ppid), sorted(spark_cluster.workers, key=lambda w: w.pid), strict=True
         ):
             # what is the driver's stays the driver's: executors log by their own config, not into the
             # driver's file, and their scratch space is their worker's
-            command, env = " ".join(executor.cmdline()), executor.environ()
+            command, env = executor.command, executor.env
             assert "log4j2-executor.properties" in command and "smartcity.spark.log" not in command
             assert env["SPARK_EXECUTOR_DIRS"].startswith(str(worker.log_path.parent / "tmp")), env[
                 "SPARK_EXECUTOR_DIRS"
             ]
         victim = psutil.Process(spark_cluster.workers[0].pid)
-        lost_executors = [e for e in executors if e.ppid() == victim.pid]
+        lost_executors = [e.process for e in executors if e.ppid == victim.pid]
         assert len(lost_executors) == 1, "the worker to kill runs one of the executors"
         victim.kill()  # SIGKILL
         psutil.wait_procs([victim, *lost_executors], timeout=60)
