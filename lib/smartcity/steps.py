@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,6 @@ from IPython.display import Markdown
 
 from smartcity.catalog import crawler, glue, metastore
 from smartcity.fleet.contracts import TOPICS, Event
-from smartcity.fleet.simulation import FleetSimulation
 from smartcity.ingest.producer import produce
 from smartcity.params import Params, ParamsError, fill_account, uses_aws
 from smartcity.platform import aws, broker, topics, trino
@@ -51,10 +49,8 @@ if TYPE_CHECKING:
 
 #: The six notebooks, in run order.
 NOTEBOOKS: tuple[str, ...] = ("01_simulate", "02_stream", "03_catalog", "04_athena", "05_redshift", "06_route_map")
-#: Every lake table: a table per topic, then the quarantine.
-TABLES: tuple[str, ...] = (*TOPICS, lake.QUARANTINE)
-#: Scratch topics the stream's warm-up reads from ('warmup-vehicle_data', ...), on the profile's own broker.
-WARM_UP_PREFIX = "warmup-"
+#: The notebooks that go through a Trino profile's Trino: 03 registers the lake's tables, 04 runs the SQL.
+TRINO_NOTEBOOKS: tuple[str, ...] = ("03_catalog", "04_athena")
 Warehouse = PostgresWarehouse | RedshiftWarehouse
 
 
@@ -232,8 +228,8 @@ def stream_lake(lab: Lab) -> pd.DataFrame:
         return written
     summary = wait_live(lab.cfg)
     produced = summary.get("produced", {})
-    in_lake = summary["in_lake"] if "in_lake" in summary else query.lake_counts(lab.store, TABLES)
-    rows = [{"table": t, "produced": produced.get(t), "rows in lake": in_lake.get(t, 0)} for t in TABLES]
+    in_lake = summary["in_lake"] if "in_lake" in summary else query.lake_counts(lab.store, lake.TABLES)
+    rows = [{"table": t, "produced": produced.get(t), "rows in lake": in_lake.get(t, 0)} for t in lake.TABLES]
     return pd.DataFrame(rows).set_index("table")
 
 
@@ -304,6 +300,25 @@ def crosscheck_queries(lab: Lab) -> pd.DataFrame:
     if lab.cfg.pipeline.query_engine != "duckdb":
         engines[lab.cfg.pipeline.query_engine] = _query_engine(lab)
     return crosscheck.crosscheck(engines, list_queries())
+
+
+def engines_compared_file(cfg: Params) -> Path:
+    return cfg.paths.output / "tables" / "engines_compared.csv"
+
+
+def compare_engines(lab: Lab) -> pd.DataFrame | Markdown:
+    """04_athena's last step: on a profile whose engine is not DuckDB, every query on DuckDB and on that
+    engine, and where they differ (also saved as ``outputs/<profile>/tables/engines_compared.csv``)."""
+    if lab.cfg.pipeline.query_engine == "duckdb":
+        return Markdown(
+            "DuckDB is this profile's engine: nothing to compare it with. On a profile whose `query_engine` is "
+            "`trino` or `athena`, this runs every query on DuckDB and on that engine and shows where they differ."
+        )
+    checked = crosscheck_queries(lab)
+    target = engines_compared_file(lab.cfg)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    checked.to_csv(target)
+    return checked
 
 
 def query_engine_note(lab: Lab) -> Markdown:
@@ -384,34 +399,22 @@ def check_unattended(cfg: Params) -> None:
         )
 
 
+def share_engines(lab: Lab, notebook: str) -> None:
+    """Before the runner executes ``notebook``: the engines several notebooks use, started once for the run.
+
+    Each notebook's kernel finds them running and reuses them (a kernel stops only what it started);
+    the runner stops them with its lab. Trino, for 03 and 04: one start (~13 s) instead of one each.
+    """
+    if lab.cfg.pipeline.query_engine == "trino" and notebook in TRINO_NOTEBOOKS:
+        lab.trino()
+
+
 def prepare_engines(cfg: Params) -> None:
     """What the profile's own engines need before a run starts: Trino's Java (24+) found and its server
     fetched (once) now, rather than failing in 03_catalog."""
     if cfg.pipeline.query_engine == "trino":
         trino.find_java()
         trino.ensure_installed()
-
-
-def warm_up_stream(cfg: Params, session: SparkSession, events: int = 300_000, rounds: int = 5) -> None:
-    """Run the stream's whole path on simulated messages through scratch topics of the profile's broker.
-
-    ``events`` of the profile's fleet go to ``warmup-<topic>`` topics (emptied afterwards) and are
-    read back by Spark's Kafka source, routed and written ``rounds`` times (see
-    :func:`smartcity.stream.query.warm_up`); nothing reaches the lake.
-    """
-    kafka = cfg.kafka
-    scratch = [WARM_UP_PREFIX + t for t in TOPICS]
-    topics.ensure_topics(
-        kafka.bootstrap, scratch, partitions=kafka.partitions, replication=kafka.replication, empty=True
-    )
-    sample = (
-        Event(WARM_UP_PREFIX + e.topic, e.key, e.value) for e in islice(FleetSimulation(cfg.fleet).events(), events)
-    )
-    produce(kafka.bootstrap, sample, backend=kafka.producer_backend, total=events, progress=False)
-    try:
-        query.warm_up(session, kafka.bootstrap, scratch, cfg.paths.data, WARM_UP_PREFIX, rounds)
-    finally:
-        topics.truncate_topics(kafka.bootstrap, scratch)
 
 
 def live_process(cfg: Params) -> Background:

@@ -27,7 +27,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from smartcity.fleet.contracts import TOPICS
 from smartcity.platform.params import display_path
 from smartcity.stream import lake
 from smartcity.stream.store import LakeStore
@@ -74,7 +73,7 @@ def catalog_name(folder: str) -> str:
 
 def table_names() -> list[str]:
     """Every table the catalog registers: one per topic, then the quarantine."""
-    return [catalog_name(folder) for folder in (*TOPICS, lake.QUARANTINE)]
+    return [catalog_name(folder) for folder in lake.TABLES]
 
 
 def glue_type(arrow_type: pa.DataType) -> str:
@@ -111,7 +110,7 @@ def crawl(catalog_file: Path, lake_root: Path) -> pd.DataFrame:
     try:
         con.execute(DDL)
         con.execute("BEGIN TRANSACTION")
-        opened = {catalog_name(folder): _register(con, lake_root, folder) for folder in (*TOPICS, lake.QUARANTINE)}
+        opened = {catalog_name(folder): _register(con, lake_root, folder) for folder in lake.TABLES}
         con.execute("COMMIT")
         summary = summarize(con)
     finally:

@@ -27,7 +27,6 @@ from smartcity.catalog.crawler import (
     table_names,
 )
 from smartcity.fleet import contracts
-from smartcity.fleet.contracts import TOPICS
 from smartcity.platform.engine_params import AwsParams
 from smartcity.stream import lake
 from smartcity.stream.store import LakeStore, ObjectInfo
@@ -83,7 +82,7 @@ class GlueCatalog:
             con.execute("BEGIN TRANSACTION")
             opened = {
                 catalog_name(folder): self.register(con, store, folder, list_files(store, folder))
-                for folder in (*TOPICS, lake.QUARANTINE)
+                for folder in lake.TABLES
             }
             con.execute("COMMIT")
             summary = summarize(con)

@@ -23,7 +23,6 @@ import pandas as pd
 from sqlglot import exp
 
 from smartcity.catalog.crawler import DATABASE, catalog_name, describe
-from smartcity.fleet.contracts import TOPICS
 from smartcity.stream import lake
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ def register(connect: Callable[[], Connection], catalog_file: Path, lake_root: P
         cursor = con.cursor()
         _run(cursor, f"CREATE SCHEMA IF NOT EXISTS {DATABASE}")
         rows = {}
-        for folder in (*TOPICS, lake.QUARANTINE):
+        for folder in lake.TABLES:
             name = catalog_name(folder)
             located = int(files.get(name, 0)) > 0
             _run(cursor, f"DROP TABLE IF EXISTS {DATABASE}.{_quoted(name)}")

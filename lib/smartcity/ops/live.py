@@ -35,7 +35,7 @@ from smartcity.ingest.producer import ProduceError, ProduceReport, produce
 from smartcity.params import Params
 from smartcity.platform import topics
 from smartcity.platform.processes import EngineError
-from smartcity.stream import lake, monitor, query
+from smartcity.stream import lake, monitor, query, warm_up
 
 #: A status sample every this many seconds.
 SAMPLE_EVERY_S = 1.0
@@ -178,7 +178,7 @@ def run_live(
             flush=True,
         )
         warm_started = time.monotonic()
-        steps.warm_up_stream(cfg, spark)
+        warm_up.warm_up_stream(spark, cfg.kafka, cfg.fleet, cfg.paths.data)
         print(f"warmed up in {time.monotonic() - warm_started:.0f} s", file=sys.stderr, flush=True)
         running = stack.enter_context(
             query.start_stream(spark, steps.stream_job(lab), available_now=False, on_batch=on_batch)
@@ -203,7 +203,7 @@ def run_live(
 
 def _record(lab: steps.Lab, counts: ProduceReport) -> dict[str, Any]:
     """The run's counts into the ledger, and its summary into summary.json."""
-    in_lake = query.lake_counts(lab.store, steps.TABLES)
+    in_lake = query.lake_counts(lab.store, lake.TABLES)
     lab.ledger.record("produced", counts.acked)
     lab.ledger.record("lake", {t: in_lake[t] for t in TOPICS})
     summary = monitor.summarize_run(lab.cfg.paths.live)

@@ -131,6 +131,7 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
         for name in progress:
             progress.set_postfix_str(name)
             try:
+                steps.share_engines(lab, name)
                 result.notebooks.append(execute(name, cfg, parameters))
             except BaseException as exc:  # a live run started by 01 must not outlive a failed or interrupted run
                 steps.stop_live(cfg, timeout_s=60)
@@ -142,6 +143,7 @@ def run(params_path: str | Path | None = None, notebooks: tuple[str, ...] = NOTE
                 raise
     finally:
         progress.close()
+        lab.stop()  # what the run shared between its notebooks (a Trino profile's Trino)
     result.index = steps.write_report(lab, result.notebooks)
     _, result.problems = lab.ledger.reconcile()
     if result.problems and set(notebooks) == set(NOTEBOOKS):
@@ -159,7 +161,7 @@ def _prepare(cfg: Params, fresh: bool) -> None:
     check_kernel()
     logging.getLogger("papermill").addFilter(_DropUnknownParameterWarnings())
     if fresh:
-        for stale in ("notebooks", "html", "maps"):
+        for stale in ("notebooks", "html", "maps", "tables"):
             shutil.rmtree(cfg.paths.output / stale, ignore_errors=True)
         steps.open_lab(cfg).ledger.clear()
 

@@ -20,7 +20,6 @@ import sqlglot
 from sqlglot import exp
 
 from smartcity.catalog.crawler import DATABASE, catalog_name, empty_query
-from smartcity.fleet.contracts import TOPICS
 from smartcity.platform import sqlfiles
 from smartcity.platform.engine_params import AwsParams
 from smartcity.stream import lake
@@ -88,7 +87,7 @@ def duckdb_problems(sql_dir: Path = SQL_DIR) -> dict[str, str]:
     con = duckdb.connect()
     try:
         con.execute(f"CREATE SCHEMA {DATABASE}")
-        for folder in (*TOPICS, lake.QUARANTINE):
+        for folder in lake.TABLES:
             con.execute(
                 f'CREATE VIEW {DATABASE}."{catalog_name(folder)}" AS {empty_query(con, lake.table_schema(folder))}'
             )

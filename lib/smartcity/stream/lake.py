@@ -53,6 +53,8 @@ from smartcity.platform.params import display_path
 from smartcity.stream.store import LakeStore, ObjectInfo
 
 QUARANTINE = "_quarantine"
+#: Every lake table: a table per topic, then the quarantine.
+TABLES: tuple[str, ...] = (*TOPICS, QUARANTINE)
 #: Partition column of each table: event date for the topics, topic for the quarantine.
 PARTITION = {**{t: "event_date" for t in TOPICS}, QUARANTINE: "topic"}
 #: How many batch markers the commit log keeps (Spark only ever replays its latest batch).
@@ -148,7 +150,7 @@ def partitions(files: list[Path]) -> dict[str, list[Path]]:
 def describe(store: LakeStore) -> pd.DataFrame:
     """Every lake table and partition with its files and rows (from Parquet footers)."""
     rows = []
-    for table in (*TOPICS, QUARANTINE):
+    for table in TABLES:
         fs, paths, base = table_files(store, table)
         groups: dict[str, list[str]] = {}
         for path in paths:

@@ -21,6 +21,7 @@ from smartcity.ops.bench.common import CpuMeter
 from smartcity.params import Params, from_mapping
 from smartcity.platform.processes import free_port
 from smartcity.stream import lake, query
+from smartcity.stream.warm_up import warm_up_stream
 
 
 def bench_cfg(work: Path, **values: Any) -> Params:
@@ -66,9 +67,9 @@ def drain(spark: Any, lab: steps.Lab, produced: dict[str, int], what: str, **pid
 
 
 def warm_up(lab: steps.Lab, spark: Any) -> float:
-    """The stream's warm-up (:func:`smartcity.steps.warm_up_stream`); returns its seconds."""
+    """The stream's warm-up (:func:`smartcity.stream.warm_up.warm_up_stream`); returns its seconds."""
     started = time.monotonic()
-    steps.warm_up_stream(lab.cfg, spark)
+    warm_up_stream(spark, lab.cfg.kafka, lab.cfg.fleet, lab.cfg.paths.data)
     return time.monotonic() - started
 
 
