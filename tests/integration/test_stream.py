@@ -249,6 +249,10 @@ def _wait_for_batches(store: LakeStore, at_least: int, timeout: float, proc: sub
         time.sleep(0.2)
 
 
+#: The kill test produces the run in this many parts and kills the stream once in each part but the last.
+PARTS = 5
+
+
 def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
     broker: KafkaBroker, lab_cfg: Params, tmp_path: Path
 ) -> None:
@@ -262,27 +266,29 @@ def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
     store = lab.store
     steps.reset_run(lab)
     events = simulation.simulate_journey(cfg.fleet)
-    producer = threading.Thread(  # the whole run, paced over about 40 s
-        target=produce,
-        args=(cfg.kafka.bootstrap, simulation.pace(events, 9000 / 40)),
-        kwargs={"progress": False},
-    )
+    # each part paced over about 8 s and produced while the stream (re)started
+    # before it runs: each kill lands while a part streams, however long a restart takes
+    bounds = [len(events) * k // PARTS for k in range(PARTS + 1)]
     rng = random.Random(6)
     kills = 0
     proc = _start_stream_process(params, log)
     try:
-        producer.start()
-        _wait_for_batches(store, 1, 180, proc, log)
-        for _ in range(4):
+        for part in range(PARTS):
             done = len(commits.commit_log(store).batches())
-            _wait_for_batches(store, done + 1, 180, proc, log)
-            time.sleep(rng.uniform(0.0, 3.0))  # somewhere inside a batch, or between two
-            _kill_group(proc)
-            kills += 1
-            proc = _start_stream_process(params, log)
-            _wait_for_batches(store, done + 1, 180, proc, log)
-        producer.join(300)
-        assert not producer.is_alive()
+            producer = threading.Thread(
+                target=produce,
+                args=(cfg.kafka.bootstrap, simulation.pace(events[bounds[part] : bounds[part + 1]], 9000 / 40)),
+                kwargs={"progress": False},
+            )
+            producer.start()
+            _wait_for_batches(store, done + 1, 180, proc, log)  # the (re)started stream commits this part's batches
+            if part < PARTS - 1:
+                time.sleep(rng.uniform(0.0, 3.0))  # somewhere inside a batch, or between two
+                _kill_group(proc)
+                kills += 1
+                proc = _start_stream_process(params, log)
+            producer.join(300)
+            assert not producer.is_alive()
         deadline = time.monotonic() + 240
         produced = Counter(e.topic for e in events)
         while stream.lake_counts(store, TOPICS) != dict(produced):
@@ -295,7 +301,7 @@ def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
                 proc.wait(120)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-    assert kills == 4
+    assert kills == PARTS - 1
     want = {t: sorted(e.value["id"] for e in events if e.topic == t) for t in TOPICS}
     for topic in TOPICS:
         folder = cfg.paths.lake / topic
