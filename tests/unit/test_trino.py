@@ -277,3 +277,17 @@ def test_only_a_profile_that_runs_trino_fetches_it_before_its_run(monkeypatch: p
     assert calls == [], "the default run never downloads Trino"
     steps.prepare_engines(load_params(project_root() / "params" / "local-trino.yaml"))
     assert calls == ["java", "fetch"]
+
+
+def test_a_run_starts_its_trino_once_before_the_notebooks_that_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    monkeypatch.setattr(steps.Lab, "trino", lambda lab: started.append(lab.cfg.profile))
+    for profile in ("local", "local-trino"):
+        lab = steps.open_lab(load_params(project_root() / "params" / f"{profile}.yaml"))
+        for name in steps.NOTEBOOKS:
+            steps.share_engines(lab, name)
+    assert started == ["local-trino", "local-trino"], "before 03 and 04 (the runner's lab then holds it)"
+    assert set(steps.TRINO_NOTEBOOKS) <= set(steps.NOTEBOOKS)
+    for name in steps.TRINO_NOTEBOOKS:  # the notebooks that reach Trino through the lab
+        source = (project_root() / "notebooks" / f"{name}.ipynb").read_text()
+        assert "steps.crawl_lake(lab)" in source or "steps.query_lake(lab" in source, name
