@@ -64,6 +64,8 @@ class Lab:
     boto3_session: boto3.Session | None = None
     _stops: dict[str, Callable[[], None]] = field(default_factory=dict, repr=False)  # what it started: how to stop it
     _trino: trino.TrinoServer | None = field(default=None, repr=False)  # found or started by trino()
+    #: what query_lake answered, by (engine, query): compare_engines compares it rather than asking again
+    results: dict[tuple[str, str], crosscheck.Timed] = field(default_factory=dict, repr=False)
 
     @property
     def ledger(self) -> Ledger:
@@ -291,15 +293,18 @@ def catalog_counts(lab: Lab) -> dict[str, int]:
 # -- 04_athena ---------------------------------------------------------------------------------------
 def query_lake(lab: Lab, name: str) -> pd.DataFrame:
     """04_athena's step: one of the shipped Athena queries, on this profile's engine."""
-    return _query_engine(lab).run(name)
+    frame, seconds = crosscheck.timed_run(_query_engine(lab), name)
+    lab.results[(lab.cfg.pipeline.query_engine, name)] = (frame, seconds)
+    return frame
 
 
 def crosscheck_queries(lab: Lab) -> pd.DataFrame:
-    """Every Athena query on DuckDB and on this profile's engine (if another): rows, seconds, differences."""
+    """Every Athena query on DuckDB and on this profile's engine (if another): rows, seconds, differences
+    (a query this lab already ran, e.g. in 04's cells above, is compared as it was answered, not run again)."""
     engines: dict[str, QueryEngine] = {"duckdb": DuckDBEngine(_tables(lab))}
     if lab.cfg.pipeline.query_engine != "duckdb":
         engines[lab.cfg.pipeline.query_engine] = _query_engine(lab)
-    return crosscheck.crosscheck(engines, list_queries())
+    return crosscheck.crosscheck(engines, list_queries(), lab.results)
 
 
 def engines_compared_file(cfg: Params) -> Path:

@@ -26,7 +26,7 @@ from smartcity.platform.params import project_root
 from smartcity.platform.processes import EngineError, free_port
 from smartcity.profiles import load_params, resolve_file
 from smartcity.query import athena
-from smartcity.query.crosscheck import compare
+from smartcity.query.crosscheck import compare, crosscheck
 
 
 # -- Java ---------------------------------------------------------------------------------------------
@@ -291,3 +291,19 @@ def test_a_run_starts_its_trino_once_before_the_notebooks_that_use_it(monkeypatc
     for name in steps.TRINO_NOTEBOOKS:  # the notebooks that reach Trino through the lab
         source = (project_root() / "notebooks" / f"{name}.ipynb").read_text()
         assert "steps.crawl_lake(lab)" in source or "steps.query_lake(lab" in source, name
+
+
+def test_a_result_already_answered_is_compared_not_asked_again() -> None:
+    class Counting:
+        def __init__(self, frame: pd.DataFrame) -> None:
+            self.frame, self.asked = frame, []
+
+        def run(self, name: str) -> pd.DataFrame:
+            self.asked.append(name)
+            return self.frame
+
+    frame = pd.DataFrame({"n": [1, 2]})
+    duck, other = Counting(frame), Counting(frame)
+    checked = crosscheck({"duckdb": duck, "trino": other}, ["a", "b"], {("trino", "a"): (frame, 1.5)})
+    assert other.asked == ["b"] and duck.asked == ["a", "b"]
+    assert checked.loc["a", "trino s"] == 1.5 and (checked["differences"] == "").all()

@@ -16,7 +16,7 @@ a user would have found out in their AWS account. :func:`compare` says how two r
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -73,16 +73,29 @@ def compare(left: pd.DataFrame, right: pd.DataFrame, tolerance: float = FLOAT_TO
     return problems
 
 
-def crosscheck(engines: dict[str, QueryEngine], names: Iterable[str]) -> pd.DataFrame:
-    """Every query on every engine: rows, seconds per engine, and how the results differ from the first engine's."""
+#: A query's result on one engine, and the seconds it took.
+Timed = tuple[pd.DataFrame, float]
+
+
+def timed_run(engine: QueryEngine, name: str) -> Timed:
+    started = time.perf_counter()
+    frame = engine.run(name)
+    return frame, round(time.perf_counter() - started, 3)
+
+
+def crosscheck(
+    engines: dict[str, QueryEngine], names: Iterable[str], done: Mapping[tuple[str, str], Timed] | None = None
+) -> pd.DataFrame:
+    """Every query on every engine: rows, seconds per engine, and how the results differ from the first engine's.
+
+    ``done`` holds results already answered, by (engine, query): those are compared, not run again.
+    """
     (first, *others) = engines
     rows = []
     for name in names:
         results, seconds = {}, {}
         for label, engine in engines.items():
-            started = time.perf_counter()
-            results[label] = engine.run(name)
-            seconds[f"{label} s"] = round(time.perf_counter() - started, 3)
+            results[label], seconds[f"{label} s"] = (done or {}).get((label, name)) or timed_run(engine, name)
         differences = [f"{o}: {p}" for o in others for p in compare(results[first], results[o])]
         rows.append({"query": name, "rows": len(results[first]), **seconds, "differences": "; ".join(differences)})
     return pd.DataFrame(rows).set_index("query")
