@@ -7,6 +7,12 @@ its data, catches up and rejoins every partition's in-sync replicas.
 kill -9 of one Spark worker while the live stream runs: its executor goes with it, Spark runs the
 lost tasks on the other worker's executor, the query carries on, and after the drain the lake
 holds every produced event exactly once, as DuckDB reads it from a glob of the lake's folders.
+
+The run's profile queries on Trino (query_engine: trino, as params/local-trino.yaml): 03 registers the
+lake's tables in Trino's metastore, 04 runs the SQL files unchanged on the one Trino the run started and
+then on DuckDB, and the answers must agree (:mod:`smartcity.query.crosscheck` states the tolerance).
+After the run, Trino started again as a notebook kernel would returns every lake row once, and stops
+when that kernel is killed.
 """
 
 from __future__ import annotations
@@ -23,21 +29,25 @@ from pathlib import Path
 
 import duckdb
 import nbformat
+import pandas as pd
 import psutil
 import pytest
 import yaml
 from kafka import KafkaAdminClient
 
 from smartcity import steps
+from smartcity.catalog import crawler
 from smartcity.fleet.contracts import TOPICS
 from smartcity.ops import runner
 from smartcity.params import Params
-from smartcity.platform import broker, cluster, topics
+from smartcity.platform import broker, cluster, topics, trino
 from smartcity.platform.params import project_root
 from smartcity.platform.processes import free_port, port_open
+from smartcity.query import athena
 from smartcity.steps import NOTEBOOKS
 from smartcity.stream import lake, monitor
 from tests.conftest import engines_using, lab_params, numbered_events, produce_through, unique_delivery
+from tests.trino_starter import TrinoStarter
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +84,8 @@ def in_sync(bootstrap: str) -> dict[tuple[str, int], list[int]]:
 def cluster_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster]]:
-    """The cluster profile's engines, started once by the tests: 3 Kafka nodes, a master and 2 workers."""
+    """The cluster profile's engines, started once by the tests: 3 Kafka nodes, a master and 2 workers
+    (the profile queries on Trino, which its run starts and stops)."""
     root = tmp_path_factory.mktemp("cluster")
     ports = quorum_ports(3)
     cfg = lab_params(
@@ -86,6 +97,8 @@ def cluster_run(
         spark_master=f"spark://127.0.0.1:{free_port()}",
         spark_master_ui_port=free_port(),
         spark_workers=2,
+        query_engine="trino",
+        trino_port=free_port(),
     )
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
@@ -152,6 +165,71 @@ def test_the_run_leaves_running_only_the_engines_it_found(notebooks_run: tuple[r
     while set(engines_using(result.cfg.paths.data)) != before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert set(engines_using(result.cfg.paths.data)) == before
+
+
+def test_03_and_04_ran_on_the_one_trino_the_run_started_and_stopped(
+    notebooks_run: tuple[runner.RunResult, set[str]],
+) -> None:
+    cfg = notebooks_run[0].cfg
+    book = nbformat.read(cfg.paths.output / "notebooks" / "04_athena.ipynb", as_version=4)
+    text = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in book.cells for o in c.get("outputs", []))
+    assert f"Trino {trino.VERSION}" in text
+    catalog = nbformat.read(cfg.paths.output / "notebooks" / "03_catalog.ipynb", as_version=4)
+    assert "rows through Trino" in str(catalog.cells)
+    assert engines_using(cfg.paths.trino) == [], "the run's Trino stopped with its notebooks"
+    started = (cfg.paths.trino / "server.log").read_text(errors="replace").count("SERVER STARTED")
+    assert started == 1, f"03 and 04 share the run's Trino, started once, not {started} times"
+    assert not (project_root() / "notebooks" / "var").exists(), "Trino wrote nothing where the kernels run"
+
+
+def test_every_athena_query_agrees_on_duckdb_and_trino(notebooks_run: tuple[runner.RunResult, set[str]]) -> None:
+    """04's last section: each query on DuckDB and on Trino, over the same lake, compared."""
+    checked = pd.read_csv(steps.engines_compared_file(notebooks_run[0].cfg), index_col="query", keep_default_na=False)
+    assert list(checked.index) == athena.list_queries() and "trino s" in checked.columns
+    assert (checked["rows"] > 0).all(), checked
+    assert (checked["differences"] == "").all(), checked.to_string()
+
+
+@pytest.fixture(scope="module")
+def served(
+    cluster_run: tuple[Params, Path, broker.KafkaBroker, cluster.SparkCluster],
+    notebooks_run: tuple[runner.RunResult, set[str]],
+) -> Iterator[TrinoStarter]:
+    """The run's Trino started again by another process, as a notebook kernel would: what the tests below
+    query; the last of them kills that process."""
+    cfg, params, _, _ = cluster_run
+    starter = TrinoStarter(cfg, params, params.parent / "starter-stderr.txt")
+    try:
+        yield starter
+    finally:
+        starter.close()
+
+
+def test_trino_reads_every_lake_row_once(served: TrinoStarter) -> None:
+    """Through Trino's tables, each table has what a DuckDB glob of its lake folder has (no lab code)."""
+    server = trino.ensure_trino(served.cfg.trino, served.cfg.paths.trino)
+    assert server.owned is False, "the running Trino of this profile is reused"
+    con = server.connect(crawler.DATABASE)
+    try:
+        cursor = con.cursor()
+        for table in lake.TABLES:
+            name = crawler.catalog_name(table)
+            cursor.execute(f'SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM "{name}"')
+            rows, distinct = cursor.fetchone()
+            assert rows == distinct == _glob_rows(served.cfg.paths.lake / table), table
+    finally:
+        con.close()
+
+
+def _glob_rows(folder: Path) -> int:
+    if not any(folder.rglob("*.parquet")):
+        return 0
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchall()[0][0]
+
+
+def test_trino_stops_when_the_kernel_that_started_it_is_killed(served: TrinoStarter) -> None:
+    served.end_by(signal.SIGKILL)
+    assert engines_using(served.cfg.paths.trino) == []
 
 
 def test_the_quorum_replicates_every_topic_three_times_and_needs_two_in_sync(

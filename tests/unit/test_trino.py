@@ -115,6 +115,7 @@ def test_with_the_lake_on_s3_trino_reads_glue_and_s3_at_the_environments_endpoin
         "fs.native-s3.enabled=true",
         "s3.endpoint=http://127.0.0.1:5999",
         "s3.path-style-access=true",
+        "hive.table-statistics-enabled=false",  # the lab's Glue tables have none; moto answers the call with 500
     ):
         assert line + "\n" in hive
     assert "aws-access-key" not in hive and "secret" not in hive, "credentials come from the default chain"
