@@ -84,6 +84,7 @@ def live_cfg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, Path]:
         producer_backend="confluent-kafka",
         incident_rate=2.0,
         stream_trigger_seconds=1.0,
+        stream_warm_up_events=3000,  # the warm-up's path, briefly: compiling the JVM's code is the bench's concern
         base_date="2026-01-05T07:00:00+00:00",
     )
     params = root / "params.yaml"

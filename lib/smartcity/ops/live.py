@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smartcity import steps
 from smartcity.fleet.contracts import TOPICS, Event
@@ -36,6 +36,9 @@ from smartcity.params import Params
 from smartcity.platform import topics
 from smartcity.platform.processes import EngineError
 from smartcity.stream import lake, monitor, query, warm_up
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 #: A status sample every this many seconds.
 SAMPLE_EVERY_S = 1.0
@@ -172,14 +175,7 @@ def run_live(
             logs.write(logs.batches, monitor.batch_line(done))
 
         spark = stack.enter_context(steps.spark(cfg))
-        print(
-            "warming the stream up on simulated messages through scratch topics (nothing reaches the lake)...",
-            file=sys.stderr,
-            flush=True,
-        )
-        warm_started = time.monotonic()
-        warm_up.warm_up_stream(spark, cfg.kafka, cfg.fleet, cfg.paths.data)
-        print(f"warmed up in {time.monotonic() - warm_started:.0f} s", file=sys.stderr, flush=True)
+        _warm_up(spark, cfg)
         running = stack.enter_context(
             query.start_stream(spark, steps.stream_job(lab), available_now=False, on_batch=on_batch)
         )
@@ -199,6 +195,22 @@ def run_live(
         if fleet.error is not None:
             raise fleet.error
     return _record(lab, fleet.counts)
+
+
+def _warm_up(spark: SparkSession, cfg: Params) -> None:
+    """The stream's warm-up before the fleet starts: ``stream_warm_up_events`` messages (none if 0)."""
+    events = cfg.stream.warm_up_events
+    if not events:
+        print("no warm-up (stream_warm_up_events: 0): the first micro-batches will be slow", file=sys.stderr)
+        return
+    print(
+        f"warming the stream up on {events:,} simulated messages through scratch topics (nothing reaches the lake)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    started = time.monotonic()
+    warm_up.warm_up_stream(spark, cfg.kafka, cfg.fleet, cfg.paths.data, events)
+    print(f"warmed up in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 def _record(lab: steps.Lab, counts: ProduceReport) -> dict[str, Any]:

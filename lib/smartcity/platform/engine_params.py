@@ -116,10 +116,16 @@ class StreamParams(Group):
     max_batch_events: int = param(200_000, "most Kafka messages one micro-batch takes (bounds its memory)")
     trigger_seconds: float = param(1.0, "live mode: seconds between two micro-batches")
     timeout_seconds: int = param(600, "bound on a batch (availableNow) streaming run before it counts as stuck")
+    warm_up_events: int = param(
+        300_000,
+        "live mode: simulated messages put through the stream's path before the fleet starts, so the "
+        "JVM has compiled it (0: none, and the first micro-batches are slow)",
+    )
 
     def __post_init__(self) -> None:
         self.at_least_one(("max_batch_events", "timeout_seconds"))
         self.positive(("trigger_seconds",))
+        self.not_negative(("warm_up_events",))
 
 
 @dataclass(frozen=True)
