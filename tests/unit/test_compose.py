@@ -324,6 +324,8 @@ def test_spark_image_is_the_pinned_pyspark(compose: dict[str, Any], pyproject: d
     dockerfile = ROOT / "docker" / "spark" / "Dockerfile"
     assert dockerfile_arg(dockerfile, "PYSPARK_VERSION") == pyspark
     assert 'pip install "pyspark==${PYSPARK_VERSION}"' in dockerfile.read_text()
+    # the executors' Python workers stage the stream's Parquet files with the lab's package
+    assert "COPY lib /tmp/lab/lib" in dockerfile.read_text() and "RUN pip install /tmp/lab" in dockerfile.read_text()
     spark = {n: s for n, s in services(compose).items() if n == "spark-master" or n in spark_workers(compose)}
     assert len(spark) == 3
     for name, service in spark.items():

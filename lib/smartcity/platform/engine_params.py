@@ -67,10 +67,10 @@ class KafkaParams(Group):
 
 @dataclass(frozen=True)
 class SparkParams(Group):
-    """Where Spark runs: local[*] in the driver's JVM, or a standalone cluster (found, or started by the lab)."""
+    """Where Spark runs: local[N] in the driver's JVM, or a standalone cluster (found, or started by the lab)."""
 
     PREFIX = "spark_"
-    master: str = param("local[*]", "Spark master URL")
+    master: str = param("local[2]", "Spark master URL")
     driver_memory: str = param("1g", "Spark driver heap")
     driver_host: str = param(
         "127.0.0.1", "address the driver listens on and executors call back to (a container's name under compose)"

@@ -166,6 +166,12 @@ def get_spark(spec: SessionSpec) -> SparkSession:
     # the driver's scratch space, as an environment variable: spark.local.dir would also be sent to
     # executors, which must use their worker's (SPARK_LOCAL_DIRS, set by the lab's workers)
     os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
+    if not spec.spark.standalone or spec.spark.workers:
+        # the executors' Python workers (the stream's Parquet writer) run this interpreter, with the lab's
+        # packages: local[*] and the lab's own workers are on this machine. PySpark sends the driver's
+        # PYSPARK_PYTHON with each task; workers the lab did not start (compose, your cluster) get
+        # "python3" unless you set it, and need the lab's package there (docker/spark/Dockerfile has it)
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     conf = spark_conf(spec)
     if spec.on_s3:
         refuse_session_without(conf["spark.jars"])

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from smartcity.stream.lake import (
     COMMITS,
     KEEP_MARKERS,
@@ -32,8 +30,8 @@ from smartcity.stream.lake import (
     partition_dir,
     visible_key,
 )
-from smartcity.stream.staging import convert_staged, produced_quantiles, staged_file
-from smartcity.stream.store import LakeStore, ObjectInfo
+from smartcity.stream.staging import convert_staged, merged_quantiles, staged_file
+from smartcity.stream.store import LakeStore
 
 
 @dataclass
@@ -87,14 +85,17 @@ class CommitLog:
         self.store.put(self.staged_key(batch), json_bytes(dict(metrics)))
 
     def finish(self, batch: int) -> dict[str, Any]:
-        """Everything after Spark: lines to Parquet, the manifest, the move into the lake. Idempotent."""
+        """Everything after Spark: the manifest from the staged files' rows, the move into the lake. Idempotent."""
         if self.is_done(batch):
             return json.loads(self.store.get(self.done_key(batch)))
         if not self.has_manifest(batch):
             metrics = json.loads(self.store.get(self.staged_key(batch)))
-            started = time.time()
-            convert_staged(self.store, self.staging(batch))
-            self.plan(batch, {**metrics, "arrow_seconds": round(time.time() - started, 3)})
+            files = metrics.pop("files", None)
+            if files is None:  # staged as text lines by an earlier version of the lab: converted here
+                started = time.time()
+                convert_staged(self.store, self.staging(batch))
+                metrics["arrow_seconds"] = round(time.time() - started, 3)
+            self.plan(batch, metrics, files)
         return self.publish(batch)
 
     def start(self, batch: int) -> str:
@@ -103,34 +104,33 @@ class CommitLog:
         self.store.delete_prefix(staging)
         return staging
 
-    def plan(self, batch: int, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def plan(
+        self, batch: int, metrics: Mapping[str, Any] | None = None, files: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """Fix where each staged file goes, in a manifest written atomically: from here the batch rolls forward.
 
-        Each move records the file's rows and bytes; the bytes let a publish retried on S3 tell
-        its own copy from anything else under the same key. The batch's figures (messages,
-        quarantined, quantiles of the Kafka timestamps) come from the same reads of its files:
-        counted here with Arrow, they cost the stream's Spark job nothing per message.
+        ``files`` are the rows the stream's tasks returned for the files they staged (table, partition
+        folder, key, rows, bytes, a sketch of the Kafka timestamps: :class:`~smartcity.stream.staging.StageTask`),
+        so the plan reads no event: the batch's figures (messages, quarantined, quantiles of the Kafka
+        timestamps) come from them. Without them (a batch staged otherwise), the staged files are listed
+        and read. Each move records the file's rows and bytes; the bytes let a publish retried on S3
+        tell its own copy from anything else under the same key.
         """
-        staging = self.staging(batch)
-        groups: dict[tuple[str, str], list[ObjectInfo]] = {}
-        for obj in self.store.list(staging):  # the tables the conversion wrote, what a glob of each sees
-            table, _, inner = obj.key[len(staging) + 1 :].partition("/")
-            if inner and table != RAW_STAGING and visible_key(inner):
-                groups.setdefault((table, partition_dir(inner)), []).append(obj)
+        files = self._read_staged(batch) if files is None else files
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for file in sorted(files, key=lambda f: f["key"]):
+            groups.setdefault((file["table"], file["partition"]), []).append(file)
         moves: list[dict[str, Any]] = []
         rows: dict[str, int] = {}
-        stamps: list[np.ndarray] = []
-        for (table, part), files in sorted(groups.items()):
-            for n, src in enumerate(files):
-                count, produced = staged_file(self.store, src.key)
-                stamps.append(produced)
+        for (table, part), group in sorted(groups.items()):
+            for n, file in enumerate(group):
                 dst = "/".join(p for p in (table, part, f"part-{batch:010d}-{n:03d}-{self.writer}.parquet") if p)
-                moves.append({"src": src.key[len(staging) + 1 :], "dst": dst, "rows": count, "bytes": src.size})
-                rows[table] = rows.get(table, 0) + count
+                moves.append({"src": file["key"], "dst": dst, "rows": file["rows"], "bytes": file["bytes"]})
+                rows[table] = rows.get(table, 0) + file["rows"]
         figures = {
             "messages": sum(rows.values()),
             "quarantined": rows.get(QUARANTINE, 0),
-            "produced_quantiles": produced_quantiles(np.concatenate(stamps) if stamps else np.empty(0)),
+            "produced_quantiles": merged_quantiles(files),
         }
         manifest = {
             "batch": batch,
@@ -141,6 +141,20 @@ class CommitLog:
         }
         self.store.put(self.manifest_key(batch), json_bytes(manifest))
         return manifest
+
+    def _read_staged(self, batch: int) -> list[dict[str, Any]]:
+        """The staged files' rows as the stream's tasks return them, from a listing and a read of each file
+        (for a batch whose lines were converted here: every timestamp, so its quantiles are exact)."""
+        staging = self.staging(batch)
+        files = []
+        for obj in self.store.list(staging):  # the tables the conversion wrote, what a glob of each sees
+            table, _, inner = obj.key[len(staging) + 1 :].partition("/")
+            if inner and table != RAW_STAGING and visible_key(inner):
+                count, stamps = staged_file(self.store, obj.key)
+                key, part = obj.key[len(staging) + 1 :], partition_dir(inner)
+                files.append({"table": table, "partition": part, "key": key, "rows": count, "bytes": obj.size})
+                files[-1]["stamps"] = stamps.tolist()
+        return files
 
     def publish(self, batch: int) -> dict[str, Any]:
         """Move a planned batch's files into the lake (idempotent), then mark it done."""

@@ -7,9 +7,9 @@ Athena over the S3 prefix. So the writer makes the folder itself exactly-once (t
 ``docs/decisions/0001-lake-commits.md`` says why this rather than a table format):
 
 * the stream writes each micro-batch under a staging folder outside the lake
-  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder: Spark leaves lines there
-  (CSV for events, JSON for the quarantine), which :func:`smartcity.stream.staging.convert_staged`
-  turns into Parquet files;
+  (``<checkpoints>/lake/_staging/<batch>/``), never into a table folder: each Spark task writes
+  its events there as Parquet files, on its executor (:class:`smartcity.stream.staging.StageTask`),
+  and returns their rows, bytes and a sketch of their Kafka timestamps to the driver;
 * a manifest (``<batch>.manifest.json``) then fixes which staged file becomes which lake file,
   under a deterministic name (``part-<batch>-<n>-<writer>.parquet``), and the files are moved
   into the table folders; a single rename per file, so no reader ever sees half a file;
@@ -59,9 +59,9 @@ TABLES: tuple[str, ...] = (*TOPICS, QUARANTINE)
 PARTITION = {**{t: "event_date" for t in TOPICS}, QUARANTINE: "topic"}
 #: How many batch markers the commit log keeps (Spark only ever replays its latest batch).
 KEEP_MARKERS = 200
-#: Where the stream's Spark job leaves a batch's JSON lines, inside the batch's staging folder.
+#: Where an earlier version of the lab's stream left a batch's text lines, inside its staging folder.
 RAW_STAGING = "_raw"
-#: Written once those lines are complete, with the batch's metrics.
+#: Written once a batch's staged files are complete, with the batch's metrics and the tasks' rows per file.
 STAGED_MARK = "_staged.json"
 #: Key prefixes in the profile's store (a data_dir, or s3://bucket/prefix): the tables, every
 #: checkpoint, and the lake writer's commit log (which shares its prefix with the stream's checkpoint).

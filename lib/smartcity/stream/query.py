@@ -4,11 +4,12 @@ One streaming query reads all five topics. In each micro-batch, one pass of the 
 (:mod:`smartcity.stream.contract_check`) over each message's bytes decides where it goes: a
 message that keeps its topic's contract goes to its topic's table under its event date, as one
 normalized CSV line; any other message goes to the quarantine, kept whole (bytes, key, headers,
-Kafka coordinates) in a JSON line with the first rule it breaks. Spark writes the lines as text to
-a staging folder (one job, no cache, no aggregate, no second parse); Arrow turns them into one
-Parquet file per table and partition (:func:`smartcity.stream.staging.convert_staged`); the lake's
-commit protocol (:class:`smartcity.stream.commits.CommitLog`) publishes them, so a glob of a
-table's folder is exactly-once after any crash and restart.
+Kafka coordinates) in a JSON line with the first rule it breaks. In the same Spark job each task
+hands its lines to Arrow on its executor, which writes one Parquet file per table and partition into
+the batch's staging prefix and returns a small row per file (:class:`smartcity.stream.staging.StageTask`):
+the driver collects those rows and never touches an event. The lake's commit protocol
+(:class:`smartcity.stream.commits.CommitLog`) publishes the files from them, so a glob of a table's
+folder is exactly-once after any crash and restart.
 
 Bad input never stops the stream. In batch runs the query uses the ``availableNow`` trigger (read
 what the topics hold, write it, stop); live runs use a processing-time trigger and run until stopped.
@@ -28,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from smartcity.fleet.contracts import TOPICS
 from smartcity.platform import topics as kafka_topics
 from smartcity.platform.engine_params import KafkaParams, StreamParams
-from smartcity.stream import commits, contract_check, lake
-from smartcity.stream.store import LakeStore
+from smartcity.stream import commits, contract_check, lake, staging
+from smartcity.stream.store import LakeStore, LocalStore
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -157,8 +159,8 @@ class Routing:
 class Publisher:
     """Finishes staged batches in order on a thread of its own, so Spark reads the next batch meanwhile.
 
-    Finishing (lines to Parquet, manifest, moves) happens after Spark has committed the batch, which
-    is safe because the staged lines are complete and durable: a crash leaves them for
+    Finishing (manifest, moves) happens after Spark has committed the batch, which is safe because
+    the staged files are complete and durable: a crash leaves them for
     :meth:`smartcity.stream.commits.CommitLog.recover`. At most ``backlog`` batches wait; Spark waits beyond that.
     """
 
@@ -209,7 +211,7 @@ class Publisher:
 
 
 class LakeWriter:
-    """The stream's ``foreachBatch``: route every message once and stage the lines; the publisher does the rest.
+    """The stream's ``foreachBatch``: route every message once and stage its Parquet files; the publisher does the rest.
 
     Spark replays a batch whose commit it did not record; the commit log makes that harmless: a
     batch already in the lake is skipped, a staged or planned one is finished, anything else is
@@ -232,24 +234,26 @@ class LakeWriter:
 
     def _stage(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
-        staging = self.log.start(batch_id)
+        prefix = self.log.start(batch_id)
         routed = self.routing.apply(batch)
         planned_at = time.time()
-        write_lines(routed, self.log.store.spark_uri(f"{staging}/{lake.RAW_STAGING}"))
+        files = stage_files(routed, staging.StageTask(self.log.store.target(), prefix))
         self.log.mark_staged(
             batch_id,
             {
                 "started_at": started,
                 "plan_seconds": round(planned_at - started, 3),
                 "spark_seconds": round(time.time() - planned_at, 3),
+                "files": files,
             },
         )
 
 
-def write_lines(routed: DataFrame, uri: str) -> None:
-    """Spark's one job per batch: the routed lines as text, a folder per table and partition value
-    (``uri``: a local path, or s3a://... when the lake is on S3)."""
-    routed.select("_table", "_pkey", "line").write.partitionBy("_table", "_pkey").text(uri)
+def stage_files(routed: DataFrame, task: staging.StageTask) -> list[dict[str, Any]]:
+    """Spark's one job per batch: each task writes its routed lines as Parquet files on its executor
+    (:class:`~smartcity.stream.staging.StageTask`); the rows it returns per file, in key order."""
+    rows = routed.select("_table", "_pkey", "line").mapInArrow(task, from_arrow_schema(staging.STAGED_FILES)).collect()
+    return sorted((row.asDict() for row in rows), key=lambda f: f["key"])
 
 
 @dataclass
@@ -307,7 +311,7 @@ def warm_up(
     spark: SparkSession, bootstrap: str, scratch_topics: Sequence[str], scratch_dir: Path, prefix: str, rounds: int = 5
 ) -> None:
     """Run a batch's whole path on messages the caller put in scratch topics: Kafka source, contract check,
-    routing, text writer.
+    routing, the executors' Parquet writer.
 
     A JVM runs new code slowly until it is compiled: the first micro-batches of a cold stream took
     20 s for 500 messages here, while the live fleet's events piled up. Reading the messages back
@@ -319,8 +323,9 @@ def warm_up(
     )
     routing = Routing.build(spark)
     with tempfile.TemporaryDirectory(prefix="warm-up-", dir=scratch_dir) as scratch:
-        for n in range(rounds):  # exactly what a batch runs: route, write the lines
-            write_lines(routing.apply(frame), str(Path(scratch) / str(n)))
+        target = LocalStore(Path(scratch)).target()
+        for n in range(rounds):  # exactly what a batch runs: route, stage the Parquet files
+            stage_files(routing.apply(frame), staging.StageTask(target, str(n)))
             shutil.rmtree(Path(scratch) / str(n), ignore_errors=True)
 
 

@@ -1,16 +1,25 @@
-"""A micro-batch's staged lines into Parquet: one file per table and partition, in the lake's schema.
+"""A micro-batch's routed lines into Parquet, in the lake's schema, by the Spark tasks that hold them.
 
-The stream's Spark job leaves each batch as lines of text, a folder per table and partition value:
-CSV for events (every field of the latest contract, then the lineage), JSON for the quarantine.
-Arrow parses them here into the lake's schema (:func:`convert_staged`); the commit log
-(:mod:`smartcity.stream.commits`) then counts each file and publishes it.
+The stream's contract check turns each message into a line: CSV for an event (every field of the
+latest contract, then the lineage), JSON for a quarantined message. Each Spark task of a batch hands
+its lines to :class:`StageTask` (``mapInArrow``, on the executors): Arrow parses them into the lake's
+schema and writes one Parquet file per table and partition into the batch's staging prefix, named by
+the batch and the task's partition (a retried task writes the same file again), and returns one
+small row per file: its rows, bytes and a sketch of its Kafka timestamps (:func:`sketch`). The
+driver's commit log (:mod:`smartcity.stream.commits`) plans and publishes from those rows alone.
+
+:func:`convert_staged` converts a batch that an earlier version of the lab staged as text lines.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from urllib.parse import unquote
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
 
 import numpy as np
 import orjson
@@ -20,9 +29,124 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.json as pj
 import pyarrow.parquet as pq
+from pyspark import TaskContext
 
 from smartcity.stream.lake import PARTITION, QUARANTINE, RAW_STAGING, table_schema
-from smartcity.stream.store import LakeStore
+from smartcity.stream.store import LakeStore, StoreTarget
+
+#: What a staging task returns for each file it wrote: mapInArrow's output schema.
+STAGED_FILES = pa.schema(
+    [
+        ("table", pa.string()),
+        ("partition", pa.string()),  # the file's partition folder: event_date=2026-01-05
+        ("key", pa.string()),  # relative to the batch's staging prefix
+        ("rows", pa.int64()),
+        ("bytes", pa.int64()),
+        ("stamps", pa.list_(pa.int64())),  # the sketch of its Kafka timestamps (epoch microseconds)
+    ]
+)
+#: A file's Kafka timestamps travel as this many order statistics (min, every percent, max), or all of
+#: them when there are fewer: merged by weight, a batch's quantile is off by at most 1 % of its events in rank.
+SKETCH_POINTS = 101
+
+#: Quantiles of a batch's Kafka timestamps that its manifest records: freshness percentiles come from them.
+PRODUCED_QUANTILES = tuple(q / 20 for q in range(21))
+
+
+@dataclass(frozen=True)
+class StageTask:
+    """What each Spark task of a micro-batch runs on its executor (``mapInArrow``): its routed lines
+    (``_table``, ``_pkey``, ``line``) into Parquet files under ``staging``, one row per file back."""
+
+    target: StoreTarget
+    staging: str  # the batch's staging prefix in the store
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        chunks = list(batches)
+        if not chunks or not any(len(c) for c in chunks):
+            return
+        routed = pa.Table.from_batches(chunks)
+        context = TaskContext.get()
+        task = context.partitionId() if context is not None else 0
+        fs, root = self.target.filesystem()
+        files = []
+        for (table, value), lines in _groups(routed):
+            text = _joined(lines)
+            frame = _quarantine_rows(text.to_pybytes()) if table == QUARANTINE else _csv_rows(text, table)
+            folder = f"{PARTITION[table]}={quote(value, safe='')}"
+            key = f"{table}/{folder}/part-{task:05d}.parquet"
+            size = _write(fs, f"{root}/{self.staging}/{key}", frame, self.target.local)
+            files.append(
+                {"table": table, "partition": folder, "key": key, "rows": frame.num_rows, "bytes": size}
+                | {"stamps": sketch(_stamps(frame)).tolist()}
+            )
+        yield pa.RecordBatch.from_pylist(files, schema=STAGED_FILES)
+
+
+def _groups(routed: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Array]]:
+    """The lines of each (table, partition value) of a task's rows, in key order."""
+    keys = routed.select(["_table", "_pkey"]).group_by(["_table", "_pkey"]).aggregate([])
+    for table, value in sorted(zip(keys["_table"].to_pylist(), keys["_pkey"].to_pylist(), strict=True)):
+        mask = pc.and_(pc.equal(routed["_table"], table), pc.equal(routed["_pkey"], value))
+        yield (table, value), routed["line"].filter(mask).combine_chunks()
+
+
+def _joined(lines: pa.Array) -> pa.Buffer:
+    """Lines as one text, each ending in a newline: the values buffer of the joined array, not a copy of it."""
+    joined = pc.binary_join_element_wise(lines, pa.scalar(""), "\n")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
+    return joined.buffers()[2][offsets[joined.offset] : offsets[joined.offset + len(joined)]]
+
+
+def _write(fs: Any, path: str, frame: pa.Table, local: bool) -> int:
+    """One whole Parquet file at ``path``; its bytes. Locally a hidden temporary file renamed into place;
+    on S3 one upload, which appears only once complete. A retried task replaces the file whole."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(frame, sink)
+    data = sink.getvalue()
+    folder, name = path.rsplit("/", 1)
+    if local:
+        fs.create_dir(folder, recursive=True)
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        with fs.open_output_stream(temporary) as out:
+            out.write(data)
+        fs.move(temporary, path)
+    else:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+    return data.size
+
+
+def _stamps(frame: pa.Table) -> np.ndarray:
+    """A file's Kafka timestamps in epoch microseconds (none if it has no such column)."""
+    if "kafka_timestamp" not in frame.column_names:
+        return np.empty(0, dtype=np.int64)
+    return pc.drop_null(frame["kafka_timestamp"]).cast(pa.int64()).to_numpy()
+
+
+def sketch(micros: np.ndarray) -> np.ndarray:
+    """:data:`SKETCH_POINTS` order statistics of the timestamps (min, every percent, max), or all of them sorted."""
+    if len(micros) <= SKETCH_POINTS:
+        return np.sort(micros)
+    return np.quantile(micros, np.linspace(0.0, 1.0, SKETCH_POINTS), method="nearest").astype(np.int64)
+
+
+def merged_quantiles(files: Sequence[dict[str, Any]]) -> list[float]:
+    """The batch's :data:`PRODUCED_QUANTILES` (epoch seconds) from its files' sketches, each point
+    weighted by the events it stands for; exact when every file sent all its timestamps."""
+    points, weights = [], []
+    for file in files:
+        stamps = np.asarray(file["stamps"], dtype=np.int64)
+        if len(stamps):
+            points.append(stamps)
+            weights.append(np.full(len(stamps), file["rows"] / len(stamps)))
+    if not points:
+        return []
+    values, weight = np.concatenate(points), np.concatenate(weights)
+    order = np.argsort(values, kind="stable")
+    values, cumulative = values[order], np.cumsum(weight[order])
+    ranks = np.searchsorted(cumulative, np.asarray(PRODUCED_QUANTILES) * cumulative[-1], side="left")
+    return [round(float(values[min(r, len(values) - 1)]) / 1e6, 6) for r in ranks]
 
 
 def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
@@ -70,17 +194,6 @@ def convert_staged(store: LakeStore, staging: str) -> dict[str, int]:
     return rows
 
 
-#: Quantiles of a batch's Kafka timestamps that its manifest records: freshness percentiles come from them.
-PRODUCED_QUANTILES = tuple(q / 20 for q in range(21))
-
-
-def produced_quantiles(micros: np.ndarray) -> list[float]:
-    """The batch's :data:`PRODUCED_QUANTILES` of Kafka timestamps, in epoch seconds (none for no events)."""
-    if not len(micros):
-        return []
-    return [round(float(v) / 1e6, 6) for v in np.quantile(micros, PRODUCED_QUANTILES, method="nearest")]
-
-
 def staged_file(store: LakeStore, key: str) -> tuple[int, np.ndarray]:
     """Rows of a staged Parquet file and its events' Kafka timestamps (epoch microseconds), from one read
     with the store's own client (one GET on S3): the commit log needs no second set of credentials,
@@ -102,13 +215,19 @@ def _event_rows(data: bytes, table: str) -> pa.Table:
     """A table's staged lines in its file schema: CSV as the contract check writes it (every field of
     the latest contract then the lineage, text quoted, timestamps in epoch microseconds), or JSON
     lines, as the lab staged them before (a batch left staged across an upgrade still converts)."""
-    schema = _file_schema(table)
     if data.lstrip()[:1] == b"{":
+        schema = _file_schema(table)
         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
         return pj.read_json(io.BytesIO(data), parse_options=options).select(schema.names).cast(schema)
+    return _csv_rows(data, table)
+
+
+def _csv_rows(data: bytes | pa.Buffer, table: str) -> pa.Table:
+    """A table's CSV lines, as the contract check writes them, in its file schema."""
+    schema = _file_schema(table)
     read_types = {f.name: pa.int64() if pa.types.is_timestamp(f.type) else f.type for f in schema}
     frame = pcsv.read_csv(
-        io.BytesIO(data),
+        pa.BufferReader(data),
         read_options=pcsv.ReadOptions(column_names=schema.names),
         parse_options=pcsv.ParseOptions(newlines_in_values=False),
         convert_options=pcsv.ConvertOptions(

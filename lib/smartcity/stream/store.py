@@ -32,6 +32,36 @@ class ObjectInfo:
     etag: str = ""
 
 
+@dataclass(frozen=True)
+class StoreTarget:
+    """A store as a Spark task on an executor writes into it: a local folder, or an S3 bucket (and prefix)
+    with its region and endpoint. No credentials: on S3 the task signs with its own AWS default chain
+    (an executor's instance role on AWS; the environment the lab's executors inherit here)."""
+
+    root: str  # an absolute folder, or bucket[/prefix]
+    s3_region: str = ""  # "" for a local folder
+    s3_endpoint: str = ""  # scheme://host[:port] of an S3 that is not AWS's own (moto), else ""
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """pyarrow's file system for the store and the root path in it (built where the task runs)."""
+        if not self.s3_region:
+            return pafs.LocalFileSystem(), self.root
+        return pafs.S3FileSystem(**_s3_options(self.s3_region, self.s3_endpoint)), self.root
+
+    @property
+    def local(self) -> bool:
+        return not self.s3_region
+
+
+def _s3_options(region: str, endpoint: str) -> dict[str, Any]:
+    """pyarrow's S3FileSystem options for a region and an endpoint ('' for AWS's own)."""
+    options: dict[str, Any] = {"region": region}
+    if endpoint:
+        parts = urlsplit(endpoint)
+        options.update(scheme=parts.scheme or "https", endpoint_override=parts.netloc + parts.path.rstrip("/"))
+    return options
+
+
 class LakeStore(Protocol):
     """The storage primitives of the lake's commit protocol (0002 §1, §7)."""
 
@@ -72,6 +102,10 @@ class LakeStore(Protocol):
 
     def spark_uri(self, key: str) -> str:
         """The URI Spark writes or reads a key at: an absolute path, or s3a://bucket/prefix/key."""
+        ...
+
+    def target(self) -> StoreTarget:
+        """The store as Spark's tasks write into it (:class:`StoreTarget`)."""
         ...
 
     def uri(self, key: str) -> str:
@@ -197,6 +231,9 @@ class LocalStore:
 
     def arrow(self) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), str(self.root)
+
+    def target(self) -> StoreTarget:
+        return StoreTarget(str(self.root.resolve()))
 
     def spark_uri(self, key: str) -> str:
         return str(self._path(key))
@@ -386,21 +423,19 @@ class S3Store:
                 f"s3://{self.bucket}: pyarrow cannot read the lake without them"
             )
         frozen = credentials.get_frozen_credentials()
-        options: dict[str, Any] = {
-            "access_key": frozen.access_key,
-            "secret_key": frozen.secret_key,
-            "session_token": frozen.token,
-            "region": self.client.meta.region_name,
-        }
-        endpoint = self.endpoint_url()
-        if endpoint:
-            parts = urlsplit(endpoint)
-            options.update(scheme=parts.scheme or "https", endpoint_override=parts.netloc + parts.path.rstrip("/"))
-        root = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
-        return pafs.S3FileSystem(**options), root
+        options = _s3_options(self.client.meta.region_name, self.endpoint_url() or "")
+        options.update(access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token)
+        return pafs.S3FileSystem(**options), self._root()
 
     def spark_uri(self, key: str) -> str:
         return f"s3a://{self.bucket}/{self._key(key)}"
+
+    def _root(self) -> str:
+        """bucket/prefix: the store's root as pyarrow names it."""
+        return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+
+    def target(self) -> StoreTarget:
+        return StoreTarget(self._root(), self.client.meta.region_name, self.endpoint_url() or "")
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
