@@ -152,8 +152,10 @@ class CommitLog:
             if inner and table != RAW_STAGING and visible_key(inner):
                 count, stamps = staged_file(self.store, obj.key)
                 key, part = obj.key[len(staging) + 1 :], partition_dir(inner)
-                files.append({"table": table, "partition": part, "key": key, "rows": count, "bytes": obj.size})
-                files[-1]["stamps"] = stamps.tolist()
+                size, every = obj.size, stamps.tolist()  # every timestamp: the quantiles are exact
+                files.append(
+                    {"table": table, "partition": part, "key": key, "rows": count, "bytes": size, "stamps": every}
+                )
         return files
 
     def publish(self, batch: int) -> dict[str, Any]:

@@ -76,9 +76,16 @@ class StageTask:
             folder = f"{PARTITION[table]}={quote(value, safe='')}"
             key = f"{table}/{folder}/part-{task:05d}.parquet"
             size = _write(fs, f"{root}/{self.staging}/{key}", frame, self.target.local)
+            stamps = sketch(_stamps(frame)).tolist()
             files.append(
-                {"table": table, "partition": folder, "key": key, "rows": frame.num_rows, "bytes": size}
-                | {"stamps": sketch(_stamps(frame)).tolist()}
+                {
+                    "table": table,
+                    "partition": folder,
+                    "key": key,
+                    "rows": frame.num_rows,
+                    "bytes": size,
+                    "stamps": stamps,
+                }
             )
         yield pa.RecordBatch.from_pylist(files, schema=STAGED_FILES)
 
