@@ -253,7 +253,7 @@ def _conditions(cfg: Params, events: int, warm_s: float, drains: tuple[int, int,
     return (
         f"{events:,} events of {cfg.fleet.vehicles} vehicles (departures 20 s apart, whole journeys) in 5 "
         f"topics of 3 partitions on one local KRaft broker (replication 1), produced with "
-        f"confluent-kafka (lz4); Spark local[*] on this machine's {os.cpu_count()} cores, driver "
+        f"confluent-kafka (lz4); Spark {cfg.spark.master} on this machine's {os.cpu_count()} cores, driver "
         f"{cfg.spark.driver_memory}, JVM warmed up first ({warm_s:.0f} s); {repeats} drains with "
         f"maxOffsetsPerTrigger {cfg.stream.max_batch_events:,} (medians, after one uncounted "
         f"drain) and {small_repeats} with {small_batch_events:,}; embedded PostgreSQL "

@@ -133,7 +133,7 @@ def run_freshness_bench(
     results.update(
         {
             "conditions": (
-                f"smartcity live in one process: local broker, Spark local[*] with a {trigger_s:g} s trigger, "
+                f"smartcity live in one process: local broker, Spark {cfg.spark.master} with a {trigger_s:g} s trigger, "
                 f"{vehicles} vehicles at speedup {SPEEDUP:g} for {seconds:g} s (confluent-kafka producer); "
                 f"freshness from each event's Kafka timestamp to the moment a glob of its table folder "
                 f"(polled every 0.1 s) first listed its file; {results['load_when_done']}"

@@ -137,7 +137,9 @@ def _fastest(loaded: dict[str, dict[str, Any]], bench_dir: Path) -> dict[str, An
     """The largest rate the stream has reached on this machine: the capacity drains, or the stream bench (d)."""
     fastest = {
         "value": max(r["events_per_s_wall"] for r in loaded["capacity"]["stream"]["runs"]),
-        **_source(loaded, "capacity", "stream.runs: the largest wall-clock rate of these drains (local[*])"),
+        **_source(
+            loaded, "capacity", "stream.runs: the largest wall-clock rate of these drains (Spark in one local JVM)"
+        ),
     }
     stream_bench = bench_dir / "stream.json"
     if stream_bench.is_file():
@@ -147,7 +149,9 @@ def _fastest(loaded: dict[str, dict[str, Any]], bench_dir: Path) -> dict[str, An
             fastest = {
                 "value": d["stream_events_per_s"],
                 **_source(
-                    loaded, "stream", "stream_events_per_s: the stream bench (d), median of its drains (local[*])"
+                    loaded,
+                    "stream",
+                    "stream_events_per_s: the stream bench (d), median of its drains (Spark in one local JVM)",
                 ),
             }
     return fastest

@@ -91,7 +91,7 @@ def run_stream_bench(vehicles: int = 80, repeats: int = 3, out_dir: Path | None 
         {
             "conditions": (
                 f"{total:,} events of {vehicles} vehicles in 5 topics of 3 partitions on a local broker; "
-                f"Spark local[*], driver {cfg.spark.driver_memory}, maxOffsetsPerTrigger "
+                f"Spark {cfg.spark.master}, driver {cfg.spark.driver_memory}, maxOffsetsPerTrigger "
                 f"{cfg.stream.max_batch_events:,}; JVM warmed up first ({warm:.0f} s); {repeats} runs each, "
                 f"alternating, medians; {results['load_when_done']}"
             ),
