@@ -223,6 +223,7 @@ class LakeWriter:
     ) -> None:
         self.log = commits.commit_log(store)
         self.routing = Routing.build(spark)
+        self.target = store.target()  # once: on S3 it asks boto3 for the endpoint, a client each time
         self.publisher = Publisher(self.log, on_batch)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -237,7 +238,7 @@ class LakeWriter:
         prefix = self.log.start(batch_id)
         routed = self.routing.apply(batch)
         planned_at = time.time()
-        files = stage_files(routed, staging.StageTask(self.log.store.target(), prefix))
+        files = stage_files(routed, staging.StageTask(self.target, prefix))
         self.log.mark_staged(
             batch_id,
             {

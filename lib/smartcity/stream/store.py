@@ -44,7 +44,7 @@ class StoreTarget:
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """pyarrow's file system for the store and the root path in it (built where the task runs)."""
-        if not self.s3_region:
+        if self.local:
             return pafs.LocalFileSystem(), self.root
         return pafs.S3FileSystem(**_s3_options(self.s3_region, self.s3_endpoint)), self.root
 
