@@ -3,11 +3,6 @@ exactly-once for readers that share none of the lab's code through kill -9 of th
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,11 +21,10 @@ from smartcity.fleet.contracts import TOPICS
 from smartcity.ingest.producer import produce
 from smartcity.params import Params
 from smartcity.platform.broker import KafkaBroker
-from smartcity.platform.params import project_root
 from smartcity.steps import Lab
-from smartcity.stream import commits, lake
+from smartcity.stream import lake
 from smartcity.stream import query as stream
-from smartcity.stream.store import LakeStore
+from tests import stream_kills
 
 pytestmark = pytest.mark.integration
 
@@ -226,29 +220,6 @@ def test_every_kind_of_bad_input_is_quarantined_while_the_stream_runs(
 
 
 # -- kill -9 -------------------------------------------------------------------------------------------
-def _start_stream_process(params: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "smartcity", "stream", "--params", str(params)],
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=project_root(),
-    )
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-
-
-def _wait_for_batches(store: LakeStore, at_least: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while len(commits.commit_log(store).batches()) < at_least:
-        assert proc.poll() is None, f"the stream process died:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no batch within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
-
-
 #: The kill test produces the run in this many parts and kills the stream once in each part but the last.
 PARTS = 5
 
@@ -261,46 +232,11 @@ def test_kill_minus_nine_never_loses_or_doubles_an_event_for_any_reader(
     )
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(cfg.as_dict()))
-    log = tmp_path / "stream.log"
     lab = steps.open_lab(cfg)
     store = lab.store
     steps.reset_run(lab)
     events = simulation.simulate_journey(cfg.fleet)
-    # each part paced over about 8 s and produced while the stream (re)started
-    # before it runs: each kill lands while a part streams, however long a restart takes
-    bounds = [len(events) * k // PARTS for k in range(PARTS + 1)]
-    rng = random.Random(6)
-    kills = 0
-    proc = _start_stream_process(params, log)
-    try:
-        for part in range(PARTS):
-            done = len(commits.commit_log(store).batches())
-            producer = threading.Thread(
-                target=produce,
-                args=(cfg.kafka.bootstrap, simulation.pace(events[bounds[part] : bounds[part + 1]], 9000 / 40)),
-                kwargs={"progress": False},
-            )
-            producer.start()
-            _wait_for_batches(store, done + 1, 180, proc, log)  # the (re)started stream commits this part's batches
-            if part < PARTS - 1:
-                time.sleep(rng.uniform(0.0, 3.0))  # somewhere inside a batch, or between two
-                _kill_group(proc)
-                kills += 1
-                proc = _start_stream_process(params, log)
-            producer.join(300)
-            assert not producer.is_alive()
-        deadline = time.monotonic() + 240
-        produced = Counter(e.topic for e in events)
-        while stream.lake_counts(store, TOPICS) != dict(produced):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
+    kills = stream_kills.stream_through_kills(cfg.kafka.bootstrap, store, params, events, PARTS, seed=6)
     assert kills == PARTS - 1
     want = {t: sorted(e.value["id"] for e in events if e.topic == t) for t in TOPICS}
     for topic in TOPICS:
