@@ -240,20 +240,31 @@ def test_two_workers_join_that_master_with_the_profiles_sizes(compose: dict[str,
         assert env(worker)["SPARK_LOCAL_HOSTNAME"] == name == worker["hostname"], f"{name} must register by its name"
 
 
-def test_data_dir_is_one_volume_at_the_same_path_in_the_driver_and_every_worker(
-    compose: dict[str, Any], params: Params
-) -> None:
+def test_the_lake_is_on_the_s3_service_and_the_workers_share_no_volume(compose: dict[str, Any], params: Params) -> None:
+    assert (params.pipeline.lake_storage, params.pipeline.catalog_engine) == ("s3", "glue")
+    everything = services(compose)
+    s3 = everything["s3"]
+    assert image_tag(s3["image"])[0] == "motoserver/moto" and "healthcheck" in s3
+    port = int(s3["ports"][0].rsplit(":", 1)[1])
+    driver = everything[params.spark.driver_host]
+    provision = everything["provision"]
+    for name, service in {params.spark.driver_host: driver, "provision": provision, **spark_workers(compose)}.items():
+        values = env(service)
+        assert values["AWS_ENDPOINT_URL"] == f"http://s3:{port}", f"{name} must reach the lake at the s3 service"
+        assert values["AWS_DEFAULT_REGION"] == params.aws.region, name
+        assert values["AWS_ACCESS_KEY_ID"] and REQUIRED_VARIABLE.fullmatch(values["AWS_SECRET_ACCESS_KEY"]), name
+    for name, worker in spark_workers(compose).items():  # executors write the lake's files to S3 themselves
+        assert not worker.get("volumes"), f"{name} mounts a volume: the lake on S3 needs none"
+    # the bucket and Glue database exist before the notebooks start
+    assert command(provision) == ["python", "-m", "smartcity", "aws", "provision", "--params", "params/compose.yaml"]
+    assert provision["image"] == driver["image"] and provision["depends_on"]["s3"]["condition"] == "service_healthy"
+    assert driver["depends_on"]["provision"]["condition"] == "service_completed_successfully"
+    # what stays on the driver's disk (ledger, logs, the stream's lock) is on a named volume
     data = PurePosixPath(params.pipeline.data_dir.format(profile=params.profile))
-    assert data.is_absolute(), "data_dir must be a path inside the containers, the same in each"
-    driver = services(compose)[params.spark.driver_host]
+    assert data.is_absolute(), "data_dir must be a path inside the jupyter container"
     mounts = volume_mounts(driver)
     targets = [t for t in mounts if data == PurePosixPath(t) or PurePosixPath(t) in data.parents]
-    assert targets, f"no volume of {params.spark.driver_host} holds data_dir {data}"
-    target = max(targets, key=len)
-    volume = mounts[target]
-    assert volume in (compose.get("volumes") or {}), f"{volume} is not a named volume: workers and driver must share it"
-    for name, worker in spark_workers(compose).items():
-        assert volume_mounts(worker).get(target) == volume, f"{name} does not mount {volume} at {target}"
+    assert targets and mounts[max(targets, key=len)] in (compose.get("volumes") or {}), f"no named volume holds {data}"
 
 
 def test_driver_host_is_the_jupyter_service(compose: dict[str, Any], params: Params) -> None:
@@ -335,8 +346,8 @@ def test_spark_image_is_the_pinned_pyspark(compose: dict[str, Any], pyproject: d
 
 
 def test_driver_and_executors_run_the_same_python_and_uid(pyproject: dict[str, Any]) -> None:
-    # PySpark refuses Python workers of another minor version than the driver's, and the driver
-    # renames the files executors write on the shared volume: same base image, same uid.
+    # PySpark refuses Python workers of another minor version than the driver's: same base image;
+    # and one uid for the lab's files in both images.
     lab, spark = ROOT / "docker" / "lab" / "Dockerfile", ROOT / "docker" / "spark" / "Dockerfile"
     python = re.search(r"(\d+\.\d+)", pyproject["project"]["requires-python"])
     assert python
