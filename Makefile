@@ -7,26 +7,27 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params/local.yaml
 STAMP  := $(VENV)/.installed
 
+# Python writes each module's bytecode (.pyc) the first time it is imported, also where the environment
+# says not to (PYTHONDONTWRITEBYTECODE, set in many containers): otherwise every new Python the lab
+# starts (a notebook's kernel, the stream's process, a Spark executor's Python worker) compiles pandas,
+# pyspark, ... again, 3.5 s of CPU each on this machine; make test starts about a hundred.
+unexport PYTHONDONTWRITEBYTECODE
+
 .DEFAULT_GOAL := help
 .PHONY: help setup run live lint check test fuzz bench notebooks lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
-# --compile-bytecode: every package's .pyc is written at install, on every core, whatever
-# PYTHONDONTWRITEBYTECODE says. Where that is set (as in many containers) each new Python (a notebook's
-# kernel, a Spark executor's Python worker, the stream's process) would otherwise compile pandas,
-# pyspark, ... again: 3.5 s of CPU each here. `make setup` does the same for the lab's own modules.
 $(STAMP): pyproject.toml
 	@scripts/check-prereqs $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet uv  # uv installs the rest (from PyPI, as pip would) in half pip's time
-	$(PY) -m uv pip install --quiet --python $(PY) --compile-bytecode -e '.[dev,aws,trino]'
+	$(PY) -m uv pip install --quiet --python $(PY) -e '.[dev,aws,trino]'
 	touch $@
 
 setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars and the map assets (once; offline after)
 	@scripts/check-prereqs $(PY)
-	$(PY) -m compileall -q -j 0 lib  # the lab's own modules, as above (only what changed since)
 	$(PY) -m smartcity setup
 
 run: setup ## run the six notebooks on $(PARAMS); the report is outputs/<profile>/index.html
