@@ -56,7 +56,7 @@ def s3_cfg(moto_server: str, broker: KafkaBroker, lab_cfg: Params) -> Params:
         s3_bucket=BUCKET,
         s3_prefix=PREFIX,
         aws_region=os.environ["AWS_DEFAULT_REGION"],
-        vehicles=6,
+        vehicles=3,  # about 12,000 events: a few batches in each part, each batch a round of S3 requests
         departure_spacing_seconds=60.0,
         stream_max_batch_events=4000,
         stream_trigger_seconds=0.5,
