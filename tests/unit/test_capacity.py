@@ -159,8 +159,16 @@ def test_null_scaling_says_not_measured_and_a_figure_is_shown() -> None:
 def test_a_driver_beyond_one_core_is_flagged() -> None:
     rates = _rates()
     lines = capacity.backing_lines(rates, capacity.preset_table(rates))
-    assert any(line.startswith("London, UK: the driver's Python publisher") for line in lines)
-    assert not any(line.startswith("corridor") and "publisher" in line for line in lines)
+    assert any(line.startswith("London, UK: the driver's Python (foreachBatch callbacks") for line in lines)
+    assert not any(line.startswith("corridor") and "driver's Python" in line for line in lines)
+    assert not any("limits no row" in line for line in lines)
+
+
+def test_a_driver_under_one_core_everywhere_says_what_limits_next() -> None:
+    rates = _rates(stream_driver_events_per_cpu_s=1e9)  # the commit's Python: next to nothing per event
+    lines = capacity.backing_lines(rates, capacity.preset_table(rates))
+    (line,) = [line for line in lines if "driver's Python" in line]
+    assert "limits no row" in line and "What limits next" in line and "1,000,000,000 events per CPU-second" in line
 
 
 def test_rates_without_a_figure_or_its_provenance_are_refused() -> None:

@@ -268,7 +268,7 @@ class Estimate:
     partitions_per_heavy_topic: int
     spark_work: float
     spark_cores: int
-    driver_work: float  # the driver's Python (publisher): one process, not spread over executors
+    driver_work: float  # the driver's Python (callbacks, the commit): one process, not spread over executors
     simulator_cores: int
     producer_cores: int
     lake_gb_per_day: float
@@ -396,8 +396,8 @@ def backing_lines(rates: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     elif float(ratio) < 1.8:  # the second executor added little: the measurement does not back linear scaling
         backed = (
             f"which nothing measured here backs: a second executor gave {float(ratio):.2f}x, not 2x, on a "
-            f"machine of {rates['machine']['cores']} cores shared with the driver, the broker and the "
-            "publisher; measure on more cores before trusting this row"
+            f"machine of {rates['machine']['cores']} cores shared with the driver and the broker; measure on "
+            "more cores before trusting this row"
         )
     else:
         backed = f"backed to 2 executors (ratio {float(ratio):.2f})"
@@ -415,12 +415,21 @@ def backing_lines(rates: dict[str, Any], frame: pd.DataFrame) -> list[str]:
                 f"assumes linear scaling, {backed}"
             )
     driver = rate(rates, "stream_driver_events_per_cpu_s")
-    over = [str(name) for name, row in frame.iterrows() if row[COLUMNS["driver_work"]] > 1]
+    work = frame[COLUMNS["driver_work"]]
+    over = [str(name) for name, cores_needed in work.items() if cores_needed > 1]
     if over:
         lines.append(
-            f"{', '.join(over)}: the driver's Python publisher (lines to Parquet, {driver:,.0f} events per "
-            "CPU-second) needs more than one core; it runs in the one driver process, so one stream "
-            "query cannot go there as built: split the stream (by topic or region) or publish on executors"
+            f"{', '.join(over)}: the driver's Python (foreachBatch callbacks and the commit, {driver:,.0f} events "
+            "per CPU-second) needs more than one core; it runs in the one driver process, so one stream "
+            "query cannot go there as built: split the stream (by topic or region)"
+        )
+    else:
+        lines.append(
+            f"the driver's Python (foreachBatch callbacks and the commit, {driver:,.0f} events per CPU-second, "
+            f"at most {work.max():.2f} of a core here) limits no row: the executors write the Parquet. What "
+            "limits next is what spreads over machines (the Spark cores and brokers of each row) and, on the "
+            "driver, Spark's fixed cost per micro-batch (planning, scheduling), which grows with the trigger "
+            "rate, not with the events"
         )
     return lines
 

@@ -161,14 +161,18 @@ def run_warehouse_bench(lab: steps.Lab, warehouse: PostgresWarehouse) -> dict[st
 
 
 def _stream_run(spark: Any, lab: steps.Lab, produced: dict[str, int], jvm_pid: int, broker_pid: int) -> dict[str, Any]:
-    """One bounded drain of the topics into an empty lake; CPU of the Spark JVM, of this process
-    (the driver's Python: foreachBatch callbacks and the publisher turning staged lines into
-    Parquet) and of the broker serving the reads."""
+    """One bounded drain of the topics into an empty lake; CPU of the Spark JVM with its executors' Python
+    workers, of this process (the driver's Python: foreachBatch callbacks and the commit) and of the
+    broker serving the reads; the bytes the driver read from the lake, per million events."""
     r = drain(spark, lab, produced, "a stream run", jvm=jvm_pid, broker=broker_pid)
     events = sum(produced.values())
     stream_cpu = r["jvm_cpu_s"] + r["self_cpu_s"]
     return {
         **r,
+        "driver_python_cpu_share": round(r["self_cpu_s"] / stream_cpu, 4),
+        "driver_python_cpu_s_per_million": round(r["self_cpu_s"] / events * 1e6, 3),
+        "driver_event_bytes_read_per_million": round(r["driver_event_bytes_read"] / events * 1e6),
+        "driver_commit_bytes_read_per_million": round(r["driver_commit_bytes_read"] / events * 1e6),
         "batches": len(commits.commit_log(lab.store).batches()),
         "max_batch_events": lab.cfg.stream.max_batch_events,
         "events_per_cpu_s": round(events / stream_cpu),
@@ -226,6 +230,10 @@ def _stream_rates(
         "events_per_cpu_s": round(median("events_per_cpu_s")),
         "jvm_events_per_cpu_s": round(median("jvm_events_per_cpu_s")),
         "driver_python_events_per_cpu_s": round(median("driver_python_events_per_cpu_s")),
+        "driver_python_cpu_share": median("driver_python_cpu_share"),
+        "driver_python_cpu_s_per_million": median("driver_python_cpu_s_per_million"),
+        "driver_event_bytes_read_per_million": median("driver_event_bytes_read_per_million"),
+        "driver_commit_bytes_read_per_million": median("driver_commit_bytes_read_per_million"),
         "events_per_s_wall": round(median("events_per_s_wall")),
         "broker_fetch_events_per_cpu_s": round(median("broker_fetch_events_per_cpu_s")),
         "cpu_s_per_batch": round(per_batch, 4),
@@ -363,6 +371,10 @@ def render_capacity_markdown(results: dict[str, Any]) -> str:
         f"Broker: {k['ingest']['events_per_cpu_s']:,} events per CPU-second produced into it, "
         f"{s['broker_fetch_events_per_cpu_s']:,} read from it by the stream; idle {k['idle_broker_cores']} cores. "
         f"Stream CPU per further micro-batch: {s['cpu_s_per_batch']} s.\n\n"
+        f"The driver (medians of the 200,000-event-batch drains): its Python {s['driver_python_cpu_s_per_million']} "
+        f"CPU-s per million events, {s['driver_python_cpu_share']:.1%} of the stream's CPU; it read "
+        f"{s['driver_event_bytes_read_per_million']:,} bytes of event data and "
+        f"{s['driver_commit_bytes_read_per_million']:,} bytes of commit files from the lake per million events.\n\n"
         "| lake | table | files | Parquet bytes/event | Kafka JSON bytes/event | Kafka log bytes/event |\n"
         "|---|---|---|---|---|---|\n" + lakes + "\n\n"
         "| stage | lake | events | files | events per CPU-s |\n|---|---|---|---|---|\n" + stages + "\n"

@@ -21,6 +21,7 @@ from smartcity.ops.bench.common import CpuMeter
 from smartcity.params import Params, from_mapping
 from smartcity.platform.processes import free_port
 from smartcity.stream import lake, query
+from smartcity.stream.store import LakeStore
 from smartcity.stream.warm_up import warm_up_stream
 
 
@@ -53,17 +54,46 @@ def glob_counts(lake_root: Path, topics: tuple[str, ...] = TOPICS) -> dict[str, 
     return counts
 
 
+class LakeReads:
+    """Bytes this process (the stream's driver) reads through a lake store's ``get`` during a ``with`` block:
+    event data (a Parquet file, or lines staged by the earlier driver-side conversion) apart from the commit's
+    own small files (the staged batch's file list, manifests, markers). The executors run in other processes:
+    what they read and write is not counted here."""
+
+    def __init__(self, store: LakeStore) -> None:
+        self.store = store
+        self.bytes = {"event": 0, "commit": 0}
+
+    def _get(self, key: str) -> bytes:
+        data = self._real_get(key)
+        is_event = key.endswith(".parquet") or f"/{lake.RAW_STAGING}/" in key
+        self.bytes["event" if is_event else "commit"] += len(data)
+        return data
+
+    def __enter__(self) -> LakeReads:
+        self._real_get = self.store.get
+        self.store.get = self._get  # type: ignore[method-assign]  # this instance only, until the block ends
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.store.get  # the class's method again
+
+
 def drain(spark: Any, lab: steps.Lab, produced: dict[str, int], what: str, **pids: int) -> dict[str, float]:
     """The stream drains the topics into an empty lake, which must then hold what was produced.
 
-    Returns wall seconds and CPU-seconds of this process and of the named process trees (see CpuMeter).
+    Returns wall seconds and CPU-seconds of this process and of the named process trees (see CpuMeter),
+    and the bytes the driver read from the lake (see LakeReads).
     """
     lake.reset(lab.store, lab.cfg.paths.data)
-    with CpuMeter(**pids) as meter:
-        query.run_bounded(spark, steps.stream_job(lab))
+    job = steps.stream_job(lab)
+    with CpuMeter(**pids) as meter, LakeReads(job.store) as reads:
+        query.run_bounded(spark, job)
     if glob_counts(lab.cfg.paths.lake) != produced:
         raise RuntimeError(f"{what}: the lake does not hold what was produced")
-    return meter.result
+    if reads.bytes["commit"] == 0:
+        raise RuntimeError(f"{what}: the driver's reads of the lake were not seen (not even its commits')")
+    return {**meter.result, **{f"driver_{kind}_bytes_read": n for kind, n in reads.bytes.items()}}
 
 
 def warm_up(lab: steps.Lab, spark: Any) -> float:

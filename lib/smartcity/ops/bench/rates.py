@@ -75,7 +75,7 @@ _RATES: tuple[tuple[str, str, Callable[[dict[str, Any]], float], str], ...] = (
         "stream_driver_events_per_cpu_s",
         "capacity",
         lambda d: d["stream"]["driver_python_events_per_cpu_s"],
-        "stream.driver_python_events_per_cpu_s: the driver's Python (publisher: lines to Parquet)",
+        "stream.driver_python_events_per_cpu_s: the driver's Python (foreachBatch callbacks and the commit)",
     ),
     (
         "stream_cpu_s_per_batch",
