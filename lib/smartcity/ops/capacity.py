@@ -418,10 +418,13 @@ def backing_lines(rates: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     work = frame[COLUMNS["driver_work"]]
     over = [str(name) for name, cores_needed in work.items() if cores_needed > 1]
     if over:
+        batches = max(batches_per_second(events) for events in frame.loc[over, COLUMNS["events_per_s"]])
         lines.append(
             f"{', '.join(over)}: the driver's Python (foreachBatch callbacks and the commit, {driver:,.0f} events "
-            "per CPU-second) needs more than one core; it runs in the one driver process, so one stream "
-            "query cannot go there as built: split the stream (by topic or region)"
+            f"per CPU-second at {MAX_BATCH_EVENTS:,}-event batches, mostly a cost per batch) needs more than one "
+            f"core: at that cap one query runs up to {batches:,.0f} micro-batches a second, committed one after "
+            "another by its one driver; to go there: larger batches (unmeasured here) or several "
+            "queries (by topic or region)"
         )
     else:
         lines.append(
