@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import InvalidPartitionsError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from smartcity.platform.processes import EngineError
 
@@ -55,7 +55,10 @@ def ensure_topics(
         counts = _partition_counts(admin, topics)
         fewer = {t: partitions for t, n in counts.items() if n < partitions}
         if fewer:
-            admin.create_partitions(fewer, timeout_ms=int(timeout_s * 1000))
+            # a broker of a quorum may answer with metadata a moment old (the topic just created, its
+            # partitions not all listed yet): Kafka then refuses to grow it to what it already has
+            with contextlib.suppress(InvalidPartitionsError):
+                admin.create_partitions(fewer, timeout_ms=int(timeout_s * 1000))
             deadline = time.monotonic() + timeout_s
             counts = _partition_counts(admin, topics)
             while any(n < partitions for n in counts.values()):
