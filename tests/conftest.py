@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, settings
 
 from smartcity import params
 from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.platform import broker as kafka_broker
 from smartcity.platform.params import project_root
-from smartcity.platform.processes import free_port
+from smartcity.platform.processes import free_port, port_open
 
 # `make test` (laptop and CI alike) runs the same small set of hypothesis examples every time, so
 # it passes or fails the same way everywhere; `make fuzz` explores many new random examples and
@@ -55,6 +56,17 @@ def lab_params(root: Path, **overrides: object) -> params.Params:
     }
     values.update(overrides)
     return params.from_mapping(values)
+
+
+def quorum_ports(count: int) -> list[int]:
+    """Free ports for a KRaft quorum whose controller ports (port + 1000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        controller = port + kafka_broker.CONTROLLER_PORT_OFFSET
+        if controller < 65536 and not port_open("127.0.0.1", controller):
+            ports.append(port)
+    return ports
 
 
 class Record(NamedTuple):

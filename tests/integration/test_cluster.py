@@ -42,26 +42,14 @@ from smartcity.ops import runner
 from smartcity.params import Params
 from smartcity.platform import broker, cluster, topics, trino
 from smartcity.platform.params import project_root
-from smartcity.platform.processes import free_port, port_open
+from smartcity.platform.processes import free_port
 from smartcity.query import athena
 from smartcity.steps import NOTEBOOKS
 from smartcity.stream import lake, monitor
-from tests.conftest import engines_using, lab_params, numbered_events, produce_through, unique_delivery
+from tests.conftest import engines_using, lab_params, numbered_events, produce_through, quorum_ports, unique_delivery
 from tests.trino_starter import TrinoStarter
 
 pytestmark = pytest.mark.integration
-
-
-def quorum_ports(count: int) -> list[int]:
-    """Free ports whose controller ports (port + 1000) are free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port + broker.CONTROLLER_PORT_OFFSET < 65536 and not port_open(
-            "127.0.0.1", port + broker.CONTROLLER_PORT_OFFSET
-        ):
-            ports.append(port)
-    return ports
 
 
 def cfg_ports(cfg: Params) -> list[int]:

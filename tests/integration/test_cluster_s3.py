@@ -1,12 +1,19 @@
-"""The six notebooks on the AWS code paths, without an AWS account (the aws-moto profile).
+"""The six notebooks on the AWS code paths, without an AWS account, on the cluster's engines with the lake
+on S3 (params/cluster-s3.yaml).
 
-moto serves S3 and Glue on 127.0.0.1; `smartcity aws provision` creates the bucket, the Glue
-database and the Athena workgroup there; Spark writes the lake and its checkpoints over s3a://;
-the catalog registers the tables in Glue; the Athena SQL runs unchanged on the lab's Trino, whose
-Glue metastore and S3 file system are moto's (moto's Athena returns no rows), and DuckDB's answers
-over the Glue tables' S3 files are checked against Trino's; the warehouse is PostgreSQL loading
-from S3. Then readers that share no code with the lab check the result: boto3's listing, pyarrow
+moto serves S3 and Glue on 127.0.0.1; `smartcity aws provision` creates the bucket, the Glue database
+and the Athena workgroup there. A 3-broker KRaft quorum and a Spark standalone master with 2 workers,
+started by the fixture on ports it has just found free; the executors on the workers write each
+micro-batch's Parquet straight to S3 and the driver commits from the tasks' small results, so driver and
+workers share no folder. The catalog registers the tables in Glue; the Athena SQL runs unchanged on the
+lab's Trino, whose Glue metastore and S3 file system are moto's (moto's Athena returns no rows), and
+DuckDB's answers over the Glue tables' S3 files are checked against Trino's; the warehouse is PostgreSQL
+loading from S3. Then readers that share no code with the lab check the result: boto3's listing, pyarrow
 over S3, Glue's own partitions.
+
+The aws-moto profile (the same AWS code paths on one local Spark and one broker) is not run as six
+notebooks here: what it does differently, its stream over s3a:// from a local driver, is the S3 kill test's
+(tests/integration/test_s3a.py); notebooks 03-06 run the same code on both profiles.
 """
 
 from __future__ import annotations
@@ -25,14 +32,15 @@ from smartcity.fleet.contracts import TOPICS
 from smartcity.ops import runner
 from smartcity.ops.aws import provision as aws
 from smartcity.params import Params
+from smartcity.platform import cluster
 from smartcity.platform.ledger import Ledger
 from smartcity.platform.params import project_root
 from smartcity.stream import lake
-from tests.conftest import free_port
+from tests.conftest import engines_using, free_port, quorum_ports
 
 pytestmark = pytest.mark.integration
 
-BUCKET = "smartcity-moto-test"
+BUCKET = "smartcity-cluster-s3-test"
 PREFIX = "lab"
 
 
@@ -43,17 +51,22 @@ def _stage_counts(cfg: Params) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def moto_run(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Params, runner.RunResult]]:
-    """A profile extending params/aws-moto.yaml with this test's folders, ports and bucket; provisioned, then run."""
-    root = tmp_path_factory.mktemp("aws-moto")
-    params = root / "aws-moto-test.yaml"
+    """A profile extending params/cluster-s3.yaml with this test's folders, ports and bucket; provisioned,
+    its quorum and Spark cluster started at once (a port found free and left unused for a minute is a
+    race with every other test), then run."""
+    root = tmp_path_factory.mktemp("cluster-s3")
+    params = root / "cluster-s3-test.yaml"
     params.write_text(
         yaml.safe_dump(
             {
-                "extends": str(project_root() / "params" / "aws-moto.yaml"),
-                "profile": "aws-moto-test",
+                "extends": str(project_root() / "params" / "cluster-s3.yaml"),
+                "profile": "cluster-s3-test",
                 "data_dir": str(root / "data"),
                 "output_dir": str(root / "outputs"),
-                "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                "kafka_bootstrap": ",".join(f"127.0.0.1:{p}" for p in quorum_ports(3)),
+                "spark_master": f"spark://127.0.0.1:{free_port()}",
+                "spark_master_ui_port": free_port(),
+                "trino_port": free_port(),
                 "postgres_port": free_port(),
                 "postgres_fsync": False,
                 "s3_bucket": BUCKET,
@@ -63,9 +76,15 @@ def moto_run(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         )
     )
     cfg = profiles.load_params(params)
-    provisioned = aws.provision(cfg)
-    assert provisioned.rows, "provisioning printed nothing"
-    yield cfg, runner.run(params)
+    with steps.open_broker(cfg), cluster.ensure_cluster(cfg.spark, cfg.paths.data / "spark") as spark_cluster:
+        assert spark_cluster is not None and spark_cluster.owned
+        provisioned = aws.provision(cfg)
+        assert provisioned.rows, "provisioning printed nothing"
+        before = set(engines_using(cfg.paths.data))
+        result = runner.run(params)  # finds the quorum and the master running, and uses them
+        left = set(engines_using(cfg.paths.data)) - before
+        assert not left, f"engines the run started outlived it: {sorted(left)}"
+        yield cfg, result
 
 
 def _objects(prefix: str) -> dict[str, int]:
@@ -155,13 +174,14 @@ def test_the_params_are_what_the_profile_says(moto_run: tuple[Params, runner.Run
     cfg, _ = moto_run
     run = cfg.pipeline
     assert (run.platform, run.lake_storage, run.catalog_engine, run.query_engine, run.warehouse_engine) == (
-        "aws",
+        "cluster",
         "s3",
         "glue",
         "trino",
         "postgres",
     )
     assert cfg.paths.lake.exists() is False, "an S3 profile wrote a lake folder on local disk"
+    assert cfg.spark.standalone is not None and cfg.spark.workers == 2 and len(cfg.kafka.addresses) == 3
 
 
 def test_duckdb_over_the_glue_tables_agrees_with_trino_over_glue_and_s3(
