@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from smartcity.ops.bench.capacity_rates import driver_costs
 from smartcity.ops.bench.harness import LakeReads
 from smartcity.stream import lake
 from smartcity.stream.store import LocalStore
@@ -21,3 +24,29 @@ def test_lake_reads_tells_event_data_from_commit_files_and_restores_the_store(tm
     assert reads.bytes == {"event": 140, "commit": 10}
     store.get("checkpoints/lake/_staging/3/_staged.json")  # after the block: no longer counted
     assert reads.bytes == {"event": 140, "commit": 10} and "get" not in vars(store)
+
+
+def _drains(batches: int, files: int, cpu: float, runs: int = 2) -> list[dict[str, float]]:
+    return [{"batches": batches, "staged_files": files, "self_cpu_s": cpu} for _ in range(runs)]
+
+
+def test_driver_costs_solve_per_drain_batch_and_file_from_three_kinds_of_drain() -> None:
+    def cpu(batches: int, files: int) -> float:  # 0.05 s a drain, 12 ms a batch, 0.4 ms a file
+        return 0.05 + 0.012 * batches + 0.0004 * files
+
+    solved = driver_costs(
+        {
+            "large": _drains(2, 18, cpu(2, 18), runs=3),
+            "small": _drains(32, 258, cpu(32, 258)),
+            "wide": _drains(32, 790, cpu(32, 790)),
+        }
+    )
+    assert solved["driver_cpu_s_per_drain"] == pytest.approx(0.05, abs=1e-4)
+    assert solved["driver_cpu_s_per_batch"] == pytest.approx(0.012, abs=1e-5)
+    assert solved["driver_cpu_s_per_file"] == pytest.approx(0.0004, abs=1e-6)
+
+
+def test_driver_costs_refuse_drains_that_do_not_separate_batches_from_files() -> None:
+    """Files in proportion to batches (as when every drain runs as many tasks): no per-file cost to tell."""
+    with pytest.raises(RuntimeError, match="do not separate batches from files"):
+        driver_costs({"large": _drains(2, 18, 0.1), "small": _drains(32, 288, 0.6), "wide": _drains(4, 36, 0.15)})

@@ -24,7 +24,8 @@ def _rates(**overrides: float) -> dict[str, Any]:
         "producer_events_per_cpu_s": 50_000,
         "stream_events_per_cpu_s_net_of_batches": 20_000,
         "stream_cpu_s_per_batch": 0.5,
-        "stream_driver_events_per_cpu_s": 80_000,
+        "stream_driver_cpu_s_per_batch": 0.02,
+        "stream_driver_cpu_s_per_file": 0.002,
         "stream_events_per_s_wall_max": 40_000,
         "broker_ingest_events_per_cpu_s": 30_000,
         "broker_fetch_events_per_cpu_s": 60_000,
@@ -67,10 +68,11 @@ def test_doubling_vehicles_doubles_vehicle_events_and_cores() -> None:
     rates = _rates()
     one, two = capacity.estimate(rates, 10_000_000, 5.0), capacity.estimate(rates, 20_000_000, 5.0)
     assert two.events_per_s - BACKGROUND == pytest.approx(2 * (one.events_per_s - BACKGROUND))
-    # beyond one batch per trigger, batches grow with events too: all of the stream's work doubles
-    assert two.spark_work == pytest.approx(2 * one.spark_work, rel=1e-6)
+    # one micro-batch per trigger at any rate (the cap rises with the events): the per-event work doubles,
+    # the 0.5 CPU-s of the one batch a second does not
+    assert two.spark_work - 0.5 == pytest.approx(2 * (one.spark_work - 0.5), rel=1e-6)
     assert two.broker_work == pytest.approx(2 * one.broker_work, rel=1e-6)
-    assert two.spark_cores in (2 * one.spark_cores - 1, 2 * one.spark_cores, 2 * one.spark_cores + 1)
+    assert two.spark_cores == capacity.cores(two.spark_work) < 2 * one.spark_cores
     assert two.lake_gb_per_day == pytest.approx(2 * one.lake_gb_per_day, rel=1e-6)
     assert two.warehouse_load_cpu_h_per_day == pytest.approx(2 * one.warehouse_load_cpu_h_per_day, rel=1e-6)
 
@@ -98,7 +100,22 @@ def test_spark_work_counts_events_and_micro_batches() -> None:
     # one batch a second (1 s trigger, far below 200,000 events a batch) at 0.5 CPU-s each
     assert est.spark_work == pytest.approx(events / 20_000 + 0.5)
     assert est.spark_cores == 1
-    assert est.catalog_cpu_min_per_day == pytest.approx(1 * len(TOPICS) * 86_400 * 0.01 / 60)
+    files = 1 * len(TOPICS)  # one staging task (one core) holds all 15 partitions: a file per table
+    assert (est.batch_events, est.files_per_batch) == (math.ceil(events), files)
+    assert est.catalog_cpu_min_per_day == pytest.approx(1 * files * 86_400 * 0.01 / 60)
+    assert est.driver_work == pytest.approx(1 * (0.02 + files * 0.002))
+
+
+def test_a_trigger_of_more_events_than_the_cap_is_one_larger_micro_batch() -> None:
+    """Beyond 200,000 events a second, the cap is raised to a trigger's events: one batch a trigger, each
+    paying the driver's cost per batch once, and a file per partition of each topic."""
+    est = capacity.estimate(_rates(), 5_000_000, 5.0)
+    assert est.batch_events == math.ceil(est.events_per_s) > capacity.MAX_BATCH_EVENTS
+    assert capacity.batches_per_second(est.events_per_s, 1.0, est.batch_events) == 1.0
+    files = 2 * est.partitions_per_heavy_topic + 3 * capacity.MIN_PARTITIONS  # a task per core, more cores
+    assert est.spark_cores * len(TOPICS) > files == est.files_per_batch
+    assert est.driver_work == pytest.approx(0.02 + files * 0.002)
+    assert est.spark_work == pytest.approx(est.events_per_s / 20_000 + 0.5)
 
 
 def test_brokers_partitions_and_bytes() -> None:
@@ -156,19 +173,21 @@ def test_null_scaling_says_not_measured_and_a_figure_is_shown() -> None:
     assert "which nothing measured here backs: a second executor gave 1.13x" in text and "backed to" not in text
 
 
-def test_a_driver_beyond_one_core_is_flagged() -> None:
-    rates = _rates()
+def test_a_driver_beyond_its_share_of_one_core_is_flagged() -> None:
+    rates = _rates(stream_driver_cpu_s_per_file=0.02)  # London's tens of files a batch: most of a second
     lines = capacity.backing_lines(rates, capacity.preset_table(rates))
     assert any(line.startswith("London, UK: the driver's Python (foreachBatch callbacks") for line in lines)
     assert not any(line.startswith("corridor") and "driver's Python" in line for line in lines)
     assert not any("limits no row" in line for line in lines)
 
 
-def test_a_driver_under_one_core_everywhere_says_what_limits_next() -> None:
-    rates = _rates(stream_driver_events_per_cpu_s=1e9)  # the commit's Python: next to nothing per event
-    lines = capacity.backing_lines(rates, capacity.preset_table(rates))
+def test_a_driver_under_its_share_everywhere_says_what_limits_next() -> None:
+    rates = _rates(stream_driver_cpu_s_per_file=0.0001)
+    frame = capacity.preset_table(rates)
+    lines = capacity.backing_lines(rates, frame)
     (line,) = [line for line in lines if "driver's Python" in line]
-    assert "limits no row" in line and "What limits next" in line and "1,000,000,000 events per CPU-second" in line
+    assert "limits no row" in line and "What limits next" in line and "0.00010 per staged file" in line
+    assert "(UK: " in line and f"{frame.loc['UK', 'files per micro-batch']:,} files per micro-batch" in line
 
 
 def test_rates_without_a_figure_or_its_provenance_are_refused() -> None:

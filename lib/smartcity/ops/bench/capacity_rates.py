@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from smartcity import steps
@@ -165,6 +166,7 @@ def _stream_run(spark: Any, lab: steps.Lab, produced: dict[str, int], jvm_pid: i
     workers, of this process (the driver's Python: foreachBatch callbacks and the commit) and of the
     broker serving the reads; the bytes the driver read from the lake, per million events."""
     r = drain(spark, lab, produced, "a stream run", jvm=jvm_pid, broker=broker_pid)
+    batches = commits.commit_log(lab.store).batches()
     events = sum(produced.values())
     stream_cpu = r["jvm_cpu_s"] + r["self_cpu_s"]
     return {
@@ -173,7 +175,10 @@ def _stream_run(spark: Any, lab: steps.Lab, produced: dict[str, int], jvm_pid: i
         "driver_python_cpu_s_per_million": round(r["self_cpu_s"] / events * 1e6, 3),
         "driver_event_bytes_read_per_million": round(r["driver_event_bytes_read"] / events * 1e6),
         "driver_commit_bytes_read_per_million": round(r["driver_commit_bytes_read"] / events * 1e6),
-        "batches": len(commits.commit_log(lab.store).batches()),
+        "batches": len(batches),
+        "staged_files": sum(len(b["files"]) for b in batches),
+        "partitions_per_topic": lab.cfg.kafka.partitions,
+        "spark_slots": spark.sparkContext.defaultParallelism,
         "max_batch_events": lab.cfg.stream.max_batch_events,
         "events_per_cpu_s": round(events / stream_cpu),
         "jvm_events_per_cpu_s": round(events / r["jvm_cpu_s"]),
@@ -211,9 +216,14 @@ def _broker_rates(lab: steps.Lab, broker_pid: int, events: list[Event], produced
 
 
 def _stream_rates(
-    runs: list[dict[str, Any]], first: dict[str, Any], small_runs: list[dict[str, Any]], small_batch_events: int
+    runs: list[dict[str, Any]],
+    first: dict[str, Any],
+    small_runs: list[dict[str, Any]],
+    small_batch_events: int,
+    wide_runs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """3. The stream's medians, and the CPU of a further micro-batch: the same events in more, smaller batches."""
+    """3. The stream's medians; the CPU of a further micro-batch (the same events in more, smaller batches);
+    the driver's CPU per micro-batch and per staged file (:func:`driver_costs`)."""
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in runs)
@@ -243,6 +253,38 @@ def _stream_rates(
             "median_cpu_s": round(small_cpu, 3),
             "runs": small_runs,
         },
+        "wide_partitions": {
+            "partitions_per_topic": wide_runs[0]["partitions_per_topic"],
+            "spark_slots": wide_runs[0]["spark_slots"],
+            "runs": wide_runs,
+        },
+        "driver": driver_costs({"large": runs, "small": small_runs, "wide": wide_runs}),
+    }
+
+
+def driver_costs(drains: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The driver's Python CPU of a drain split into a cost per drain (starting and stopping the bounded query),
+    per micro-batch and per staged file (a task's result row planned, its file published): solved exactly
+    from three kinds of drain of the same events (medians of each kind), which differ in batches (the
+    small-batch drains) and in files per batch (the wide drains: the small drains' batches in more tasks, each
+    writing a file per table it holds).
+    The driver reads no event, so no term grows with the events themselves."""
+    points = {
+        kind: [statistics.median(float(r[key]) for r in runs) for key in ("batches", "staged_files", "self_cpu_s")]
+        for kind, runs in drains.items()
+    }
+    matrix = np.array([[1.0, batches, files] for batches, files, _ in points.values()])
+    cpu = np.array([point[2] for point in points.values()])
+    if np.linalg.matrix_rank(matrix) < len(points):
+        raise RuntimeError(f"the drains do not separate batches from files (batches, files, CPU-s): {points}")
+    per_drain, per_batch, per_file = np.linalg.solve(matrix, cpu)
+    return {
+        "driver_cpu_s_per_drain": round(float(per_drain), 4),
+        "driver_cpu_s_per_batch": round(float(per_batch), 5),
+        "driver_cpu_s_per_file": round(float(per_file), 6),
+        "drains": {
+            kind: dict(zip(("batches", "staged_files", "driver_cpu_s"), p, strict=True)) for kind, p in points.items()
+        },
     }
 
 
@@ -255,20 +297,64 @@ def _lake_and_stores(lab: steps.Lab, warehouse: PostgresWarehouse) -> dict[str, 
     }
 
 
-def _conditions(cfg: Params, events: int, warm_s: float, drains: tuple[int, int, int], load: str) -> str:
-    """``drains``: the repeats with the large batches, the repeats with the small ones, their size."""
-    repeats, small_repeats, small_batch_events = drains
+def _conditions(cfg: Params, events: int, warm_s: float, drains: tuple[int, int, int, int, int], load: str) -> str:
+    """``drains``: the repeats with the large batches, the repeats with the small ones, their size, the
+    repeats over topics of more partitions, how many."""
+    repeats, small_repeats, small_batch_events, wide_repeats, wide_partitions = drains
     return (
         f"{events:,} events of {cfg.fleet.vehicles} vehicles (departures 20 s apart, whole journeys) in 5 "
         f"topics of 3 partitions on one local KRaft broker (replication 1), produced with "
         f"confluent-kafka (lz4); Spark {cfg.spark.master} on this machine's {os.cpu_count()} cores, driver "
         f"{cfg.spark.driver_memory}, JVM warmed up first ({warm_s:.0f} s); {repeats} drains with "
         f"maxOffsetsPerTrigger {cfg.stream.max_batch_events:,} (medians, after one uncounted "
-        f"drain) and {small_repeats} with {small_batch_events:,}; embedded PostgreSQL "
+        f"drain) and {small_repeats} with {small_batch_events:,}, then {wide_repeats} with "
+        f"{small_batch_events:,} over the topics grown to {wide_partitions} partitions in a session of "
+        f"{WIDE_SLOTS_PER_CORE}x as many task slots as cores (after one uncounted drain); embedded PostgreSQL "
         f"(fsync {'on' if cfg.warehouse.postgres_fsync else 'off'}); "
         f"CPU-seconds from /proc (psutil) of each engine's process tree and of this process; "
         f"unpinned, other work on the machine counts in wall time only; {load}"
     )
+
+
+def _wide_drains(
+    cfg: Params, events: list[Event], produced: dict[str, int], broker_pid: int, repeats: int
+) -> list[dict[str, Any]]:
+    """3b. ``repeats`` drains with more staging tasks per batch: ``cfg``'s topics (grown to its partitions,
+    emptied, produced again) in a session of :data:`WIDE_SLOTS_PER_CORE` task slots per core, a new driver
+    JVM, warmed up and drained once uncounted first."""
+    slots = WIDE_SLOTS_PER_CORE * (os.cpu_count() or 1)
+    wide_cfg = cfg.with_values(spark_master=f"local[{slots}]")
+    lab = steps.open_lab(wide_cfg)
+    produced_into(lab, events)
+    with steps.spark(wide_cfg) as spark:
+        jvm_pid = spark.sparkContext._gateway.proc.pid
+        warm_up(lab, spark)
+        _stream_run(spark, lab, produced, jvm_pid, broker_pid)
+        return [_stream_run(spark, lab, produced, jvm_pid, broker_pid) for _ in range(repeats)]
+
+
+def _results(
+    cfg: Params,
+    events: list[Event],
+    warm_s: float,
+    drains: tuple[int, int, int, int, int],
+    rates: dict[str, Any],
+    lakes: tuple[dict[str, Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """The bench's result: when and where it ran, its conditions, the event mix, ``rates`` (kafka, stream)
+    and the two lakes (large, small batches)."""
+    results = measured()
+    results.update(
+        {
+            "conditions": _conditions(cfg, len(events), warm_s, drains, results["load_when_done"]),
+            "events": len(events),
+            "event_mix": event_mix(events, cfg.fleet.tick_seconds),
+            **rates,
+            "large_batch_lake": lakes[0],
+            "small_batch_lake": lakes[1],
+        }
+    )
+    return results
 
 
 def run_capacity_bench(
@@ -276,16 +362,18 @@ def run_capacity_bench(
     repeats: int = 3,
     small_batch_events: int = 10_000,
     small_repeats: int = 2,
+    wide_partitions: int = 12,
+    wide_repeats: int = 2,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The rates the capacity model needs that no other part measures, in one isolated lab (temp dir, free ports).
 
     1. event mix and JSON size per topic, from the simulated run of ``vehicles`` (the stream bench's fleet);
     2. the broker's CPU and log bytes per event (:func:`_broker_rates`);
-    3. the stream's CPU per event: after one uncounted drain (JIT), ``repeats`` bounded drains with the
-       default 200,000-event batches (Spark JVM + driver Python, medians), then ``small_repeats`` with
-       ``small_batch_events`` per batch (the size a 1 s trigger takes at 10,000 events/s): the
-       difference is the CPU of a micro-batch; their lake gives Parquet bytes per event as live runs write;
+    3. the stream's CPU: after one uncounted drain (JIT), ``repeats`` drains of 200,000-event batches (medians),
+       ``small_repeats`` of ``small_batch_events`` (what a 1 s trigger takes at 10,000 events/s; the difference
+       is a micro-batch's CPU, their lake the Parquet bytes live runs write), ``wide_repeats`` of those over
+       ``wide_partitions`` partitions and more task slots (:func:`_wide_drains`; :func:`driver_costs`);
     4. (g) the catalog and (h) the warehouse over each of the two lakes.
 
     Writes ``capacity.{json,md}`` and then ``rates.json`` (see :func:`smartcity.ops.bench.rates.write_rates`).
@@ -312,34 +400,34 @@ def run_capacity_bench(
                     _stream_run(spark, small_lab, produced, jvm_pid, broker_pid) for _ in range(small_repeats)
                 ]
                 small = _lake_and_stores(lab, warehouse)
+            wide_cfg = cfg.with_values(kafka_partitions=wide_partitions, stream_max_batch_events=small_batch_events)
+            wide_runs = _wide_drains(wide_cfg, events, produced, broker_pid, wide_repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    results = measured()
-    results.update(
-        {
-            "conditions": _conditions(
-                cfg, len(events), warm, (repeats, small_repeats, small_batch_events), results["load_when_done"]
-            ),
-            "events": len(events),
-            "event_mix": event_mix(events, cfg.fleet.tick_seconds),
-            "kafka": kafka,
-            "stream": _stream_rates(runs, first_drain, small_runs, small_batch_events),
-            "large_batch_lake": large,
-            "small_batch_lake": small,
-        }
-    )
+    drains = (repeats, small_repeats, small_batch_events, wide_repeats, wide_partitions)
+    stream = _stream_rates(runs, first_drain, small_runs, small_batch_events, wide_runs)
+    results = _results(cfg, events, warm, drains, {"kafka": kafka, "stream": stream}, (large, small))
     save(out_dir, "capacity", results, render_capacity_markdown(results))
     write_rates(out_dir)
     return results
 
 
+#: The wide drains' Spark session has this many task slots per core: a micro-batch runs one staging task per
+#: slot (:meth:`smartcity.stream.query.Routing.apply`), each writing a file per table it holds.
+WIDE_SLOTS_PER_CORE = 4
+
+
 def render_capacity_markdown(results: dict[str, Any]) -> str:
     s, k, mix = results["stream"], results["kafka"], results["event_mix"]
     rows = "\n".join(
-        f"| {n} | {r['max_batch_events']:,} | {r['batches']} | {r['wall_s']:.1f} | {r['jvm_cpu_s']:.1f} | "
+        f"| {n} | {r['partitions_per_topic']} | {r['max_batch_events']:,} | {r['batches']} | {r['staged_files']} | "
+        f"{r['wall_s']:.1f} | {r['jvm_cpu_s']:.1f} | "
         f"{r['self_cpu_s']:.1f} | {r['events_per_cpu_s']:,} | {r['events_per_s_wall']:,} |"
-        for n, r in enumerate([s["first_drain_not_counted"], *s["runs"], *s["small_batches"]["runs"]])
+        for n, r in enumerate(
+            [s["first_drain_not_counted"], *s["runs"], *s["small_batches"]["runs"], *s["wide_partitions"]["runs"]]
+        )
     )
+    d = s["driver"]
     lakes = "\n".join(
         f"| {name} | {t} | {lake['lake'][t]['files']} | {lake['lake'][t]['bytes_per_event']} | "
         f"{mix['kafka_json_bytes_per_event'][t]} | {k['log_bytes_per_event'][t]} |"
@@ -366,15 +454,18 @@ def render_capacity_markdown(results: dict[str, Any]) -> str:
         f"{mix['traffic_data_per_vehicle_second']}; background per simulated hour {mix['background_per_hour']}; "
         f"all topics {mix['events_per_vehicle_fix_all_topics']} events per vehicle fix at {mix['tick_seconds']:g} s.\n\n"
         "Run 0 is the session's first drain, not counted (JIT).\n\n"
-        "| run | events/batch | batches | wall s | Spark JVM CPU s | driver Python CPU s | events per CPU-s | events/s wall |\n"
-        "|---|---|---|---|---|---|---|---|\n" + rows + "\n\n"
+        "| run | partitions | events/batch | batches | staged files | wall s | Spark JVM CPU s | driver Python CPU s | "
+        "events per CPU-s | events/s wall |\n|---|---|---|---|---|---|---|---|---|---|\n" + rows + "\n\n"
         f"Broker: {k['ingest']['events_per_cpu_s']:,} events per CPU-second produced into it, "
         f"{s['broker_fetch_events_per_cpu_s']:,} read from it by the stream; idle {k['idle_broker_cores']} cores. "
         f"Stream CPU per further micro-batch: {s['cpu_s_per_batch']} s.\n\n"
         f"The driver (medians of the 200,000-event-batch drains): its Python {s['driver_python_cpu_s_per_million']} "
         f"CPU-s per million events, {s['driver_python_cpu_share']:.1%} of the stream's CPU; it read "
         f"{s['driver_event_bytes_read_per_million']:,} bytes of event data and "
-        f"{s['driver_commit_bytes_read_per_million']:,} bytes of commit files from the lake per million events.\n\n"
+        f"{s['driver_commit_bytes_read_per_million']:,} bytes of commit files from the lake per million events. "
+        f"Its CPU split over the three kinds of drain (the last runs: topics of "
+        f"{s['wide_partitions']['partitions_per_topic']} partitions, {s['wide_partitions']['spark_slots']} task slots): {d['driver_cpu_s_per_batch']} s per micro-batch, "
+        f"{d['driver_cpu_s_per_file']} s per staged file, {d['driver_cpu_s_per_drain']} s per drain.\n\n"
         "| lake | table | files | Parquet bytes/event | Kafka JSON bytes/event | Kafka log bytes/event |\n"
         "|---|---|---|---|---|---|\n" + lakes + "\n\n"
         "| stage | lake | events | files | events per CPU-s |\n|---|---|---|---|---|\n" + stages + "\n"

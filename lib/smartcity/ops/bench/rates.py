@@ -85,6 +85,20 @@ _RATES: tuple[tuple[str, str, Callable[[dict[str, Any]], float], str], ...] = (
         "drains) / (difference in batches), same events",
     ),
     (
+        "stream_driver_cpu_s_per_batch",
+        "capacity",
+        lambda d: d["stream"]["driver"]["driver_cpu_s_per_batch"],
+        "stream.driver.driver_cpu_s_per_batch: the driver's Python per micro-batch, solved with the per-file "
+        "and per-drain costs from the medians of the 200,000-event, small-batch and wide-topic drains",
+    ),
+    (
+        "stream_driver_cpu_s_per_file",
+        "capacity",
+        lambda d: d["stream"]["driver"]["driver_cpu_s_per_file"],
+        "stream.driver.driver_cpu_s_per_file: the driver's Python per staged file (a task's result row planned, "
+        "its file published), from the same solve",
+    ),
+    (
         "broker_ingest_events_per_cpu_s",
         "capacity",
         lambda d: d["kafka"]["ingest"]["events_per_cpu_s"],
