@@ -40,7 +40,7 @@ queues = st.lists(
 
 
 def _fleet(states: list[dict[str, float]]) -> FleetArrays:
-    fleet = FleetArrays(SIM.params.seed, ROADS)
+    fleet = FleetArrays(SIM.params.seed, ROADS, SIM.params.vehicle_weight)
     fleet.join(SIM.vehicles[: len(states)], k=1)
     for j, s in enumerate(states):
         length = fleet.row("length")[j]
@@ -102,6 +102,7 @@ def test_the_fleet_in_arrays_drives_as_each_vehicle_would_alone(states, queue_sp
     }
     routes = [SIM.network.route(SIM.network.route_names[r]) for r in fleet.row("route")]
     moves = drive(fleet, Tick(1, now, seconds), zones, vectorized_rain)
+    flows = {key: float(fleet.flows[slot]) for key, slot in ROADS.slots.items()}  # what the tick's entries made
     for j, route in enumerate(routes):
         off = before["offset"][j]
         car = reference.Car(
@@ -119,6 +120,7 @@ def test_the_fleet_in_arrays_drives_as_each_vehicle_would_alone(states, queue_sp
             *draws[:, j],
             queues=[(lo - off, hi - off, kmh) for lo, hi, kmh in zones],
             rain=(lambda lat, lon: SIM.weather.speed_factor((lat, lon), now)) if raining else None,
+            flows=flows,
         )
         cameras = [km for km, _ in ROADS.route_cameras[route.name] if km + off > at.g[j]]
         step = reference.drive_one(car, state, tick, cameras)

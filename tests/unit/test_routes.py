@@ -195,9 +195,13 @@ def test_the_counterfactual_judges_on_another_seed_and_measures_minutes_saved(le
     history = verdict.summary.loc["history"]
     assert history["95% CI low"] > 0, verdict.summary
     assert history["faster"] >= 0.8
-    # a vehicle the suggestion keeps on its own route drives exactly the same trip
-    same = trips[trips["suggested"] == trips["fleet route"]]
-    assert (same["saved min"] == 0).all()
+    # half of the fleet follows the history suggestions, the others keep their routes; both groups measured
+    follows = trips["half: follows"]
+    assert follows.sum() == round(judge.FOLLOWING_SHARE * 9)
+    assert (trips.loc[follows, "half: route"] == trips.loc[follows, "suggested"]).all()
+    assert (trips.loc[~follows, "half: route"] == trips.loc[~follows, "fleet route"]).all()
+    half = verdict.summary.loc[["history, half follow: followers", "history, half follow: the others"], "vehicles"]
+    assert half.tolist() == [follows.sum(), (~follows).sum()]
     # learnt from a live profile's open-ended fleet, the judged run is still the fixed fleet asked for
     live = judge.judge(
         replace(cfg.fleet, departure_rate_per_hour=60.0),

@@ -431,14 +431,18 @@ def test_an_open_ended_fleet_keeps_leaving_at_its_rate_and_arriving() -> None:
     assert made.index[:3].tolist() == ["vehicle-001", "vehicle-002", "vehicle-003"]
     early = made[made["departed"] < "12:00"]  # left in the first two hours: arrived before the end
     assert len(early) >= 40 and all((early["km"] > 170) & (early["minutes"] >= 120))
-    # the first vehicles are the fixed fleet's, and a vehicle's trip does not depend on the others on the road
+    # the first vehicles are the fixed fleet's; the others on the road slow a vehicle only through the flows
+    # they make (smartcity.fleet.traffic): none when they weigh nothing, a later arrival when they do
     alone = replace(cfg, departure_rate_per_hour=0.0, duration_seconds=0.0)
     assert simulation.FleetSimulation(cfg).vehicles == simulation.FleetSimulation(alone).vehicles
 
     def first_trip(fleet: FleetParams) -> list[dict]:
         return [e.value for e in run(fleet) if e.key == "vehicle-001"]
 
-    assert first_trip(cfg) == first_trip(alone)
+    weightless = replace(cfg, vehicle_weight=0.0)
+    assert first_trip(weightless) == first_trip(replace(alone, vehicle_weight=0.0))
+    crowded, own = first_trip(cfg), first_trip(alone)
+    assert crowded != own and crowded[-1]["timestamp"] >= own[-1]["timestamp"]
 
 
 def test_an_endless_run_is_lazy_keeps_reporting_and_drops_who_arrived() -> None:

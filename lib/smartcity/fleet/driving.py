@@ -2,8 +2,9 @@
 
 Each tick, for the whole fleet at once (:func:`drive`): where each vehicle is on its route's
 polyline, the GPS fix it reports (the true point plus a drifting receiver error), the speed it
-aims for (the road's free-flow speed, eased by rush hour, the rain where it is and the queues at
-active incidents, for the slowest of here and its braking distance ahead), how far it gets with
+aims for (the road's free-flow speed, slowed by the flow on its carriageway (:mod:`smartcity.fleet.traffic`:
+the background traffic of the hour and the fleet's own vehicles), the rain where it is and the queues
+at active incidents, for the slowest of here and its braking distance ahead), how far it gets with
 bounded acceleration and braking, which cameras it passes, and the fuel (or charge) it burns.
 The constants are in :mod:`smartcity.fleet.vehicles`; :mod:`smartcity.fleet.reference` does the
 same for one vehicle at a time in plain Python, and the tests check that both agree.
@@ -25,6 +26,14 @@ import numpy as np
 from smartcity.fleet.noise import id_prefix, noise_keys, tick_normals
 from smartcity.fleet.roads import EARTH_RADIUS_KM, RoadNetwork
 from smartcity.fleet.sensors import Camera, Incident
+from smartcity.fleet.traffic import (
+    PEAK_VC,
+    background_vc,
+    capacity_vph,
+    carriageway,
+    delay_factor,
+    smoothed_flow,
+)
 from smartcity.fleet.vehicles import (
     ACCELERATION_MS2,
     BRAKING_MS2,
@@ -36,12 +45,10 @@ from smartcity.fleet.vehicles import (
     GPS_SIGMA_M,
     KMH_PER_MS,
     LOOKAHEAD_MARGIN_KM,
-    RUSH_HOUR_DEPTH,
     SPEED_JITTER_KMH,
     Vehicle,
     braking_km,
     on_route,
-    rush_hour,
 )
 
 #: Degrees of latitude per metre.
@@ -71,8 +78,11 @@ class _Columns:
     )
     per_point: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ("lat", "lon", "chain")})
     per_leg: dict[str, list[float]] = field(
-        default_factory=lambda: {k: [] for k in ("leg_start", "leg_free", "leg_depth", "leg_sigma")}
+        default_factory=lambda: {k: [] for k in ("leg_start", "leg_free", "leg_slot", "leg_sigma")}
     )
+    #: per carriageway (an edge in one direction): its capacity (veh/h) and its background's peak
+    #: volume-to-capacity ratio
+    per_slot: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ("slot_capacity", "slot_peak_vc")})
     cam_km: list[float] = field(default_factory=list)
 
 
@@ -89,14 +99,16 @@ class RoadTables:
         self.leg_info: list[tuple[str, str, float]] = []  # road, edge id, GPS accuracy reported
         self.cam_objects: list[Camera | None] = []
         self.edge_legs: dict[str, list[tuple[float, Any]]] = {}  # edge id -> (route offset, leg) per route
+        self.slots: dict[str, int] = {}  # carriageway (traffic.carriageway) -> its column in the slot_* arrays
         cols = _Columns()
         base = 0.0
         for name in network.route_names:
             base = self._add_route(cols, network, name, base, cameras)
         for key, values in cols.per_route.items():
             setattr(self, key, np.array(values, dtype=np.int64 if key.endswith(("_lo", "_hi")) else float))
-        for key, values in (*cols.per_point.items(), *cols.per_leg.items()):
+        for key, values in (*cols.per_point.items(), *cols.per_leg.items(), *cols.per_slot.items()):
             setattr(self, key, np.array(values))
+        self.leg_slot = self.leg_slot.astype(np.int64)
         self.cam_km = np.array(cols.cam_km)
         span = np.diff(self.chain, append=self.chain[-1])
         self.dlat = np.diff(self.lat, append=self.lat[-1])
@@ -126,7 +138,7 @@ class RoadTables:
             sigma = GPS_SIGMA_M[edge.road_class]
             legs["leg_start"].append(base + leg.start_km)
             legs["leg_free"].append(edge.speed_limit_kmh * FREE_FLOW_SHARE[edge.road_class])
-            legs["leg_depth"].append(RUSH_HOUR_DEPTH[edge.road_class])
+            legs["leg_slot"].append(self._slot(cols, leg))
             legs["leg_sigma"].append(sigma)
             self.leg_info.append((edge.road, edge.id, round(sigma * GPS_ACCURACY_SIGMAS, 1)))
             self.edge_legs.setdefault(edge.id, []).append((base, leg))
@@ -138,6 +150,22 @@ class RoadTables:
         cols.cam_km.append(math.inf)  # sentinel: no camera after the last one
         self.cam_objects.append(None)
         return base + route.length_km + self.GAP_KM
+
+    def _slot(self, cols: _Columns, leg: Any) -> int:
+        """The column of the leg's carriageway, added on first sight (routes share carriageways)."""
+        key = carriageway(leg)
+        if key not in self.slots:
+            self.slots[key] = len(self.slots)
+            road_class = leg.edge.road_class
+            cols.per_slot["slot_capacity"].append(capacity_vph(road_class))
+            cols.per_slot["slot_peak_vc"].append(PEAK_VC[road_class])
+        return self.slots[key]
+
+    def speed_factors(self, fleet_vph: np.ndarray, now: datetime) -> np.ndarray:
+        """Each carriageway's share of its free-flow speed (:func:`smartcity.fleet.traffic.speed_factor`, all at
+        once) with the background of ``now`` and the fleet's flows."""
+        volume = background_vc(self.slot_peak_vc, now) * self.slot_capacity + fleet_vph
+        return 1.0 / delay_factor(volume, self.slot_capacity)
 
     def zones(self, incident: Incident) -> list[Zone]:
         """Where an incident slows traffic, on the global axis: (from km, to km, speed) on each route through it."""
@@ -169,7 +197,7 @@ _FLOAT_ROWS = (
     "err_n",
     "err_e",
 )
-_INT_ROWS = ("route", "seg_lo", "seg_hi", "leg_lo", "leg_hi", "cam", "ticks")
+_INT_ROWS = ("route", "seg_lo", "seg_hi", "leg_lo", "leg_hi", "cam", "ticks", "slot")
 _F = {name: n for n, name in enumerate(_FLOAT_ROWS)}
 _I = {name: n for n, name in enumerate(_INT_ROWS)}
 
@@ -180,9 +208,12 @@ class FleetArrays:
     their events go out in. Joining and leaving happen a few times an hour; every tick is arrays.
     A row is read and written by its name (``fleet.row("km")``, a view)."""
 
-    def __init__(self, seed: int, roads: RoadTables):
+    def __init__(self, seed: int, roads: RoadTables, vehicle_weight: float):
         self.seed = seed
         self.roads = roads
+        self.vehicle_weight = vehicle_weight  # real vehicles each one stands for in the roads' flows
+        self.flows = np.zeros(len(roads.slot_capacity))  # the fleet's flow on each carriageway (veh/h, weighted)
+        self.flows_at: datetime | None = None  # when they were last updated
         self.f = np.zeros((len(_FLOAT_ROWS), 0))
         self.i = np.zeros((len(_INT_ROWS), 0), dtype=np.int64)
         self.keys = np.zeros(0, dtype=np.uint64)
@@ -227,7 +258,7 @@ class FleetArrays:
         i = np.zeros((len(_INT_ROWS), len(vehicles)), dtype=np.int64)
         for name in ("seg_lo", "seg_hi", "leg_lo", "leg_hi"):
             i[_I[name]] = getattr(roads, name)[r]
-        i[_I["route"]], i[_I["cam"]] = r, roads.cam_lo[r]
+        i[_I["route"]], i[_I["cam"]], i[_I["slot"]] = r, roads.cam_lo[r], -1  # on no carriageway yet
         self.f = np.concatenate([self.f, f], axis=1)
         self.i = np.concatenate([self.i, i], axis=1)
         self.keys = np.concatenate([self.keys, keys])
@@ -365,13 +396,14 @@ def _target(
     fleet: FleetArrays,
     at: _Where,
     legs: np.ndarray,
-    now: datetime,
+    factors: np.ndarray,
     zones: list[Zone],
     rain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
     jitter: np.ndarray,
 ) -> np.ndarray:
-    """The speed each vehicle aims for: the slowest of here and ahead, eased by rush hour, rain and queues."""
-    free = np.minimum(roads.leg_free[legs], fleet.row("max_kmh")) * (1 - roads.leg_depth[legs] * rush_hour(now))
+    """The speed each vehicle aims for: the slowest of here and ahead, slowed by the flows (``factors`` per
+    carriageway), the rain and the queues."""
+    free = np.minimum(roads.leg_free[legs], fleet.row("max_kmh")) * factors[roads.leg_slot[legs]]
     target = np.minimum(free[0], free[1])
     target *= fleet.row("driver")
     if rain is not None:
@@ -401,6 +433,18 @@ def _passages(
     return passed
 
 
+def _count_entries(fleet: FleetArrays, slots: np.ndarray, arrived: np.ndarray, tick: Tick) -> np.ndarray:
+    """The fleet's flows after this tick: each vehicle now on another carriageway than at the last tick (or on
+    its first) entered it; returns :attr:`FleetArrays.flows`."""
+    entered = (slots != fleet.row("slot")) & ~arrived
+    fleet.row("slot")[:] = slots
+    since = tick.seconds if fleet.flows_at is None else (tick.now - fleet.flows_at).total_seconds()
+    counts = np.bincount(slots[entered], minlength=len(fleet.flows)) * fleet.vehicle_weight
+    fleet.flows = smoothed_flow(fleet.flows, counts, tick.seconds, since)
+    fleet.flows_at = tick.now
+    return fleet.flows
+
+
 def drive(
     fleet: FleetArrays,
     tick: Tick,
@@ -421,7 +465,8 @@ def drive(
     draws = fleet.noise_at(tick.k)
     report, err_n, err_e = _fix(roads, fleet, at, legs[0], draws, dt, km, speed)
     arrived = km >= length
-    target = _target(roads, fleet, at, legs, tick.now, zones, rain, draws[2])
+    factors = roads.speed_factors(_count_entries(fleet, roads.leg_slot[legs[0]], arrived, tick), tick.now)
+    target = _target(roads, fleet, at, legs, factors, zones, rain, draws[2])
     change = np.minimum(np.maximum(target - speed, -BRAKING_MS2 * KMH_PER_MS * dt), ACCELERATION_MS2 * KMH_PER_MS * dt)
     new_speed = np.maximum(speed + change, 0.0)  # target < 0 (jitter at a standstill) only brakes to 0
     step = (speed + new_speed) * (dt / (2 * SECONDS_PER_HOUR))  # km: the mean speed over the tick

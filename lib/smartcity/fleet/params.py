@@ -49,6 +49,11 @@ class FleetParams(Group):
     tick_seconds: float = param(5.0, "simulated seconds between two telemetry fixes")
     duration_seconds: float = param(0.0, "simulated seconds to run (sensors report to the end); 0: until all arrive")
     incident_rate: float = param(0.1, "incidents per 100 km of road per hour (a Poisson process)")
+    vehicle_weight: float = param(
+        25.0,
+        "real vehicles each simulated one stands for in the roads' flows (the volume-delay "
+        "curve, smartcity.fleet.traffic); 0: the fleet's own vehicles slow no road",
+    )
     speedup: float = param(0.0, "1 paces events in real time, 60 a minute per second; 0 as fast as possible")
     schema_version: int = param(
         SCHEMA_VERSION, "contract version the fleet produces (1, or 2 which adds vehicle_data.edgeId)"
@@ -58,7 +63,14 @@ class FleetParams(Group):
         self.at_least_one(("vehicles",))
         self.positive(("tick_seconds",))
         self.not_negative(
-            ("departure_spacing_seconds", "departure_rate_per_hour", "duration_seconds", "incident_rate", "speedup")
+            (
+                "departure_spacing_seconds",
+                "departure_rate_per_hour",
+                "duration_seconds",
+                "incident_rate",
+                "speedup",
+                "vehicle_weight",
+            )
         )
         self.one_of("schema_version", SCHEMA_VERSIONS)
         route_weights(self.routes)

@@ -9,10 +9,11 @@ axis of all routes laid end to end; speeds are km/h, time is seconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from smartcity.fleet import traffic
 from smartcity.fleet.roads import EARTH_RADIUS_KM, Leg, Route, interpolate
 from smartcity.fleet.vehicles import (
     ACCELERATION_MS2,
@@ -24,9 +25,7 @@ from smartcity.fleet.vehicles import (
     GPS_SIGMA_M,
     KMH_PER_MS,
     LOOKAHEAD_MARGIN_KM,
-    RUSH_HOUR_DEPTH,
     SPEED_JITTER_KMH,
-    rush_hour,
 )
 
 
@@ -57,7 +56,7 @@ class State:
 
 @dataclass(frozen=True)
 class Tick:
-    """One tick for one vehicle: when, how long, the noise it meets, the queues and the rain."""
+    """One tick for one vehicle: when, how long, the noise it meets, the queues, the rain and the fleet's flows."""
 
     now: datetime
     seconds: float
@@ -66,6 +65,8 @@ class Tick:
     jitter: float  # ... and the driver's wandering from the target speed
     queues: Sequence[tuple[float, float, float]] = ()  # (from km, to km, speed km/h) along the route
     rain: Callable[[float, float], float] | None = None  # speed factor at (lat, lon); None: dry
+    # the whole fleet's flow on each carriageway (traffic.fleet_vph of the legs every vehicle is on), veh/h
+    flows: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,12 @@ class Step:
     passed: list[tuple[float, float]]  # (share of the tick, speed km/h) at each camera passed
 
 
-def free_flow_kmh(leg: Leg, car: Car, now: datetime) -> float:
-    """What the road lets this vehicle do at this hour: its class's share of the limit, less rush hour."""
+def free_flow_kmh(leg: Leg, car: Car, now: datetime, flows: Mapping[str, float]) -> float:
+    """What the road lets this vehicle do at this hour: its class's share of the limit, slowed by the flow on
+    its carriageway (the hour's background and the fleet's ``flows``)."""
     road = leg.edge
     free = min(road.speed_limit_kmh * FREE_FLOW_SHARE[road.road_class], car.max_kmh)
-    return free * (1 - RUSH_HOUR_DEPTH[road.road_class] * rush_hour(now))
+    return free * traffic.speed_factor(leg, now, flows)
 
 
 def target_kmh(car: Car, state: State, tick: Tick, lat: float, lon: float) -> float:
@@ -92,7 +94,8 @@ def target_kmh(car: Car, state: State, tick: Tick, lat: float, lon: float) -> fl
     stopping_km = (state.speed / KMH_PER_MS) ** 2 / (2 * BRAKING_MS2) / 1000
     ahead = min(state.km + stopping_km + LOOKAHEAD_MARGIN_KM, route.length_km)
     target = min(
-        free_flow_kmh(route.leg_at(state.km), car, tick.now), free_flow_kmh(route.leg_at(ahead), car, tick.now)
+        free_flow_kmh(route.leg_at(state.km), car, tick.now, tick.flows),
+        free_flow_kmh(route.leg_at(ahead), car, tick.now, tick.flows),
     )
     target *= car.driver
     if tick.rain is not None:

@@ -322,7 +322,7 @@ class _Run:
         self.weather_rng = random.Random(f"{params.seed}/weather")
         self.next_weather = self.start
         self.maker = EventMaker(params.seed, params.schema_version, sim.roads.leg_info)
-        self.fleet = FleetArrays(params.seed, sim.roads)
+        self.fleet = FleetArrays(params.seed, sim.roads, params.vehicle_weight)
         self.carry: list[Keyed] = []
         self.state = sim.state = RunState()
 

@@ -62,8 +62,9 @@ def _run_trips(sim: object) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def with_routes(network: RoadNetwork, paths: Iterable[Sequence[str]]) -> tuple[RoadNetwork, dict[tuple[str, ...], str]]:
-    """The network plus each path as a named route the simulator can drive; returns the names too."""
-    names: dict[tuple[str, ...], str] = {}
+    """The network plus each path as a named route the simulator can drive; returns the names too (a path that
+    is one of the network's routes keeps that route's name)."""
+    names: dict[tuple[str, ...], str] = {tuple(nodes): name for name, nodes in network.route_nodes.items()}
     extra: dict[str, tuple[str, ...]] = {}
     for nodes in paths:
         key = tuple(nodes)
@@ -97,13 +98,26 @@ def _summarise(saved: pd.Series, rng: random.Random, resamples: int = 2000) -> d
     }
 
 
+#: The share of the judged fleet that follows the suggestions in the judge's mixed run (the rest keep their routes).
+FOLLOWING_SHARE = 0.5
+
+
+def _followers(vehicles: Sequence[str], seed: int, share: float = FOLLOWING_SHARE) -> set[str]:
+    """Which judged vehicles follow the suggestions in the mixed run: a seeded draw of ``share`` of them."""
+    rng = random.Random(f"{seed}/followers")
+    return set(rng.sample(sorted(vehicles), round(share * len(vehicles))))
+
+
 def judge(fleet: FleetParams, model: EdgeTimes, seed: int, vehicles: int, live_incidents: bool = True) -> Verdict:
     """Minutes saved by the suggestions, measured on another seed's run (the model never saw it).
 
     The judged fleet (``seed``, ``vehicles``, the fleet's route mix and departure spacing) is
     simulated on its own routes; then the same vehicles, leaving at the same times, with the same
     incidents and weather, on the route suggested for their departure: from history alone, and
-    (``live_incidents``) also knowing the incidents reported active when they leave.
+    (``live_incidents``) also knowing the incidents reported active when they leave. Roads slow with the
+    flow on them (:mod:`smartcity.fleet.traffic`), so a suggestion that everyone follows can cost what it
+    saves; a last run has only :data:`FOLLOWING_SHARE` of the vehicles follow the history suggestions,
+    and its savings are reported for the followers and for the others, whose roads changed too.
     """
     if seed == fleet.seed:
         raise ValueError(f"suggestions learnt from seed {seed} cannot be judged on the same seed's run")
@@ -111,7 +125,7 @@ def judge(fleet: FleetParams, model: EdgeTimes, seed: int, vehicles: int, live_i
         fleet, seed=seed, vehicles=vehicles, duration_seconds=0.0, departure_rate_per_hour=0.0, speedup=0.0
     )  # a fixed fleet that arrives: a live profile's open-ended one never would
     variants = ["history"] + (["history + live incidents"] if live_incidents else [])
-    progress = tqdm(total=1 + len(variants), desc="judging", unit="run")
+    progress = tqdm(total=2 + len(variants), desc="judging", unit="run")
     baseline = FleetSimulation(judged)
     own, reports = _run_trips(baseline)
     progress.update()
@@ -120,27 +134,72 @@ def judge(fleet: FleetParams, model: EdgeTimes, seed: int, vehicles: int, live_i
     table = own.rename(columns={"route": "fleet route", "minutes": "fleet min"})
     rng = random.Random(f"{seed}/judge")
     summary = []
-    simulated: dict[tuple[tuple[str, ...], ...], pd.DataFrame] = {}
+    runs = _Runs(judged, model.network, baseline, departs)
     for variant in variants:
         paths = []
         for depart in departs:
             known = known_incidents(reports, model, depart) if variant != "history" else []
             paths.append(tuple(router.fastest(depart, known)))
-        network, names = with_routes(model.network, paths)
-        plan = [(depart, names[p]) for depart, p in zip(departs, paths)]
-        if tuple(paths) not in simulated:  # the same plan drives the same trips: simulate it once
-            sim = FleetSimulation(judged, network=network, incidents=baseline.incidents, plan=plan)
-            simulated[tuple(paths)] = _run_trips(sim)[0]
-        trips = simulated[tuple(paths)]
+        names, trips = runs.drive(paths)
         progress.update()
         suffix = "" if variant == "history" else " (live)"
-        table[f"suggested{suffix}"] = [name for _, name in plan]
+        table[f"suggested{suffix}"] = names
         table[f"suggested min{suffix}"] = trips["minutes"].to_numpy()
         table[f"saved min{suffix}"] = table["fleet min"] - table[f"suggested min{suffix}"]
         summary.append({"suggestions from": variant, **_summarise(table[f"saved min{suffix}"], rng)})
+        if variant == "history":
+            history_paths = paths
+    summary.extend(_half_following(table, runs, history_paths, seed, rng))
+    progress.update()
     progress.close()
     table["departs"] = table["departs"].dt.strftime("%H:%M")
     return Verdict(table.round(1), pd.DataFrame(summary).set_index("suggestions from").round(2), seed, fleet.seed)
+
+
+class _Runs:
+    """The judged fleet driven on given paths (one per vehicle, in departure order), each plan simulated once."""
+
+    def __init__(self, judged: FleetParams, network: RoadNetwork, baseline: FleetSimulation, departs: list) -> None:
+        self.judged, self.network, self.baseline, self.departs = judged, network, baseline, departs
+        self.simulated: dict[tuple[tuple[str, ...], ...], pd.DataFrame] = {}
+
+    def drive(self, paths: Sequence[tuple[str, ...]]) -> tuple[list[str], pd.DataFrame]:
+        """The route name each vehicle drove and the trips (the same plan drives the same trips: simulated once)."""
+        network, names = with_routes(self.network, paths)
+        plan = [(depart, names[p]) for depart, p in zip(self.departs, paths, strict=True)]
+        if tuple(paths) not in self.simulated:
+            sim = FleetSimulation(self.judged, network=network, incidents=self.baseline.incidents, plan=plan)
+            self.simulated[tuple(paths)] = _run_trips(sim)[0]
+        return [name for _, name in plan], self.simulated[tuple(paths)]
+
+
+def _half_following(
+    table: pd.DataFrame, runs: _Runs, suggested: list[tuple[str, ...]], seed: int, rng: random.Random
+) -> list[dict[str, object]]:
+    """The mixed run: the followers on the history suggestions, the others on their own routes; the minutes
+    each group saves against the fleet's own run (columns ``half: route``, ``half: min``, ``half: saved min``)."""
+    followers = _followers(list(table.index), seed)
+    own = {name: tuple(runs.network.route_nodes[name]) for name in set(table["fleet route"])}
+    paths = [
+        path if vehicle in followers else own[route]
+        for vehicle, route, path in zip(table.index, table["fleet route"], suggested, strict=True)
+    ]
+    names, trips = runs.drive(paths)
+    table["half: follows"] = [vehicle in followers for vehicle in table.index]
+    table["half: route"] = names
+    table["half: min"] = trips["minutes"].to_numpy()
+    table["half: saved min"] = table["fleet min"] - table["half: min"]
+    follows = table["half: follows"]
+    return [
+        {
+            "suggestions from": "history, half follow: followers",
+            **_summarise(table.loc[follows, "half: saved min"], rng),
+        },
+        {
+            "suggestions from": "history, half follow: the others",
+            **_summarise(table.loc[~follows, "half: saved min"], rng),
+        },
+    ]
 
 
 # -- results for the report -----------------------------------------------------------------------
