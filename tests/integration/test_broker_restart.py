@@ -4,6 +4,8 @@ The producer is idempotent with acks=all and retries until its delivery timeout,
 than the restart: batches in flight when the broker stops, and everything sent while it is down,
 are delivered once it is back, and the broker discards a retried batch it had already written.
 Checked by reading the topics with a plain consumer and comparing event ids with what was sent.
+The broker is the lab's own (``steps.open_broker``), stopped and started again on its data the way a
+profile's next step finds it: owned by the lab, its records all there.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from smartcity import steps
 from smartcity.fleet.contracts import TOPICS, Event
 from smartcity.ingest.producer import BACKENDS
+from smartcity.platform import broker as kraft
 from smartcity.platform import topics
-from smartcity.platform.broker import start_broker
-from smartcity.platform.processes import free_port
-from tests.conftest import numbered_events, produce_through, unique_delivery
+from tests.conftest import lab_params, numbered_events, produce_through, unique_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +33,11 @@ def events() -> list[Event]:
 
 
 class RestartableBroker:
-    """A broker on a fixed port and data dir that a test can stop and start again."""
+    """A profile's own broker (its port and data dir) that a test can stop and start again through the lab."""
 
-    def __init__(self, data: Path) -> None:
-        self.port, self.data = free_port(), data
-        self.broker = start_broker(self.port, self.data)
+    def __init__(self, root: Path) -> None:
+        self.cfg = lab_params(root)
+        self.broker = steps.open_broker(self.cfg)
 
     @property
     def bootstrap(self) -> str:
@@ -43,14 +45,16 @@ class RestartableBroker:
 
     def stop(self) -> None:
         self.broker.stop()
+        assert not kraft.is_kafka(self.cfg.kafka.bootstrap, timeout_s=1), "the broker stopped"
 
     def start(self) -> None:
-        self.broker = start_broker(self.port, self.data)
+        self.broker = steps.open_broker(self.cfg)  # nothing answers: the lab starts it again on its data
+        assert self.broker.owned
 
 
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableBroker]:
-    slot = RestartableBroker(tmp_path_factory.mktemp("restart") / "kafka")
+    slot = RestartableBroker(tmp_path_factory.mktemp("restart"))
     try:
         yield slot
     finally:

@@ -158,17 +158,6 @@ def test_topics_grow_to_the_partitions_asked_and_keep_more(broker: KafkaBroker) 
     assert {r.partition for r in read_topics(broker.bootstrap, ("it_grow",))} == {0, 1, 2}
 
 
-def test_broker_restarts_on_its_data(tmp_path: Path) -> None:
-    cfg = lab_params(tmp_path)
-    with steps.open_broker(cfg) as first:
-        topics.ensure_topics(first.bootstrap, TOPICS[:1], partitions=1)
-        produce(first.bootstrap, [Event(TOPICS[0], "k", {"n": 1})])
-    assert not kraft.is_kafka(cfg.kafka.bootstrap, timeout_s=1)
-    with steps.open_broker(cfg) as second:
-        assert second.owned
-        assert topics.topic_counts(second.bootstrap, TOPICS[:1]) == {TOPICS[0]: 1}
-
-
 def test_cluster_ids_that_look_like_options_are_formatted(tmp_path: Path) -> None:
     # a random base64 cluster id starts with "-" one time in 64; it must not be read as an option
     (tmp_path / "logs").mkdir()
