@@ -63,8 +63,8 @@ def _run_trips(sim: object) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def with_routes(network: RoadNetwork, paths: Iterable[Sequence[str]]) -> tuple[RoadNetwork, dict[tuple[str, ...], str]]:
     """The network plus each path as a named route the simulator can drive; returns the names too (a path that
-    is one of the network's routes keeps that route's name)."""
-    names: dict[tuple[str, ...], str] = {tuple(nodes): name for name, nodes in network.route_nodes.items()}
+    is one of the network's routes keeps that route's name: :func:`~smartcity.routes.routing.route_label`)."""
+    names: dict[tuple[str, ...], str] = {}
     extra: dict[str, tuple[str, ...]] = {}
     for nodes in paths:
         key = tuple(nodes)
