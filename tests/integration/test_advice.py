@@ -1,0 +1,116 @@
+"""The advice query on a crafted stream: a jam on one edge switches the advice away from it within one
+window, the jam clearing switches it back, and fixes behind the watermark are counted, not silently lost.
+
+The session's broker and Spark; a topic of its own, so no other test's telemetry reaches the query.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from smartcity.advice.query import AdviceQuery, start_advice
+from smartcity.fleet.contracts import Event
+from smartcity.fleet.roads import load_network
+from smartcity.ingest.producer import produce
+from smartcity.platform import topics
+from smartcity.platform.broker import KafkaBroker
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "advice_test_vehicle_data"
+WINDOW_S, WATERMARK_S = 60, 30
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+NETWORK = load_network()
+#: Every edge of the corridor's routes: each window of the crafted stream has fixes on all of them.
+ROUTE_EDGES = sorted({leg.edge.id for name in NETWORK.route_names for leg in NETWORK.route(name).legs})
+FREE_SHARE = 0.9  # of the limit, on every edge in free flow
+JAM_KMH = 5.0
+
+
+def _window(n: int, jam: str | None = None, fixes_per_edge: int = 3) -> list[Event]:
+    """Fixes on every route edge at 90 % of its limit (``jam`` at 5 km/h), inside window ``n``."""
+    events = []
+    for k, edge_id in enumerate(ROUTE_EDGES):
+        kmh = JAM_KMH if edge_id == jam else NETWORK.edges[edge_id].speed_limit_kmh * FREE_SHARE
+        for i in range(fixes_per_edge):
+            at = START + timedelta(seconds=n * WINDOW_S + 10 + 15 * i)
+            value = {"timestamp": at.isoformat().replace("+00:00", "Z"), "edgeId": edge_id, "speed": kmh}
+            events.append(Event(TOPIC, f"vehicle-{k:03d}", value))
+    return events
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def advice(broker: KafkaBroker, spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdviceQuery]:
+    topics.ensure_topics(broker.bootstrap, [TOPIC], partitions=1, empty=True)
+    checkpoint = tmp_path_factory.mktemp("advice") / "checkpoint"
+    running = start_advice(
+        spark,  # type: ignore[arg-type]
+        broker.bootstrap,
+        NETWORK,
+        str(checkpoint),
+        window_seconds=WINDOW_S,
+        watermark_seconds=WATERMARK_S,
+        trigger_seconds=0.5,
+        topic=TOPIC,
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _advice_of(running: AdviceQuery, n: int, fixes: int) -> dict[str, object]:
+    """Window ``n``'s advice once all ``fixes`` of it are in (London -> Birmingham: the corridor's one pair)."""
+    start = START + timedelta(seconds=n * WINDOW_S)
+
+    def ready() -> bool:
+        found = running.advisor.latest().get(start)
+        return bool(found) and found[0]["fixes"] == fixes
+
+    _wait(ready, f"window {n}'s advice")
+    (advice,) = running.advisor.latest()[start]
+    return advice
+
+
+def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_fixes_are_counted(
+    broker: KafkaBroker, advice: AdviceQuery
+) -> None:
+    per_window = len(ROUTE_EDGES) * 3
+    produce(broker.bootstrap, _window(0), progress=False)
+    free = _advice_of(advice, 0, per_window)
+    assert (free["origin"], free["destination"]) == ("london", "birmingham")
+    # jam the longest edge of the advised route that another route avoids
+    others = [set(NETWORK.route_nodes[name]) for name in NETWORK.route_names]
+    avoidable = [
+        e for e in free["edges"] if any(not {NETWORK.edges[e].start, NETWORK.edges[e].end} <= o for o in others)
+    ]
+    jam = max(avoidable, key=lambda e: NETWORK.edges[e].length_km)
+
+    produce(broker.bootstrap, _window(1, jam=jam), progress=False)
+    jammed = _advice_of(advice, 1, per_window)
+    assert jam not in jammed["edges"] and jammed["route"] != free["route"]
+    assert jammed["minutes"] > free["minutes"], "the way round the jam is slower than the free road was"
+
+    produce(broker.bootstrap, _window(2), progress=False)
+    cleared = _advice_of(advice, 2, per_window)
+    assert cleared["edges"] == free["edges"] and cleared["minutes"] == free["minutes"]
+
+    # window 0 is 90 s behind the watermark now: a fix for it is dropped by Spark, and counted
+    assert advice.late.dropped == 0
+    late = _window(0, fixes_per_edge=1)[:5]
+    produce(broker.bootstrap, late, progress=False)
+    _wait(lambda: advice.late.dropped >= len(late), "the late fixes to be counted")
+    assert advice.late.dropped == len(late)
+    assert advice.advisor.latest()[START][0]["fixes"] == per_window, "window 0's advice kept what it had"

@@ -1,0 +1,50 @@
+"""The roads now from one window's telemetry: minutes per edge, and the fastest route that follows from them."""
+
+from __future__ import annotations
+
+import pytest
+
+from smartcity.advice.now import CRAWL_KMH, Observed, advise, corridor_pairs, edge_minutes, fastest
+from smartcity.fleet.roads import load_network
+
+NETWORK = load_network()
+
+
+def _at_share(share: float, edges: list[str] | None = None) -> dict[str, Observed]:
+    chosen = list(NETWORK.edges) if edges is None else edges
+    return {e: Observed(3, NETWORK.edges[e].speed_limit_kmh * share) for e in chosen}
+
+
+def test_an_edge_driven_in_the_window_takes_its_length_at_its_speed_and_the_others_follow_the_median() -> None:
+    m40 = [leg.edge.id for leg in NETWORK.route("M40").legs]
+    observed = _at_share(0.5, m40)
+    observed[m40[3]] = Observed(2, 0.0)  # stopped: counted at a crawl, not as infinitely slow
+    minutes = edge_minutes(NETWORK, observed)
+    for edge_id in m40[:3]:
+        assert minutes[edge_id] == pytest.approx(
+            NETWORK.edges[edge_id].length_km / (NETWORK.edges[edge_id].speed_limit_kmh * 0.5) * 60
+        )
+    assert minutes[m40[3]] == pytest.approx(NETWORK.edges[m40[3]].length_km / CRAWL_KMH * 60)
+    unseen = next(e for e in NETWORK.edges if e not in observed)
+    assert minutes[unseen] == pytest.approx(
+        NETWORK.edges[unseen].length_km / (NETWORK.edges[unseen].speed_limit_kmh * 0.5) * 60
+    )
+    nothing = edge_minutes(NETWORK, {"no-such-edge": Observed(5, 10.0)})  # unknown ids ignored: the limits
+    assert nothing[unseen] == pytest.approx(
+        NETWORK.edges[unseen].length_km / NETWORK.edges[unseen].speed_limit_kmh * 60
+    )
+
+
+def test_a_jam_on_the_fastest_route_sends_the_advice_round_it_and_clearing_it_brings_it_back() -> None:
+    (pair,) = corridor_pairs(NETWORK)
+    assert pair == ("london", "birmingham")
+    free = advise(NETWORK, _at_share(0.9), [pair])[0]
+    jam = max(free["edges"][2:-2], key=lambda e: NETWORK.edges[e].length_km)
+    jammed_roads = _at_share(0.9)
+    jammed_roads[jam] = Observed(4, 5.0)
+    jammed = advise(NETWORK, jammed_roads, [pair])[0]
+    assert jam not in jammed["edges"] and jammed["minutes"] > free["minutes"]
+    assert advise(NETWORK, _at_share(0.9), [pair])[0] == free
+    nodes, minutes = fastest(NETWORK, edge_minutes(NETWORK, _at_share(0.9)), *pair)
+    assert (nodes, round(minutes, 2)) == (free["nodes"], free["minutes"])
+    assert free["edgesObserved"] == len(NETWORK.edges) and free["fixes"] == 3 * len(NETWORK.edges)
