@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
+import jsonschema
 import pytest
 
+from smartcity.advice import contract
 from smartcity.advice.query import AdviceQuery, start_advice
 from smartcity.fleet.contracts import Event
 from smartcity.fleet.roads import load_network
@@ -114,3 +116,10 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
     _wait(lambda: advice.late.dropped >= len(late), "the late fixes to be counted")
     assert advice.late.dropped == len(late)
     assert advice.advisor.latest()[START][0]["fixes"] == per_window, "window 0's advice kept what it had"
+    # what the query would publish: a route_advice message per window, valid against the published contract
+    validator = jsonschema.Draft202012Validator(contract.published_schema(), format_checker=jsonschema.FormatChecker())
+    messages = advice.advisor.messages()
+    assert [m["windowStart"][11:19] for m in messages] == ["08:00:00", "08:01:00", "08:02:00"]
+    for message in messages:
+        validator.validate(message)
+    assert messages[1]["path"] != messages[0]["path"] == messages[2]["path"]

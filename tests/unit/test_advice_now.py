@@ -1,9 +1,14 @@
-"""The roads now from one window's telemetry: minutes per edge, and the fastest route that follows from them."""
+"""The roads now from one window's telemetry: minutes per edge, the fastest route that follows from them, and
+the route_advice contract the advice is published under."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import jsonschema
 import pytest
 
+from smartcity.advice import contract
 from smartcity.advice.now import CRAWL_KMH, Observed, advise, corridor_pairs, edge_minutes, fastest
 from smartcity.fleet.roads import load_network
 
@@ -48,3 +53,26 @@ def test_a_jam_on_the_fastest_route_sends_the_advice_round_it_and_clearing_it_br
     nodes, minutes = fastest(NETWORK, edge_minutes(NETWORK, _at_share(0.9)), *pair)
     assert (nodes, round(minutes, 2)) == (free["nodes"], free["minutes"])
     assert free["edgesObserved"] == len(NETWORK.edges) and free["fixes"] == 3 * len(NETWORK.edges)
+
+
+def test_the_published_advice_schema_is_the_generated_one_and_its_own_version_line() -> None:
+    # `smartcity schemas` writes it; a contract change without it fails here
+    assert contract.SCHEMA_FILE.read_text() == contract.render_schema()
+    schema = contract.published_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["title"] == "route_advice" and schema["properties"]["schemaVersion"]["const"] == 1
+
+
+def test_every_advice_is_a_valid_message_with_an_id_that_a_replay_gives_again() -> None:
+    start = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    window = {"windowStart": start, "windowEnd": start + timedelta(minutes=1)}
+    (advice,) = advise(NETWORK, _at_share(0.9), corridor_pairs(NETWORK))
+    message = contract.message({**window, **advice})
+    jsonschema.Draft202012Validator(contract.published_schema(), format_checker=jsonschema.FormatChecker()).validate(
+        message
+    )
+    assert message["path"].split(contract.PATH_SEPARATOR) == advice["nodes"]
+    assert (message["timestamp"], message["windowStart"]) == ("2026-01-05T08:01:00.000Z", "2026-01-05T08:00:00.000Z")
+    assert contract.message({**window, **advice}) == message, "the same window and fixes, the same id"
+    assert contract.message({**window, **advice, "fixes": advice["fixes"] + 1})["id"] != message["id"]
+    assert contract.key("london", "birmingham") == "london→birmingham"

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
+from smartcity.advice import contract
 from smartcity.advice.now import Observed, advise, corridor_pairs
 from smartcity.fleet.roads import RoadNetwork
 
@@ -110,6 +111,11 @@ class Advisor:
         """Each window's advice as last updated, by window start."""
         with self.lock:
             return dict(self.advice)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The latest advice of every window kept, as ``route_advice`` messages (:mod:`smartcity.advice.contract`),
+        in window order."""
+        return [contract.message(a) for _, advice in sorted(self.latest().items()) for a in advice]
 
 
 def _utc(stamp: datetime) -> datetime:

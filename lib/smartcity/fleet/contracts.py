@@ -225,9 +225,9 @@ def _json_property(f: Field, version: int) -> dict[str, Any]:
     return prop
 
 
-def json_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
-    """Draft 2020-12 JSON Schema of one topic's messages in one contract version."""
-    fields = fields_of(topic, version)
+def schema_document(topic: str, fields: list[Field], version: int) -> dict[str, Any]:
+    """Draft 2020-12 JSON Schema of a topic's messages with these fields in one contract version (any
+    contract of the lab: the five sensor topics below, and the advice the stream publishes)."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://smartcity.lab/schemas/{topic}/v{version}.json",
@@ -238,6 +238,11 @@ def json_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
         "required": [f.name for f in fields if f.required],
         "additionalProperties": False,
     }
+
+
+def json_schema(topic: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """Draft 2020-12 JSON Schema of one sensor topic's messages in one contract version."""
+    return schema_document(topic, fields_of(topic, version), version)
 
 
 def schema_path(topic: str, version: int = SCHEMA_VERSION) -> Path:

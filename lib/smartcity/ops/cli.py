@@ -170,9 +170,10 @@ def _capacity(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
+    from smartcity.advice import contract as advice_contract
     from smartcity.fleet import contracts
 
-    for path in contracts.publish_schemas():
+    for path in [*contracts.publish_schemas(), advice_contract.publish_schema()]:
         print(f"wrote {display_path(path)}")
     return 0
 
@@ -315,7 +316,9 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     )
     cap.set_defaults(func=_capacity)
     sub.add_parser(
-        "schemas", help="write the JSON Schema of every topic (lib/smartcity/fleet/schemas/<topic>.v<N>.schema.json)"
+        "schemas",
+        help="write the JSON Schema of every topic (lib/smartcity/fleet/schemas/<topic>.v<N>.schema.json) and of "
+        "the route advice (lib/smartcity/advice/schemas/)",
     ).set_defaults(func=_schemas)
     sub.add_parser(
         "setup", help="check Java, fetch the Kafka and Spark jars (Maven Central) and the map assets (npm)"
