@@ -6,6 +6,7 @@ The session's broker and Spark; a topic of its own, so no other test's telemetry
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,10 +21,12 @@ from smartcity.fleet.roads import load_network
 from smartcity.ingest.producer import produce
 from smartcity.platform import topics
 from smartcity.platform.broker import KafkaBroker
+from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
 
 TOPIC = "advice_test_vehicle_data"
+ADVICE_TOPIC = "advice_test_route_advice"
 WINDOW_S, WATERMARK_S = 60, 30
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 NETWORK = load_network()
@@ -55,7 +58,7 @@ def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) ->
 
 @pytest.fixture(scope="module")
 def advice(broker: KafkaBroker, spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdviceQuery]:
-    topics.ensure_topics(broker.bootstrap, [TOPIC], partitions=1, empty=True)
+    topics.ensure_topics(broker.bootstrap, [TOPIC, ADVICE_TOPIC], partitions=1, empty=True)
     checkpoint = tmp_path_factory.mktemp("advice") / "checkpoint"
     running = start_advice(
         spark,  # type: ignore[arg-type]
@@ -66,6 +69,7 @@ def advice(broker: KafkaBroker, spark: object, tmp_path_factory: pytest.TempPath
         watermark_seconds=WATERMARK_S,
         trigger_seconds=0.5,
         topic=TOPIC,
+        advice_topic=ADVICE_TOPIC,
     )
     try:
         yield running
@@ -123,3 +127,12 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
     for message in messages:
         validator.validate(message)
     assert messages[1]["path"] != messages[0]["path"] == messages[2]["path"]
+    # ... and what it did publish: every refresh of each window's advice on the topic, a plain consumer's read
+    published = read_topics(broker.bootstrap, [ADVICE_TOPIC])
+    assert {r.key for r in published} == {"london→birmingham".encode()}
+    last: dict[str, dict[str, object]] = {}
+    for record in published:
+        value = json.loads(record.value)
+        validator.validate(value)
+        last[value["windowStart"]] = value
+    assert list(last.values()) == messages, "the last message of each window is the advisor's latest advice"

@@ -13,12 +13,16 @@ Read it top to bottom, it is the whole query:
    fixes arrive, not only once it closes) go to :class:`Advisor` on the driver: a few dozen rows, one
    per edge driven, turned into the fastest route now for each origin and destination
    (:func:`smartcity.advice.now.advise`).
+4. The refreshed advice goes to the ``route_advice`` topic as contract messages
+   (:mod:`smartcity.advice.contract`), every one acknowledged before the micro-batch returns, so Spark
+   records the batch done only after its advice is delivered: at least once, and a batch replayed after
+   a restart sends the same ids again (a consumer keeps the last message per id, or per pair and window).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +34,10 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from smartcity.advice import contract
 from smartcity.advice.now import Observed, advise, corridor_pairs
+from smartcity.fleet.contracts import Event
 from smartcity.fleet.roads import RoadNetwork
+from smartcity.ingest.producer import produce
+from smartcity.platform import topics
 
 #: The telemetry topic the advice reads: its fixes name the edge they are on (contract v2).
 TELEMETRY = "vehicle_data"
@@ -85,6 +92,7 @@ class Advisor:
 
     network: RoadNetwork
     pairs: Sequence[tuple[str, str]]
+    publish: Callable[[list[dict[str, Any]]], None] | None = None  # sends a batch's refreshed advice
     windows: dict[datetime, dict[str, Observed]] = field(default_factory=dict)  # window start (UTC) -> edge -> seen
     advice: dict[datetime, list[dict[str, object]]] = field(default_factory=dict)  # window start -> its advice
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -103,9 +111,12 @@ class Advisor:
                     {"windowStart": start, "windowEnd": end, **a}
                     for a in advise(self.network, self.windows[start], self.pairs)
                 ]
+            refreshed = [contract.message(a) for start in sorted(touched) for a in self.advice[start]]
             for start in sorted(self.windows)[:-KEPT_WINDOWS]:
                 del self.windows[start]
                 self.advice.pop(start, None)
+        if self.publish is not None and refreshed:
+            self.publish(refreshed)
 
     def latest(self) -> dict[datetime, list[dict[str, object]]]:
         """Each window's advice as last updated, by window start."""
@@ -144,6 +155,18 @@ class LateRows(StreamingQueryListener):
         pass
 
 
+@dataclass(frozen=True)
+class AdvicePublisher:
+    """Sends advice messages to ``topic`` keyed ``origin→destination`` and waits for every acknowledgement."""
+
+    bootstrap: str
+    topic: str = contract.ADVICE_TOPIC
+
+    def __call__(self, messages: list[dict[str, Any]]) -> None:
+        events = [Event(self.topic, contract.key(m["origin"], m["destination"]), m) for m in messages]
+        produce(self.bootstrap, events, backend="confluent-kafka", progress=False)
+
+
 @dataclass
 class AdviceQuery:
     """The running advice query, its advisor and its count of late rows; :meth:`stop` ends it."""
@@ -170,10 +193,13 @@ def start_advice(
     watermark_seconds: int,
     trigger_seconds: float = 1.0,
     topic: str = TELEMETRY,
+    advice_topic: str = contract.ADVICE_TOPIC,
     name: str = "route-advice",
 ) -> AdviceQuery:
-    """Start the advice query on the telemetry ``topic`` at ``bootstrap`` (its state in ``checkpoint``)."""
-    advisor = Advisor(network, corridor_pairs(network))
+    """Start the advice query on the telemetry ``topic`` at ``bootstrap`` (its state in ``checkpoint``), its
+    advice published to ``advice_topic`` (created if missing, one partition: the messages of a pair in order)."""
+    topics.ensure_topics(bootstrap, [advice_topic], partitions=1)
+    advisor = Advisor(network, corridor_pairs(network), AdvicePublisher(bootstrap, advice_topic))
     late = LateRows(name)
     spark.streams.addListener(late)
     windows = edge_windows(fixes(spark, bootstrap, topic), window_seconds, watermark_seconds)
