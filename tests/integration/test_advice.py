@@ -7,8 +7,7 @@ The session's broker and Spark; a topic of its own, so no other test's telemetry
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -21,6 +20,7 @@ from smartcity.fleet.roads import load_network
 from smartcity.ingest.producer import produce
 from smartcity.platform import topics
 from smartcity.platform.broker import KafkaBroker
+from smartcity.platform.processes import wait_until
 from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,8 @@ NETWORK = load_network()
 ROUTE_EDGES = sorted({leg.edge.id for name in NETWORK.route_names for leg in NETWORK.route(name).legs})
 FREE_SHARE = 0.9  # of the limit, on every edge in free flow
 JAM_KMH = 5.0
+#: The most a window's advice may take to appear (a micro-batch or two, on a busy machine).
+WAIT_S = 120.0
 
 
 def _window(n: int, jam: str | None = None, fixes_per_edge: int = 3) -> list[Event]:
@@ -46,14 +48,6 @@ def _window(n: int, jam: str | None = None, fixes_per_edge: int = 3) -> list[Eve
             value = {"timestamp": at.isoformat().replace("+00:00", "Z"), "edgeId": edge_id, "speed": kmh}
             events.append(Event(TOPIC, f"vehicle-{k:03d}", value))
     return events
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +79,7 @@ def _advice_of(running: AdviceQuery, n: int, fixes: int) -> dict[str, object]:
         found = running.advisor.latest().get(start)
         return bool(found) and found[0]["fixes"] == fixes
 
-    _wait(ready, f"window {n}'s advice")
+    wait_until(ready, timeout=WAIT_S, what=f"window {n}'s advice", alive=lambda: running.query.isActive)
     (advice,) = running.advisor.latest()[start]
     return advice
 
@@ -117,7 +111,12 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
     assert advice.late.dropped == 0
     late = _window(0, fixes_per_edge=1)[:5]
     produce(broker.bootstrap, late, progress=False)
-    _wait(lambda: advice.late.dropped >= len(late), "the late fixes to be counted")
+    wait_until(
+        lambda: advice.late.dropped >= len(late),
+        timeout=WAIT_S,
+        what="the count of the late fixes",
+        alive=lambda: advice.query.isActive,
+    )
     assert advice.late.dropped == len(late)
     assert advice.advisor.latest()[START][0]["fixes"] == per_window, "window 0's advice kept what it had"
     # what the query would publish: a route_advice message per window, valid against the published contract

@@ -38,6 +38,7 @@ from smartcity.fleet.contracts import Event
 from smartcity.fleet.roads import RoadNetwork
 from smartcity.ingest.producer import produce
 from smartcity.platform import topics
+from smartcity.stream.query import kafka_options
 
 #: The telemetry topic the advice reads: its fixes name the edge they are on (contract v2).
 TELEMETRY = "vehicle_data"
@@ -55,13 +56,9 @@ FIX_SCHEMA = StructType(
 
 def fixes(spark: SparkSession, bootstrap: str, topic: str = TELEMETRY) -> DataFrame:
     """The telemetry as a stream of fixes: ``event_time``, ``edgeId``, ``speed`` (v2 fixes that parse)."""
-    raw = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .load()
-    )
+    raw = kafka_options(
+        spark.readStream, bootstrap, [topic]
+    ).load()  # Spark's Kafka source as the lake's query reads it
     fix = F.from_json(F.col("value").cast("string"), FIX_SCHEMA)
     return (
         raw.select(fix.alias("fix"))

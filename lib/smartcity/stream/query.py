@@ -70,11 +70,11 @@ class StreamJob:
 
 def read_kafka(spark: SparkSession, job: StreamJob, topics: Sequence[str] = TOPICS) -> DataFrame:
     """The raw Kafka stream of the topics: bytes, key, headers and Kafka coordinates."""
-    reader = _kafka_options(spark.readStream, job.kafka.bootstrap, topics).option("failOnDataLoss", "true")
+    reader = kafka_options(spark.readStream, job.kafka.bootstrap, topics).option("failOnDataLoss", "true")
     return _kafka_columns(reader.option("maxOffsetsPerTrigger", job.stream.max_batch_events).load())
 
 
-def _kafka_options(reader: Any, bootstrap: str, topics: Sequence[str]) -> Any:
+def kafka_options(reader: Any, bootstrap: str, topics: Sequence[str]) -> Any:
     """Spark's Kafka source as the stream reads it (from the earliest offset, headers, consumer tuning),
     for a stream or a batch reader."""
     reader = (
@@ -332,7 +332,7 @@ def warm_up(
 
 def _kafka_batch(spark: SparkSession, bootstrap: str, topics: Sequence[str]) -> DataFrame:
     """Everything the topics hold, read once by Spark's Kafka source as a batch, in read_kafka's columns."""
-    reader = _kafka_options(spark.read, bootstrap, topics).option("endingOffsets", "latest")
+    reader = kafka_options(spark.read, bootstrap, topics).option("endingOffsets", "latest")
     return _kafka_columns(reader.load())
 
 
