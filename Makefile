@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet uv  # uv installs the rest (from PyPI, as pip would) in half pip's time
 	$(PY) -m uv pip install --quiet --python $(PY) -e '.[dev,aws,trino]'
+	$(PY) -m uv cache prune --quiet  # uv keeps a new copy of a rebuilt sdist (pyspark: 1.4 GB) whenever the index answers "modified"; keep the one in use
 	touch $@
 
 setup: $(STAMP) ## check prerequisites, install the virtualenv, fetch the jars and the map assets (once; offline after)
