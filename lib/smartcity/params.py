@@ -4,9 +4,9 @@ A notebook's ``parameters`` cell, a profile in ``params/`` (:mod:`smartcity.prof
 papermill's ``-f``/``-p`` all give flat keys (``seed``, ``kafka_bootstrap``); :func:`from_mapping`
 checks each key's name and type and builds :class:`Params`, whose groups are what functions take:
 ``cfg.pipeline`` (this module), ``cfg.fleet`` (:mod:`smartcity.fleet.params`), ``cfg.kafka``,
-``cfg.spark``, ``cfg.stream``, ``cfg.trino``, ``cfg.warehouse``, ``cfg.aws`` (:mod:`smartcity.platform.engine_params`)
-and ``cfg.routes`` (:mod:`smartcity.routes.params`). Defaults are the small, offline ``local``
-profile. Every path is resolved from the project root, never from the current directory.
+``cfg.spark``, ``cfg.stream``, ``cfg.trino``, ``cfg.warehouse``, ``cfg.aws`` (:mod:`smartcity.platform.engine_params`),
+``cfg.routes`` (:mod:`smartcity.routes.params`) and ``cfg.advice`` (:mod:`smartcity.advice.params`). Defaults
+are the small, offline ``local`` profile. Every path is resolved from the project root, never from the current directory.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smartcity.advice.params import AdviceParams
 from smartcity.fleet.params import FleetParams
 from smartcity.platform import aws
 from smartcity.platform.engine_params import (
@@ -120,6 +121,7 @@ class Params:
     warehouse: WarehouseParams = field(default_factory=WarehouseParams)
     aws: AwsParams = field(default_factory=AwsParams)
     routes: RoutesParams = field(default_factory=RoutesParams)
+    advice: AdviceParams = field(default_factory=AdviceParams)
 
     def __post_init__(self) -> None:
         """What one group cannot check alone."""

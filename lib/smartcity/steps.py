@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 from IPython.display import Markdown
 
+from smartcity.advice.contract import ADVICE_TOPIC
 from smartcity.catalog import crawler, glue, metastore
 from smartcity.fleet.contracts import TOPICS, Event
 from smartcity.ingest.producer import produce
@@ -185,6 +186,12 @@ def reset_run(lab: Lab) -> pd.DataFrame:
         replication=kafka.replication,
         empty=cfg.pipeline.reset_run,
     )
+    if (
+        cfg.pipeline.mode == "live"
+    ):  # the advice query's topic (smartcity.advice), one partition: a pair's advice in order
+        topics.ensure_topics(
+            kafka.bootstrap, [ADVICE_TOPIC], partitions=1, replication=kafka.replication, empty=cfg.pipeline.reset_run
+        )
     if cfg.pipeline.reset_run:
         lake.reset(lab.store, cfg.paths.data)
         if cfg.pipeline.catalog_engine == "glue":  # no Glue partition may point at files of the lake just deleted

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from smartcity.advice import contract
+from smartcity.advice.latest import LatestAdvice
 from smartcity.advice.query import AdviceQuery, start_advice
 from smartcity.fleet.contracts import Event
 from smartcity.fleet.roads import load_network
@@ -135,3 +136,14 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
         validator.validate(value)
         last[value["windowStart"]] = value
     assert list(last.values()) == messages, "the last message of each window is the advisor's latest advice"
+    # what a departing vehicle reads (smartcity.advice.latest): the latest window's last message
+    with LatestAdvice(broker.bootstrap, ADVICE_TOPIC) as reader:
+        wait_until(
+            lambda: reader.read == len(published),
+            timeout=WAIT_S,
+            what="the advice topic read to its end",
+            alive=lambda: reader.error is None,
+        )
+        assert reader.get("london", "birmingham") == messages[-1] and reader.get("london", "oxford") is None
+        assert reader.path("london", "birmingham") == (tuple(messages[-1]["path"].split(">")), messages[-1]["id"])
+        assert reader.error is None

@@ -8,15 +8,18 @@ test sends SIGINT to the group, not only to the Python process.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
+import jsonschema
 import psutil
 import pytest
 import yaml
@@ -28,7 +31,7 @@ from smartcity.platform import topics
 from smartcity.platform.params import project_root
 from smartcity.platform.processes import port_open
 from smartcity.stream import lake, monitor
-from tests.conftest import lab_params
+from tests.conftest import lab_params, read_topics
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +59,16 @@ def _written(cfg: Params) -> int:
     return 0 if status.empty else int(sum(status[f"{t}.written"].iloc[-1] for t in TOPICS))
 
 
+def _trips(cfg: Params) -> dict[str, int]:
+    """Trips ended so far, advised and unadvised."""
+    ended = Counter(json.loads(line)["group"] for line in _lines(cfg.paths.live / "trips.jsonl"))
+    return {g: ended[g] for g in ("advised", "unadvised")}
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split("\n")[:-1] if path.exists() else []
+
+
 def _glob_counts(cfg: Params) -> dict[str, int]:
     """What a reader that shares none of the lab's code sees: DuckDB over each table folder."""
     counts = {}
@@ -78,8 +91,12 @@ def live_cfg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, Path]:
         mode="live",
         vehicles=6,
         departure_spacing_seconds=10.0,
-        departure_rate_per_hour=60.0,
-        speedup=60.0,
+        departure_rate_per_hour=40.0,
+        tick_seconds=30.0,  # with speedup 600, a trip of 2-3 simulated hours ends in 12-18 s
+        speedup=600.0,
+        advised_share=0.5,
+        advice_window_seconds=600,
+        advice_watermark_seconds=300,
         live_seconds=0.0,
         producer_backend="confluent-kafka",
         incident_rate=2.0,
@@ -101,9 +118,9 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
     family: dict[int, psutil.Process] = {}
     try:
         deadline = time.monotonic() + 240
-        while _written(cfg) < 2000:  # the producer and the stream both running
+        while _written(cfg) < 2000 or min(_trips(cfg).values(), default=0) < 3:  # the stream and advice both at work
             assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"nothing written within 240 s:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not 3 trips of each group within 240 s:\n{log.read_text()[-3000:]}"
             family.update({p.pid: p for p in _family(proc)})
             time.sleep(0.5)
         time.sleep(5)
@@ -139,7 +156,9 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
     assert _glob_counts(cfg) == produced
     with steps.open_broker(cfg) as broker:  # started again on its data: the topics hold what was produced
         ends = topics.topic_counts(broker.bootstrap, TOPICS)
+        advice = read_topics(broker.bootstrap, ["route_advice"])
     assert {t: ends[t] for t in TOPICS} == produced
+    _check_advice(cfg, summary, [json.loads(r.value) for r in advice])
 
     # and the later stages agree: catalog and warehouse take what the live run committed
     lab = steps.open_lab(cfg)
@@ -150,3 +169,32 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
         assert warehouse.counts(TOPICS) == produced
     _, problems = lab.ledger.reconcile()
     assert problems == [], problems
+
+
+def _check_advice(cfg: Params, summary: dict, messages: list[dict]) -> None:
+    """Every advice message valid against its published JSON Schema; every advised vehicle drove the route of
+    the message it followed, edge by edge as its telemetry in the lake says; the trips compared."""
+    schema = json.loads((project_root() / "lib/smartcity/advice/schemas/route_advice.v1.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    assert messages and all(not list(validator.iter_errors(m)) for m in messages)
+    corridor = json.loads((project_root() / "lib/smartcity/fleet/data/corridor.json").read_text())
+    edge_of = {frozenset((e["from"], e["to"])): e["id"] for e in corridor["edges"]}
+    by_id = {m["id"]: m for m in messages}
+    ended = [json.loads(line) for line in _lines(cfg.paths.live / "trips.jsonl")]
+    advised = [t for t in ended if t["group"] == "advised"]
+    assert len(advised) >= 3 and all(t["advice_id"] in by_id for t in advised)
+    telemetry = cfg.paths.lake / "vehicle_data" / "**" / "*.parquet"
+    for trip in advised:
+        rows = duckdb.sql(
+            f"SELECT edgeId, route FROM read_parquet('{telemetry}', union_by_name = true) "
+            f"WHERE deviceId = '{trip['vehicle']}' ORDER BY timestamp"
+        ).fetchall()
+        message = by_id[trip["advice_id"]]
+        path = [edge_of[frozenset(pair)] for pair in itertools.pairwise(message["path"].split(">"))]
+        driven = [edge for edge, _ in itertools.groupby(r[0] for r in rows)]
+        # in the path's order, from its first edge to its last (an edge shorter than a tick may have no fix)
+        assert driven[0] == path[0] and driven[-1] == path[-1] and driven == [e for e in path if e in driven], trip
+        assert {r[1] for r in rows} == {message["route"]}, trip
+    figures = summary["trips"]
+    assert figures["advised"]["trips"] == len(advised) and figures["unadvised"]["trips"] >= 3
+    assert figures["saved"] is not None and figures["saved"]["ci_min"][0] <= figures["saved"]["mean_min"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from smartcity.fleet.roads import RoadNetwork
+from smartcity.routes.judge import with_routes
 from smartcity.routes.routing import route_label
 
 #: Below this mean speed (km/h) an edge counts as at a standstill: its minutes are its length at this speed.
@@ -69,6 +70,19 @@ def corridor_pairs(network: RoadNetwork) -> list[tuple[str, str]]:
     """The origins and destinations advice is given for: the first and last node of each of the corridor's
     routes (London -> Birmingham)."""
     return sorted({(nodes[0], nodes[-1]) for nodes in network.route_nodes.values()})
+
+
+def advisable(network: RoadNetwork) -> tuple[RoadNetwork, dict[tuple[str, ...], str]]:
+    """The network with every route advice can give as a route a simulated vehicle can drive (each simple path
+    between a corridor pair: a fastest path never visits a node twice), and the route name of each path."""
+    graph = nx.Graph()
+    graph.add_edges_from((e.start, e.end) for e in network.edges.values())
+    paths = [
+        tuple(path)
+        for origin, destination in corridor_pairs(network)
+        for path in nx.all_simple_paths(graph, origin, destination)
+    ]
+    return with_routes(network, sorted(paths))
 
 
 def advise(

@@ -54,6 +54,11 @@ class FleetParams(Group):
         "real vehicles each simulated one stands for in the roads' flows (the volume-delay "
         "curve, smartcity.fleet.traffic); 0: the fleet's own vehicles slow no road",
     )
+    advised_share: float = param(
+        0.0,
+        "live mode: share of the fleet (a seeded draw per vehicle) that takes the latest route_advice "
+        "as it departs; the rest keep the route mix",
+    )
     speedup: float = param(0.0, "1 paces events in real time, 60 a minute per second; 0 as fast as possible")
     schema_version: int = param(
         SCHEMA_VERSION, "contract version the fleet produces (1, or 2 which adds vehicle_data.edgeId)"
@@ -73,6 +78,8 @@ class FleetParams(Group):
             )
         )
         self.one_of("schema_version", SCHEMA_VERSIONS)
+        if not 0.0 <= self.advised_share <= 1.0:
+            raise self.fail("advised_share", f"is a share of the fleet, from 0 to 1, got {self.advised_share}")
         route_weights(self.routes)
         try:
             start = datetime.fromisoformat(self.base_date)

@@ -34,11 +34,13 @@ from datetime import datetime, timedelta
 from itertools import count, islice, takewhile
 from operator import itemgetter
 
+import numpy as np
 import pandas as pd
 
 from smartcity.fleet.contracts import Event
 from smartcity.fleet.driving import FleetArrays, RoadTables, Tick, Zone, drive, finish_tick
 from smartcity.fleet.events import EventMaker, Keyed, iso, parse_iso
+from smartcity.fleet.following import Following
 from smartcity.fleet.params import FleetParams
 from smartcity.fleet.roads import RoadNetwork, load_network
 from smartcity.fleet.sensors import (
@@ -82,6 +84,9 @@ class FleetSimulation:
     from the seed as for any fleet. ``incidents`` replaces the seeded incident process by a list.
     With ``departure_rate_per_hour`` > 0 more vehicles keep leaving after the planned ones, and with
     ``duration_seconds`` 0 the run is then endless: :meth:`events` never ends, its caller stops it.
+    ``following`` (live mode) sends the advised share of departing vehicles down the advised route and
+    reports every trip as it ends (:mod:`smartcity.fleet.following`); the advised routes must be routes
+    of ``network``.
     """
 
     def __init__(
@@ -90,8 +95,10 @@ class FleetSimulation:
         network: RoadNetwork | None = None,
         incidents: list[Incident] | None = None,
         plan: Plan | None = None,
+        following: Following | None = None,
     ):
         self.params = params
+        self.following = following
         self.network = network or load_network()
         self.weights = params.weights
         self.cameras = place_cameras(self.network)
@@ -333,6 +340,10 @@ class _Run:
             joining.append(self.leaving)
             self.leaving = next(self.departures, None)
         if joining:
+            following = self.sim.following
+            if following is not None:
+                cameras = self.sim.roads.route_cameras
+                joining = [following.depart(v, self.sim.params.seed, self.sim.network, cameras) for v in joining]
             self.fleet.join(joining, k)
             self.state.departed += len(joining)
 
@@ -370,6 +381,8 @@ class _Run:
             for j, camera, share, speed in moves.passages:
                 minors.append(self.maker.camera_passage(camera, fleet.devices[j], now + self.tick * share, speed))
             telemetry, fixes = self.maker.vehicle_reports(fleet, stamp, moves)
+            if self.sim.following is not None and np.count_nonzero(moves.arrived):
+                self.sim.following.arrived([fleet.devices[j] for j in np.flatnonzero(moves.arrived)], now)
             finish_tick(fleet, moves)
         self.state.clock, self.state.on_road = tick.now, fleet.size
         self.state.arrived = self.state.departed - fleet.size

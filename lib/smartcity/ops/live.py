@@ -28,8 +28,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from smartcity import steps
+from smartcity.advice import latest as advice_latest
+from smartcity.advice import now as advice_now
+from smartcity.advice import query as advice_query
+from smartcity.advice.trips import TripBoard, format_trips
 from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.fleet.following import Following, Trip
 from smartcity.fleet.params import FleetParams
+from smartcity.fleet.roads import load_network
 from smartcity.fleet.simulation import FleetSimulation
 from smartcity.ingest.producer import ProduceError, ProduceReport, produce
 from smartcity.params import Params
@@ -42,6 +48,10 @@ if TYPE_CHECKING:
 
 #: A status sample every this many seconds.
 SAMPLE_EVERY_S = 1.0
+#: The advice query's checkpoint, beside the lake query's (a reset clears both).
+ADVICE_CHECKPOINT = "route-advice"
+#: Each trip of the live run as it ends (:class:`smartcity.fleet.following.Trip`), in the run's folder.
+TRIPS_FILE = "trips.jsonl"
 
 
 def until(stop: threading.Event, events: Iterable[Event]) -> Iterator[Event]:
@@ -65,6 +75,8 @@ class _Console:
             return
         if self.tty:
             text = monitor.format_sample(row)
+            if "trips" in row:
+                text += "\n" + format_trips(row["trips"])
             sys.stdout.write(("\x1b[F" * self.height) + "\x1b[J" + text + "\n")
             self.height = text.count("\n") + 1
         else:
@@ -72,6 +84,7 @@ class _Console:
                 f"{row['elapsed_s']:.0f} s {row['phase']}: produced {row['produced_per_s']:,.0f}/s, written "
                 f"{row['written_per_s']:,.0f}/s, lag {row['lag']:,}, freshness p50 {row['freshness_p50_s']} s, "
                 f"p95 {row['freshness_p95_s']} s, quarantined {row['quarantined']}"
+                + (f"; {format_trips(row['trips'])}" if "trips" in row else "")
             )
         sys.stdout.flush()
 
@@ -122,6 +135,7 @@ def _watch(
     admin: Any,
     seconds: float,
     console: bool,
+    advice: _Advice,
 ) -> None:
     """Sample every second until the fleet has stopped and the stream has drained what it produced."""
     view = _Console(console)
@@ -130,7 +144,7 @@ def _watch(
     phase = _Phase()
     while True:
         time.sleep(max(0.0, SAMPLE_EVERY_S - (time.time() - board.started) % SAMPLE_EVERY_S))
-        problem = running.failure()
+        problem = running.failure() or advice.failure()
         if problem:
             raise query.StreamError(f"the live stream failed: {problem}")
         if phase.name == "producing" and (
@@ -139,7 +153,7 @@ def _watch(
             fleet.stop(cfg.stream.timeout_seconds)
             phase = _Phase("draining", time.monotonic() + cfg.stream.timeout_seconds)
         lag = monitor.lag(admin, running.query, starts, board.topics)
-        row = board.sample(fleet.counts.acked, lag, phase.name)
+        row = {**board.sample(fleet.counts.acked, lag, phase.name), **advice.figures()}
         logs.write(logs.status, row)
         view.show(row)
         if phase.name == "draining" and sum(lag.values()) == 0 and running.published():
@@ -179,22 +193,74 @@ def run_live(
         running = stack.enter_context(
             query.start_stream(spark, steps.stream_job(lab), available_now=False, on_batch=on_batch)
         )
+        advice = _start_advice(stack, lab, spark, broker.bootstrap)
         admin = topics.admin_client(broker.bootstrap)
         stack.callback(admin.close)
         fleet = FleetProducer(
             cfg.fleet,
             broker.bootstrap,
             cfg.kafka.producer_backend,
-            events if events is not None else FleetSimulation(cfg.fleet).events(),
+            events if events is not None else advice.simulation(cfg.fleet).events(),
         )
         stack.callback(fleet.stop)
         stack.enter_context(_stop_on_signals(fleet.stop_event))
         board.started = time.time()  # the run's clock starts with the fleet, after engines and warm-up
         fleet.start()
-        _watch(cfg, running, fleet, board, logs, admin, seconds, console)
+        _watch(cfg, running, fleet, board, logs, admin, seconds, console, advice)
         if fleet.error is not None:
             raise fleet.error
-    return _record(lab, fleet.counts)
+    return _record(lab, fleet.counts, advice)
+
+
+@dataclass
+class _Advice:
+    """The live run's advice: the query, what vehicles read of its topic, and the trips as they end."""
+
+    query: advice_query.AdviceQuery
+    latest: advice_latest.LatestAdvice
+    trips: TripBoard
+    trip_log: Any
+
+    def simulation(self, fleet: FleetParams) -> FleetSimulation:
+        """The live fleet: on a network where every advisable route is drivable, its advised share following."""
+        network, names = advice_now.advisable(load_network())
+
+        def lookup(origin: str, destination: str) -> tuple[str, str] | None:
+            found = self.latest.path(origin, destination)
+            return None if found is None or found[0] not in names else (names[found[0]], found[1])
+
+        return FleetSimulation(fleet, network=network, following=Following(fleet.advised_share, lookup, self.on_trip))
+
+    def on_trip(self, trip: Trip) -> None:
+        self.trips.add(trip)
+        monitor.RunLogs.write(self.trip_log, trip.as_dict())
+
+    def figures(self) -> dict[str, Any]:
+        """The advice's part of a status sample: trips compared, advice messages read, fixes come too late."""
+        return {"trips": self.trips.compare(), "advice_read": self.latest.read, "advice_late": self.query.late.dropped}
+
+    def failure(self) -> str | None:
+        if self.query.query.exception() is not None:
+            return f"the advice query failed: {self.query.query.exception()}"
+        return None if self.latest.error is None else f"reading route_advice failed: {self.latest.error}"
+
+
+def _start_advice(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str) -> _Advice:
+    """The advice query beside the lake's (its state in the checkpoints a reset clears), and a reader of its topic."""
+    cfg = lab.cfg
+    started = advice_query.start_advice(
+        spark,
+        bootstrap,
+        load_network(),
+        lab.store.spark_uri(f"{lake.CHECKPOINTS}/{ADVICE_CHECKPOINT}"),
+        window_seconds=cfg.advice.window_seconds,
+        watermark_seconds=cfg.advice.watermark_seconds,
+        trigger_seconds=cfg.stream.trigger_seconds,
+    )
+    stack.callback(started.stop)
+    latest = stack.enter_context(advice_latest.LatestAdvice(bootstrap))
+    trip_log = stack.enter_context(open(cfg.paths.live / TRIPS_FILE, "w"))  # noqa: SIM115 - closed by the stack
+    return _Advice(started, latest, TripBoard(), trip_log)
 
 
 def _warm_up(spark: SparkSession, cfg: Params) -> None:
@@ -213,13 +279,13 @@ def _warm_up(spark: SparkSession, cfg: Params) -> None:
     print(f"warmed up in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
-def _record(lab: steps.Lab, counts: ProduceReport) -> dict[str, Any]:
+def _record(lab: steps.Lab, counts: ProduceReport, advice: _Advice) -> dict[str, Any]:
     """The run's counts into the ledger, and its summary into summary.json."""
     in_lake = query.lake_counts(lab.store, lake.TABLES)
     lab.ledger.record("produced", counts.acked)
     lab.ledger.record("lake", {t: in_lake[t] for t in TOPICS})
     summary = monitor.summarize_run(lab.cfg.paths.live)
-    summary.update(produced=dict(counts.acked), in_lake=in_lake)
+    summary.update(produced=dict(counts.acked), in_lake=in_lake, **advice.figures())
     (lab.cfg.paths.live / monitor.SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 

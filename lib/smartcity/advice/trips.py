@@ -1,0 +1,93 @@
+"""Minutes saved while the run goes on: advised vs unadvised trip times, as trips end.
+
+Every trip that ends is reported with its group (:class:`smartcity.fleet.following.Trip`). The board
+keeps them and compares the groups as a live status line and table: per group the trips and their mean
+minutes with a 95 % confidence interval, and the minutes the advised save (unadvised mean minus advised
+mean) with its own. The intervals are percentile bootstraps (seeded: the same trips give the same figures),
+as the batch judge's are. Vehicles of the advised share that left before any advice existed are counted
+apart and belong to neither group.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartcity.fleet.following import ADVISED, GROUPS, UNADVISED, Trip
+
+#: Bootstrap resamples behind each interval.
+RESAMPLES = 2000
+#: The bootstrap's seed.
+SEED = 20260105
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return round(float(low), 2), round(float(high), 2)
+
+
+def compare(trips: Iterable[Trip]) -> dict[str, Any]:
+    """Per group: trips, mean minutes and its 95 % interval; and the advised's saving with its interval."""
+    trips = list(trips)
+    minutes = {g: np.array([t.minutes for t in trips if t.group == g]) for g in GROUPS}
+    rng = np.random.default_rng(SEED)
+    figures: dict[str, Any] = {}
+    means = {}
+    for group in GROUPS:
+        values = minutes.get(group, np.zeros(0))
+        row: dict[str, Any] = {"trips": len(values), "mean_min": None, "ci_min": None}
+        if len(values):
+            means[group] = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(axis=1)
+            row["mean_min"] = round(float(values.mean()), 2)
+            row["ci_min"] = _interval(means[group]) if len(values) > 1 else None
+        figures[group] = row
+    saved = None
+    if ADVISED in means and UNADVISED in means:
+        saved = {
+            "mean_min": round(float(minutes[UNADVISED].mean() - minutes[ADVISED].mean()), 2),
+            "ci_min": _interval(means[UNADVISED] - means[ADVISED]),
+        }
+    figures["saved"] = saved
+    return figures
+
+
+@dataclass
+class TripBoard:
+    """The trips of a live run as they end (from the fleet's thread), compared on request."""
+
+    trips: list[Trip] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, trip: Trip) -> None:
+        with self._lock:
+            self.trips.append(trip)
+
+    def compare(self) -> dict[str, Any]:
+        with self._lock:
+            trips = list(self.trips)
+        return compare(trips)
+
+
+def format_trips(figures: dict[str, Any]) -> str:
+    """The status line of the comparison: trips and mean minutes of each group, and the saving."""
+
+    def group(name: str) -> str:
+        row = figures[name]
+        if not row["trips"]:
+            return f"{name} 0 trips"
+        ci = f" ({row['ci_min'][0]:.1f}-{row['ci_min'][1]:.1f})" if row["ci_min"] else ""
+        return f"{name} {row['trips']} trips {row['mean_min']:.1f} min{ci}"
+
+    saved = figures["saved"]
+    text = f"trips: {group(ADVISED)}, {group(UNADVISED)}"
+    if figures[GROUPS[2]]["trips"]:
+        text += f", {figures[GROUPS[2]]['trips']} left before any advice"
+    if saved is not None:
+        text += (
+            f"; advice saves {saved['mean_min']:.1f} min (95% CI {saved['ci_min'][0]:.1f} to {saved['ci_min'][1]:.1f})"
+        )
+    return text
