@@ -68,6 +68,9 @@ class PipelineParams(Group):
     live_seconds: float = param(
         0.0, "live mode: wall-clock seconds the fleet drives before the stream drains; 0 until stopped"
     )
+    live_map_port: int = param(
+        8765, "live mode: the live map's port on 127.0.0.1 (http://127.0.0.1:<port>/); 0: a free one"
+    )
     lake_storage: str = param(
         "local", "local: the lake and checkpoints under data_dir; s3: under s3://s3_bucket/s3_prefix"
     )
@@ -88,6 +91,8 @@ class PipelineParams(Group):
             raise self.fail("profile", f"must be a plain name, got {self.profile!r}")
         self.one_of("mode", MODES)
         self.not_negative(("live_seconds",))
+        if not 0 <= self.live_map_port <= 65535:
+            raise self.fail("live_map_port", f"must be a TCP port (1-65535) or 0, got {self.live_map_port}")
         self.one_of("platform", PLATFORMS)
         for name, choices in ENGINE_CHOICES.items():
             self.one_of(name, choices)

@@ -18,27 +18,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import yaml
 from IPython.display import Markdown
 
+from smartcity.advice import query as advice_query
 from smartcity.advice.contract import ADVICE_TOPIC
 from smartcity.catalog import crawler, glue, metastore
 from smartcity.fleet.contracts import TOPICS, Event
 from smartcity.ingest.producer import produce
 from smartcity.params import Params, ParamsError, fill_account, uses_aws
 from smartcity.platform import aws, broker, topics, trino
-from smartcity.platform.background import Background, BackgroundError
+from smartcity.platform.background import Background
 from smartcity.platform.ledger import Ledger
-from smartcity.platform.params import display_path, project_root
 from smartcity.platform.postgres import ensure_server
 from smartcity.platform.spark import SessionSpec, get_spark, spark_session, stop_spark
-from smartcity.present import charts, maps
+from smartcity.present import charts, live_map, maps
 from smartcity.present.report import NotebookRun, RunRecord, write_index
 from smartcity.query import crosscheck
 from smartcity.query.athena import AthenaEngine, DuckDBEngine, QueryEngine, TrinoEngine, list_queries
 from smartcity.routes.edge_times import EdgeTimes, Observations, read_observations
 from smartcity.routes.judge import Verdict, save_results
-from smartcity.stream import contract_check, lake, monitor, query
+from smartcity.stream import contract_check, lake, live_runs, monitor, query
 from smartcity.stream.store import LakeStore, LocalStore, S3Store
 from smartcity.warehouse.postgres import PostgresWarehouse
 from smartcity.warehouse.redshift import RedshiftWarehouse
@@ -48,6 +47,10 @@ if TYPE_CHECKING:
     import duckdb
     from pyspark.sql import SparkSession
 
+#: What batch mode shows where live mode has a figure.
+LIVE_ONLY = (
+    "Batch mode drains the topics and stops: no live run, so no {what}. Run the notebooks with `params/live.yaml`."
+)
 #: The six notebooks, in run order.
 NOTEBOOKS: tuple[str, ...] = ("01_simulate", "02_stream", "03_catalog", "04_athena", "05_redshift", "06_route_map")
 #: The notebooks that go through a Trino profile's Trino: 03 registers the lake's tables, 04 runs the SQL.
@@ -242,15 +245,41 @@ def stream_lake(lab: Lab) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("table")
 
 
+def _live_status(lab: Lab) -> pd.DataFrame | None:
+    """The live run's status samples in live mode (None in batch mode, or before a live run)."""
+    status = monitor.read_status(lab.cfg.paths.live)
+    return status if lab.cfg.pipeline.mode == "live" and not status.empty else None
+
+
 def plot_live_run(lab: Lab) -> Any:
     """02_stream's figure: the live run's throughput, lag and freshness over time (a note in batch mode)."""
-    status = monitor.read_status(lab.cfg.paths.live)
-    if lab.cfg.pipeline.mode != "live" or status.empty:
-        return Markdown(
-            "Batch mode drains the topics and stops, so there is no live run to plot; "
-            "run the notebooks with `params/live.yaml` to see throughput, lag and freshness over time."
-        )
-    return charts.live_run(status)
+    status = _live_status(lab)
+    return (
+        Markdown(LIVE_ONLY.format(what="throughput, lag and freshness over time"))
+        if status is None
+        else charts.live_run(status)
+    )
+
+
+def show_advice_query(lab: Lab) -> Markdown:
+    """02_stream: the advice query's DataFrame code, with this run's window and watermark."""
+    return Markdown(advice_query.source(lab.cfg.advice))
+
+
+def show_live_map(lab: Lab) -> Any:
+    """02_stream in live mode: the running live run's map (a note when none runs)."""
+    status = _live_status(lab)
+    if status is None or live_process(lab.cfg).running_pid() is None:
+        return Markdown(LIVE_ONLY.format(what="live map (the live run serves it while it runs)"))
+    return live_map.frame(status["map"].iloc[-1])
+
+
+def plot_advice(lab: Lab) -> Any:
+    """02_stream: advised and unadvised trip minutes as they ended in the live run (a note in batch mode)."""
+    status = _live_status(lab)
+    if status is None or "trips" not in status:
+        return Markdown(LIVE_ONLY.format(what="advised and unadvised trips to compare"))
+    return charts.advice_trips(status)
 
 
 def describe_lake(lab: Lab) -> pd.DataFrame:
@@ -431,65 +460,21 @@ def prepare_engines(cfg: Params) -> None:
 
 def live_process(cfg: Params) -> Background:
     """The profile's live run as a background process (``smartcity live``), watched through outputs/<profile>/live/."""
-    return Background(cfg.paths.live, "live run", (b"smartcity", b"live"), "live.log")
+    return live_runs.process(cfg.paths.live)
 
 
 def start_live(cfg: Params, ready_timeout_s: float = 300.0) -> dict[str, Any]:
-    """Start ``smartcity live`` for this profile as a process of its own (01_simulate in live mode).
-
-    It outlives the notebook that started it: 02_stream attaches to it, and it stops by itself after
-    ``live_seconds`` (or on :func:`stop_live`, ``smartcity live --stop``, Ctrl-C in its terminal).
-    Returns once its first status sample is written, so a failure to start is raised here.
-    """
-    process, out = live_process(cfg), cfg.paths.live
-    pid = process.running_pid()
-    if pid is not None:
-        raise BackgroundError(
-            f"a live run of profile {cfg.profile!r} is already running (pid {pid}); stop it "
-            f"first: smartcity live --stop --params {display_path(out / 'params.yaml')}"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (monitor.STATUS_FILE, monitor.BATCHES_FILE, monitor.SUMMARY_FILE):
-        (out / name).unlink(missing_ok=True)
-    params = out / "params.yaml"
-    params.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
-    status = out / monitor.STATUS_FILE
-    live_seconds = cfg.pipeline.live_seconds
-    return process.start(
-        ["live", "--params", str(params), "--quiet"],
-        lambda: status.exists() and status.stat().st_size > 0,
-        cwd=project_root(),
-        timeout_s=ready_timeout_s,
-        params=display_path(params),
-        log=display_path(process.log),
-        status=display_path(status),
-        stops=f"after {live_seconds:g} s, then drains" if live_seconds else "when stopped",
-    )
+    """Start ``smartcity live`` for this profile as a process of its own (01_simulate in live mode); it outlives the
+    notebook, 02_stream attaches to it (:mod:`smartcity.stream.live_runs`)."""
+    return live_runs.start(cfg.paths.live, cfg.as_dict(), cfg.profile, cfg.pipeline.live_seconds, ready_timeout_s)
 
 
 def wait_live(cfg: Params, timeout_s: float | None = None, progress: bool = True) -> dict[str, Any]:
-    """Wait for a bounded background run to finish (02_stream in live mode) and return its summary.
-
-    An open-ended run (``live_seconds`` 0) is not waited for: the summary so far is returned and it
-    keeps running. A failed run raises with its error and log.
-    """
-    process, live_seconds = live_process(cfg), cfg.pipeline.live_seconds
-    info = process.info()
-    if info is None:
-        raise BackgroundError(f"no live run of profile {cfg.profile!r} was started: run 01_simulate with mode: live")
-    if live_seconds == 0 and process.alive(info["pid"]):
-        return monitor.summarize_run(cfg.paths.live)
+    """Wait for a bounded background run to finish (02_stream in live mode) and return its summary; an
+    open-ended one (``live_seconds`` 0) is not waited for."""
+    live_seconds = cfg.pipeline.live_seconds
     timeout = timeout_s if timeout_s is not None else live_seconds + cfg.stream.timeout_seconds + 120
-    monitor.wait_for(
-        lambda: not process.alive(info["pid"]),
-        info["started_at"],
-        live_seconds,
-        timeout,
-        f"stop it with smartcity live --stop --params {info['params']}",
-        progress,
-    )
-    process.ended()
-    return monitor.read_summary(cfg.paths.live)
+    return live_runs.wait(cfg.paths.live, cfg.profile, live_seconds, timeout, progress)
 
 
 def stop_live(cfg: Params, timeout_s: float | None = None) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import jsonschema
 import pytest
 
@@ -22,6 +24,7 @@ from smartcity.ingest.producer import produce
 from smartcity.platform import topics
 from smartcity.platform.broker import KafkaBroker
 from smartcity.platform.processes import wait_until
+from smartcity.stream.store import LocalStore
 from tests.conftest import read_topics
 
 pytestmark = pytest.mark.integration
@@ -52,9 +55,15 @@ def _window(n: int, jam: str | None = None, fixes_per_edge: int = 3) -> list[Eve
 
 
 @pytest.fixture(scope="module")
-def advice(broker: KafkaBroker, spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdviceQuery]:
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The advice query's checkpoint and lake (its advice table)."""
+    return tmp_path_factory.mktemp("advice")
+
+
+@pytest.fixture(scope="module")
+def advice(broker: KafkaBroker, spark: object, folder: Path) -> Iterator[AdviceQuery]:
     topics.ensure_topics(broker.bootstrap, [TOPIC, ADVICE_TOPIC], partitions=1, empty=True)
-    checkpoint = tmp_path_factory.mktemp("advice") / "checkpoint"
+    checkpoint = folder / "checkpoint"
     running = start_advice(
         spark,  # type: ignore[arg-type]
         broker.bootstrap,
@@ -65,6 +74,7 @@ def advice(broker: KafkaBroker, spark: object, tmp_path_factory: pytest.TempPath
         trigger_seconds=0.5,
         topic=TOPIC,
         advice_topic=ADVICE_TOPIC,
+        store=LocalStore(folder),
     )
     try:
         yield running
@@ -86,7 +96,7 @@ def _advice_of(running: AdviceQuery, n: int, fixes: int) -> dict[str, object]:
 
 
 def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_fixes_are_counted(
-    broker: KafkaBroker, advice: AdviceQuery
+    broker: KafkaBroker, advice: AdviceQuery, folder: Path
 ) -> None:
     per_window = len(ROUTE_EDGES) * 3
     produce(broker.bootstrap, _window(0), progress=False)
@@ -147,3 +157,11 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
         assert reader.get("london", "birmingham") == messages[-1] and reader.get("london", "oxford") is None
         assert reader.path("london", "birmingham") == (tuple(messages[-1]["path"].split(">")), messages[-1]["id"])
         assert reader.error is None
+    # and the lake's advice table, read with a glob: every message once, a file per batch
+    lake = folder / "lake" / "route_advice"
+    rows = duckdb.sql(
+        f"SELECT id, advice_batch, count(*) OVER (PARTITION BY advice_batch, filename) AS n, filename "
+        f"FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = true, filename = true)"
+    ).fetchall()
+    assert sorted(r[0] for r in rows) == sorted({json.loads(r.value)["id"] for r in published})
+    assert len({r[1] for r in rows}) == len({r[3] for r in rows}), "one file per batch (one event date here)"

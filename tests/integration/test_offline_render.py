@@ -12,11 +12,7 @@ import html
 import io
 import json
 import math
-import os
 import re
-import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,74 +27,19 @@ from smartcity.params import Params
 from smartcity.present import maps
 from smartcity.routes import edge_times, routing
 from smartcity.stream import lake
+from tests import browser
+from tests.browser import LOOPBACK_ONLY, OFFLINE
 from tests.conftest import lab_params
 from tests.lake_fixture import write_lake
 
 pytestmark = pytest.mark.browser
 
-INSTALL_CHROMIUM = (
-    "Debian/Ubuntu: apt-get install chromium (CI installs it in .ci/run); macOS: brew install --cask chromium; "
-    "or point SMARTCITY_CHROMIUM at a Chromium or Chrome binary"
-)
 WIDTH, HEIGHT = 1400, 1000
-
-
-def chromium() -> str:
-    """The browser to test with; without one the test says how to get it (and fails on CI)."""
-    for candidate in (os.environ.get("SMARTCITY_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and shutil.which(candidate):
-            return str(shutil.which(candidate))
-    message = f"headless Chromium is needed to check that maps render offline: {INSTALL_CHROMIUM}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-#: Networking off: every request goes to a closed port, every host name resolves to nothing.
-OFFLINE = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND"]
-#: Only this machine: host names resolve to nothing, loopback addresses (a local tile server) answer.
-LOOPBACK_ONLY = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
-
-
-def _chromium_run(args: list[str], scratch: str, network: list[str] = OFFLINE) -> str:
-    cmd = [
-        chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={scratch}/profile",
-        *network,
-        "--force-color-profile=srgb",
-        "--hide-scrollbars",
-        "--virtual-time-budget=5000",
-        *args,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the browser and the helpers it started
-            proc.wait()
-    return out.decode(errors="replace") + err.decode(errors="replace")[-2000:]
 
 
 def screenshot(page: Path, width: int = WIDTH, height: int = HEIGHT, network: list[str] = OFFLINE) -> np.ndarray:
     """RGB pixels of a page as headless Chromium renders it (by default with every request refused)."""
-    from PIL import Image
-
-    with tempfile.TemporaryDirectory() as scratch:
-        shot = Path(scratch) / "shot.png"
-        output = _chromium_run(
-            [f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], scratch, network
-        )
-        assert shot.exists(), f"chromium made no screenshot:\n{output}"
-        return np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")).astype(int)
+    return browser.screenshot(page.as_uri(), width, height, network)
 
 
 def map_view(page: Path, width: int = WIDTH, height: int = HEIGHT) -> dict[str, float]:
@@ -117,7 +58,7 @@ def map_view(page: Path, width: int = WIDTH, height: int = HEIGHT) -> dict[str, 
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "probe.html"
         copy.write_text(text.replace("</html>", probe + "</html>"))
-        dom = _chromium_run([f"--window-size={width},{height}", "--dump-dom", copy.as_uri()], scratch)
+        dom = browser.chromium_run([f"--window-size={width},{height}", "--dump-dom", copy.as_uri()], scratch)
     found = re.search(r"data-view=\"([^\"]*)\"", dom)
     assert found, f"the map did not load (is Leaflet inlined?):\n{dom[-2000:]}"
     return json.loads(html.unescape(found.group(1)))

@@ -1,15 +1,19 @@
-"""The lab's Spark session on the real JVM: bound to loopback only."""
+"""The lab's Spark session on the real JVM: bound to loopback only, and the stream's warm-up on it."""
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import psutil
 import pytest
 
 from smartcity import steps
+from smartcity.fleet.contracts import TOPICS
 from smartcity.params import Params
+from smartcity.platform import topics
 from smartcity.platform.spark import spark_conf
+from smartcity.stream import warm_up
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +41,15 @@ def test_the_driver_listens_on_loopback_only(spark: object, lab_cfg: Params) -> 
     assert listening, "the driver JVM listens somewhere (block manager, RPC)"
     exposed = [f"{a.ip}:{a.port}" for a in listening if not is_loopback(a.ip)]
     assert exposed == [], f"the Spark driver listens beyond loopback: {exposed}"
+
+
+def test_the_warm_up_runs_the_streams_path_on_scratch_topics_and_leaves_nothing(
+    broker: object, spark: object, lab_cfg: Params, tmp_path: Path
+) -> None:
+    """What ``smartcity live`` does before the fleet starts (stream_warm_up_events), on the session's engines."""
+    scratch = [warm_up.PREFIX + t for t in TOPICS]
+    lake_before = sorted(lab_cfg.paths.data.rglob("*.parquet"))
+    warm_up.warm_up_stream(spark, lab_cfg.kafka, lab_cfg.fleet, tmp_path, events=2000, rounds=2)  # type: ignore[arg-type]
+    assert topics.topic_counts(lab_cfg.kafka.bootstrap, scratch) == dict.fromkeys(scratch, 0), "scratch topics emptied"
+    assert list(tmp_path.iterdir()) == [], "its staged files are gone"
+    assert sorted(lab_cfg.paths.data.rglob("*.parquet")) == lake_before, "nothing reached the lake"

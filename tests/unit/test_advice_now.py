@@ -4,13 +4,17 @@ the route_advice contract the advice is published under."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import jsonschema
+import pyarrow.parquet as pq
 import pytest
 
-from smartcity.advice import contract
+from smartcity.advice import contract, table
 from smartcity.advice.now import CRAWL_KMH, Observed, advise, corridor_pairs, edge_minutes, fastest
 from smartcity.fleet.roads import load_network
+from smartcity.stream.store import LocalStore
 
 NETWORK = load_network()
 
@@ -76,3 +80,35 @@ def test_every_advice_is_a_valid_message_with_an_id_that_a_replay_gives_again() 
     assert contract.message({**window, **advice}) == message, "the same window and fixes, the same id"
     assert contract.message({**window, **advice, "fixes": advice["fixes"] + 1})["id"] != message["id"]
     assert contract.key("london", "birmingham") == "london→birmingham"
+
+
+def test_the_lake_table_holds_a_batch_once_in_a_file_per_date_and_a_replay_replaces_it(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    pairs = corridor_pairs(NETWORK)
+
+    def messages(start: datetime, share: float) -> list[dict]:
+        window = {"windowStart": start, "windowEnd": start + timedelta(minutes=5)}
+        return [contract.message({**window, **a}) for a in advise(NETWORK, _at_share(share), pairs)]
+
+    before, after = datetime(2026, 1, 5, 23, 55, tzinfo=UTC), datetime(2026, 1, 6, 0, 0, tzinfo=UTC)
+    first = messages(before, 0.9) + messages(after, 0.8)
+    assert table.write_batch(store, 7, first) == [table.batch_key("2026-01-05", 7), table.batch_key("2026-01-06", 7)]
+    # a replay after a restart: the same windows (Spark restores the batch's state and reads the same offsets),
+    # advice that may differ (the advisor's memory of earlier batches is gone)
+    replayed = messages(before, 0.7) + messages(after, 0.6)
+    table.write_batch(store, 7, replayed)
+    table.write_batch(store, 8, messages(after, 0.5))
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == [
+        "lake/route_advice/event_date=2026-01-05/part-advice-0000000007.parquet",
+        "lake/route_advice/event_date=2026-01-06/part-advice-0000000007.parquet",
+        "lake/route_advice/event_date=2026-01-06/part-advice-0000000008.parquet",
+    ]
+    read = duckdb.sql(
+        f"SELECT * FROM read_parquet('{tmp_path}/lake/route_advice/**/*.parquet', hive_partitioning = true)"
+    ).df()
+    assert sorted(read["id"]) == sorted(m["id"] for m in [*replayed, *messages(after, 0.5)])
+    assert set(read["event_date"].astype(str)) == {"2026-01-05", "2026-01-06"}
+    assert table.read_table(store)["advice_batch"].tolist() == [7, 7, 8]
+    assert pq.read_schema(tmp_path / files[0]).names == [*(f.name for f in contract.ADVICE_FIELDS), "advice_batch"]
+    assert table.read_table(LocalStore(tmp_path / "none")).empty

@@ -98,10 +98,11 @@ def _trip(group: str, minutes: float) -> Trip:
 
 
 def test_the_comparison_gives_each_groups_mean_and_the_saving_with_intervals() -> None:
-    ended = [_trip(ADVISED, m) for m in (100, 104, 108, 112)] + [_trip(UNADVISED, m) for m in (120, 125, 130)]
+    ended = [_trip(ADVISED, m) for m in (100, 102, 104, 106, 108, 110, 112)]
+    ended += [_trip(UNADVISED, m) for m in (115, 120, 125, 130, 135)]
     ended.append(_trip(NO_ADVICE, 200))
     figures = trips.compare(ended)
-    assert figures[ADVISED]["trips"] == 4 and figures[ADVISED]["mean_min"] == 106.0
+    assert figures[ADVISED]["trips"] == 7 and figures[ADVISED]["mean_min"] == 106.0
     assert figures[UNADVISED]["mean_min"] == 125.0 and figures[NO_ADVICE]["trips"] == 1
     low, high = figures[ADVISED]["ci_min"]
     assert 100 <= low < 106 < high <= 112
@@ -110,7 +111,8 @@ def test_the_comparison_gives_each_groups_mean_and_the_saving_with_intervals() -
     assert 8 <= low < 19 < high <= 30
     assert trips.compare(ended) == figures, "seeded: the same trips, the same figures"
     text = trips.format_trips(figures)
-    assert "advised 4 trips 106.0 min" in text and "advice saves 19.0 min" in text and "1 left before" in text
+    assert "advised 7 trips 106.0 min" in text and "advice saves 19.0 min" in text and "1 left before" in text
+    assert trips.compare(ended[:4] + ended[7:])["saved"] is None, "4 advised trips are too few for a saving"
 
 
 @pytest.mark.parametrize("group", [ADVISED, UNADVISED])

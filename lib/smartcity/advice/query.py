@@ -17,10 +17,14 @@ Read it top to bottom, it is the whole query:
    (:mod:`smartcity.advice.contract`), every one acknowledged before the micro-batch returns, so Spark
    records the batch done only after its advice is delivered: at least once, and a batch replayed after
    a restart sends the same ids again (a consumer keeps the last message per id, or per pair and window).
+   With the lake's store, the same messages go to the lake's advice table first, a file per batch named
+   by its id: exactly once (:mod:`smartcity.advice.table`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +36,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from smartcity.advice import contract
+from smartcity.advice import contract, table
 from smartcity.advice.now import Observed, advise, corridor_pairs
+from smartcity.advice.params import AdviceParams
 from smartcity.fleet.contracts import Event
 from smartcity.fleet.roads import RoadNetwork
 from smartcity.ingest.producer import produce
 from smartcity.platform import topics
 from smartcity.stream.query import kafka_options
+from smartcity.stream.store import LakeStore
 
 #: The telemetry topic the advice reads: its fixes name the edge they are on (contract v2).
 TELEMETRY = "vehicle_data"
@@ -56,9 +62,8 @@ FIX_SCHEMA = StructType(
 
 def fixes(spark: SparkSession, bootstrap: str, topic: str = TELEMETRY) -> DataFrame:
     """The telemetry as a stream of fixes: ``event_time``, ``edgeId``, ``speed`` (v2 fixes that parse)."""
-    raw = kafka_options(
-        spark.readStream, bootstrap, [topic]
-    ).load()  # Spark's Kafka source as the lake's query reads it
+    # Spark's Kafka source, as the lake's query reads it (the same options and consumer tuning)
+    raw = kafka_options(spark.readStream, bootstrap, [topic]).load()
     fix = F.from_json(F.col("value").cast("string"), FIX_SCHEMA)
     return (
         raw.select(fix.alias("fix"))
@@ -90,6 +95,7 @@ class Advisor:
     network: RoadNetwork
     pairs: Sequence[tuple[str, str]]
     publish: Callable[[list[dict[str, Any]]], None] | None = None  # sends a batch's refreshed advice
+    record: Callable[[int, list[dict[str, Any]]], object] | None = None  # writes it to the lake, by batch id
     windows: dict[datetime, dict[str, Observed]] = field(default_factory=dict)  # window start (UTC) -> edge -> seen
     advice: dict[datetime, list[dict[str, object]]] = field(default_factory=dict)  # window start -> its advice
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,12 +103,12 @@ class Advisor:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = batch.collect()  # the windows updated in this batch: one row per edge driven in each
         touched = {}
-        for row in rows:
-            start, end = _utc(row["window_start"]), _utc(row["window_end"])
-            edges = self.windows.setdefault(start, {})
-            edges[row["edgeId"]] = Observed(int(row["fixes"]), float(row["mean_kmh"]))
-            touched[start] = end
         with self.lock:
+            for row in rows:
+                start, end = _utc(row["window_start"]), _utc(row["window_end"])
+                edges = self.windows.setdefault(start, {})
+                edges[row["edgeId"]] = Observed(int(row["fixes"]), float(row["mean_kmh"]))
+                touched[start] = end
             for start, end in touched.items():
                 self.advice[start] = [
                     {"windowStart": start, "windowEnd": end, **a}
@@ -112,8 +118,15 @@ class Advisor:
             for start in sorted(self.windows)[:-KEPT_WINDOWS]:
                 del self.windows[start]
                 self.advice.pop(start, None)
+        if self.record is not None and refreshed:
+            self.record(batch_id, refreshed)
         if self.publish is not None and refreshed:
             self.publish(refreshed)
+
+    def speeds(self) -> dict[str, float]:
+        """Mean km/h per edge driven in the latest two windows (the later wins): the roads now, for a live map."""
+        with self.lock:
+            return {e: o.mean_kmh for start in sorted(self.windows)[-2:] for e, o in self.windows[start].items()}
 
     def latest(self) -> dict[datetime, list[dict[str, object]]]:
         """Each window's advice as last updated, by window start."""
@@ -192,11 +205,14 @@ def start_advice(
     topic: str = TELEMETRY,
     advice_topic: str = contract.ADVICE_TOPIC,
     name: str = "route-advice",
+    store: LakeStore | None = None,
 ) -> AdviceQuery:
     """Start the advice query on the telemetry ``topic`` at ``bootstrap`` (its state in ``checkpoint``), its
-    advice published to ``advice_topic`` (created if missing, one partition: the messages of a pair in order)."""
+    advice published to ``advice_topic`` (created if missing, one partition: the messages of a pair in order)
+    and, given the lake's ``store``, written to its advice table (:mod:`smartcity.advice.table`)."""
     topics.ensure_topics(bootstrap, [advice_topic], partitions=1)
-    advisor = Advisor(network, corridor_pairs(network), AdvicePublisher(bootstrap, advice_topic))
+    record = None if store is None else functools.partial(table.write_batch, store)
+    advisor = Advisor(network, corridor_pairs(network), AdvicePublisher(bootstrap, advice_topic), record)
     late = LateRows(name)
     spark.streams.addListener(late)
     windows = edge_windows(fixes(spark, bootstrap, topic), window_seconds, watermark_seconds)
@@ -209,3 +225,15 @@ def start_advice(
         .start()
     )
     return AdviceQuery(spark, query, advisor, late)
+
+
+def source(params: AdviceParams) -> str:
+    """The query's DataFrame code as Markdown, with the window and watermark a run uses: what 02_stream shows."""
+    code = "\n\n".join(inspect.getsource(f) for f in (fixes, edge_windows))
+    return (
+        f"The advice query reads the telemetry as fixes, then averages each edge's speed over event-time windows "
+        f"of **{params.window_seconds} s** with a watermark of **{params.watermark_seconds} s** "
+        f"(`advice_window_seconds`, `advice_watermark_seconds`), in output mode `update`; each micro-batch's "
+        f"updated windows go to the `Advisor` (`lib/smartcity/advice/query.py`, `start_advice`):\n\n"
+        f"```python\n{code}```"
+    )

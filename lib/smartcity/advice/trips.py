@@ -2,8 +2,8 @@
 
 Every trip that ends is reported with its group (:class:`smartcity.fleet.following.Trip`). The board
 keeps them and compares the groups as a live status line and table: per group the trips and their mean
-minutes with a 95 % confidence interval, and the minutes the advised save (unadvised mean minus advised
-mean) with its own. The intervals are percentile bootstraps (seeded: the same trips give the same figures),
+minutes with a 95 % confidence interval, and, once each group has MIN_TRIPS, the minutes the advised save
+(unadvised mean minus advised mean) with its own. The intervals are percentile bootstraps (seeded: the same trips give the same figures),
 as the batch judge's are. Vehicles of the advised share that left before any advice existed are counted
 apart and belong to neither group.
 """
@@ -23,6 +23,8 @@ from smartcity.fleet.following import ADVISED, GROUPS, UNADVISED, Trip
 RESAMPLES = 2000
 #: The bootstrap's seed.
 SEED = 20260105
+#: Trips each group needs before the saving is given (a mean of fewer says little).
+MIN_TRIPS = 5
 
 
 def _interval(draws: np.ndarray) -> tuple[float, float]:
@@ -46,7 +48,7 @@ def compare(trips: Iterable[Trip]) -> dict[str, Any]:
             row["ci_min"] = _interval(means[group]) if len(values) > 1 else None
         figures[group] = row
     saved = None
-    if ADVISED in means and UNADVISED in means:
+    if min(len(minutes[ADVISED]), len(minutes[UNADVISED])) >= MIN_TRIPS:
         saved = {
             "mean_min": round(float(minutes[UNADVISED].mean() - minutes[ADVISED].mean()), 2),
             "ci_min": _interval(means[UNADVISED] - means[ADVISED]),

@@ -35,6 +35,7 @@ emergency_data     Alert (category traffic),   type -> subCategory (RoadAccident
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -345,6 +346,11 @@ def spark_schema(topic: str | None = None) -> Any:
 # -- Arrow ----------------------------------------------------------------------------------------
 def arrow_schema(topic: str, *, lake: bool = True, version: int = SCHEMA_VERSION) -> Any:
     """Arrow schema of a lake table (contract fields, then the stream's lake columns)."""
+    return arrow_schema_of(fields_of(topic, version), LAKE_COLUMNS if lake else ())
+
+
+def arrow_schema_of(fields: Sequence[Field], extra: Sequence[tuple[str, str]] = ()) -> Any:
+    """Arrow schema of a contract's fields (optional ones nullable), then ``extra`` (name, type) columns."""
     import pyarrow as pa  # noqa: PLC0415 - Arrow's schema only: the fleet and producer never load pyarrow
 
     arrow_types = {
@@ -355,9 +361,7 @@ def arrow_schema(topic: str, *, lake: bool = True, version: int = SCHEMA_VERSION
         "long": pa.int64(),
         "date": pa.date32(),
     }
-    cols = [(f.name, f.type, not f.required) for f in fields_of(topic, version)]
-    if lake:
-        cols += [(name, kind, False) for name, kind in LAKE_COLUMNS]
+    cols = [(f.name, f.type, not f.required) for f in fields] + [(name, kind, False) for name, kind in extra]
     return pa.schema([pa.field(name, arrow_types[kind], nullable=nullable) for name, kind, nullable in cols])
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count, islice, takewhile
@@ -76,6 +76,18 @@ class RunState:
     on_road: int = 0
 
 
+@dataclass(frozen=True)
+class TickView:
+    """The fleet after one tick, for a live view: every vehicle on the road where it reported, and the
+    incidents active (arrays and lists of the run: copy what you keep)."""
+
+    now: datetime
+    devices: list[str]
+    lat: np.ndarray
+    lon: np.ndarray
+    incidents: list[Incident]
+
+
 class FleetSimulation:
     """One run of the corridor: the fleet, the roadside sensors and the incidents, for given params.
 
@@ -86,7 +98,7 @@ class FleetSimulation:
     ``duration_seconds`` 0 the run is then endless: :meth:`events` never ends, its caller stops it.
     ``following`` (live mode) sends the advised share of departing vehicles down the advised route and
     reports every trip as it ends (:mod:`smartcity.fleet.following`); the advised routes must be routes
-    of ``network``.
+    of ``network``. ``on_tick`` is called after every tick the fleet drives (a live map's view).
     """
 
     def __init__(
@@ -96,9 +108,11 @@ class FleetSimulation:
         incidents: list[Incident] | None = None,
         plan: Plan | None = None,
         following: Following | None = None,
+        on_tick: Callable[[TickView], None] | None = None,
     ):
         self.params = params
         self.following = following
+        self.on_tick = on_tick
         self.network = network or load_network()
         self.weights = params.weights
         self.cameras = place_cameras(self.network)
@@ -383,6 +397,9 @@ class _Run:
             telemetry, fixes = self.maker.vehicle_reports(fleet, stamp, moves)
             if self.sim.following is not None and np.count_nonzero(moves.arrived):
                 self.sim.following.arrived([fleet.devices[j] for j in np.flatnonzero(moves.arrived)], now)
+            if self.sim.on_tick is not None:
+                active = [incident for _, _, incident in self.resolving]
+                self.sim.on_tick(TickView(now, fleet.devices, fleet.row("last_lat"), fleet.row("last_lon"), active))
             finish_tick(fleet, moves)
         self.state.clock, self.state.on_road = tick.now, fleet.size
         self.state.arrived = self.state.departed - fleet.size

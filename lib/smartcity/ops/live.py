@@ -28,19 +28,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from smartcity import steps
-from smartcity.advice import latest as advice_latest
-from smartcity.advice import now as advice_now
-from smartcity.advice import query as advice_query
-from smartcity.advice.trips import TripBoard, format_trips
+from smartcity.advice.trips import format_trips
 from smartcity.fleet.contracts import TOPICS, Event
-from smartcity.fleet.following import Following, Trip
 from smartcity.fleet.params import FleetParams
-from smartcity.fleet.roads import load_network
-from smartcity.fleet.simulation import FleetSimulation
 from smartcity.ingest.producer import ProduceError, ProduceReport, produce
+from smartcity.ops import live_advice
 from smartcity.params import Params
 from smartcity.platform import topics
 from smartcity.platform.processes import EngineError
+from smartcity.present import live_map
 from smartcity.stream import lake, monitor, query, warm_up
 
 if TYPE_CHECKING:
@@ -48,10 +44,6 @@ if TYPE_CHECKING:
 
 #: A status sample every this many seconds.
 SAMPLE_EVERY_S = 1.0
-#: The advice query's checkpoint, beside the lake query's (a reset clears both).
-ADVICE_CHECKPOINT = "route-advice"
-#: Each trip of the live run as it ends (:class:`smartcity.fleet.following.Trip`), in the run's folder.
-TRIPS_FILE = "trips.jsonl"
 
 
 def until(stop: threading.Event, events: Iterable[Event]) -> Iterator[Event]:
@@ -135,7 +127,7 @@ def _watch(
     admin: Any,
     seconds: float,
     console: bool,
-    advice: _Advice,
+    advice: live_advice.LiveAdvice,
 ) -> None:
     """Sample every second until the fleet has stopped and the stream has drained what it produced."""
     view = _Console(console)
@@ -153,10 +145,12 @@ def _watch(
             fleet.stop(cfg.stream.timeout_seconds)
             phase = _Phase("draining", time.monotonic() + cfg.stream.timeout_seconds)
         lag = monitor.lag(admin, running.query, starts, board.topics)
-        row = {**board.sample(fleet.counts.acked, lag, phase.name), **advice.figures()}
+        advice_lag = advice.lag(admin, starts)
+        row = {**board.sample(fleet.counts.acked, lag, phase.name), **advice.figures(), "advice_lag": advice_lag}
         logs.write(logs.status, row)
         view.show(row)
-        if phase.name == "draining" and sum(lag.values()) == 0 and running.published():
+        # drained: the lake has every event, and the advice query has read every fix (its batch done, its advice out)
+        if phase.name == "draining" and sum(lag.values()) == 0 and advice_lag == 0 and running.published():
             return
         if time.monotonic() > phase.drain_deadline:
             raise query.StreamError(
@@ -193,7 +187,7 @@ def run_live(
         running = stack.enter_context(
             query.start_stream(spark, steps.stream_job(lab), available_now=False, on_batch=on_batch)
         )
-        advice = _start_advice(stack, lab, spark, broker.bootstrap)
+        advice = live_advice.start(stack, lab, spark, broker.bootstrap)
         admin = topics.admin_client(broker.bootstrap)
         stack.callback(admin.close)
         fleet = FleetProducer(
@@ -202,6 +196,8 @@ def run_live(
             cfg.kafka.producer_backend,
             events if events is not None else advice.simulation(cfg.fleet).events(),
         )
+        advice.map_url = stack.enter_context(live_map.serve(advice.map, cfg.pipeline.live_map_port))
+        print(f"live map: {advice.map_url}", file=sys.stderr, flush=True)
         stack.callback(fleet.stop)
         stack.enter_context(_stop_on_signals(fleet.stop_event))
         board.started = time.time()  # the run's clock starts with the fleet, after engines and warm-up
@@ -210,57 +206,6 @@ def run_live(
         if fleet.error is not None:
             raise fleet.error
     return _record(lab, fleet.counts, advice)
-
-
-@dataclass
-class _Advice:
-    """The live run's advice: the query, what vehicles read of its topic, and the trips as they end."""
-
-    query: advice_query.AdviceQuery
-    latest: advice_latest.LatestAdvice
-    trips: TripBoard
-    trip_log: Any
-
-    def simulation(self, fleet: FleetParams) -> FleetSimulation:
-        """The live fleet: on a network where every advisable route is drivable, its advised share following."""
-        network, names = advice_now.advisable(load_network())
-
-        def lookup(origin: str, destination: str) -> tuple[str, str] | None:
-            found = self.latest.path(origin, destination)
-            return None if found is None or found[0] not in names else (names[found[0]], found[1])
-
-        return FleetSimulation(fleet, network=network, following=Following(fleet.advised_share, lookup, self.on_trip))
-
-    def on_trip(self, trip: Trip) -> None:
-        self.trips.add(trip)
-        monitor.RunLogs.write(self.trip_log, trip.as_dict())
-
-    def figures(self) -> dict[str, Any]:
-        """The advice's part of a status sample: trips compared, advice messages read, fixes come too late."""
-        return {"trips": self.trips.compare(), "advice_read": self.latest.read, "advice_late": self.query.late.dropped}
-
-    def failure(self) -> str | None:
-        if self.query.query.exception() is not None:
-            return f"the advice query failed: {self.query.query.exception()}"
-        return None if self.latest.error is None else f"reading route_advice failed: {self.latest.error}"
-
-
-def _start_advice(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str) -> _Advice:
-    """The advice query beside the lake's (its state in the checkpoints a reset clears), and a reader of its topic."""
-    cfg = lab.cfg
-    started = advice_query.start_advice(
-        spark,
-        bootstrap,
-        load_network(),
-        lab.store.spark_uri(f"{lake.CHECKPOINTS}/{ADVICE_CHECKPOINT}"),
-        window_seconds=cfg.advice.window_seconds,
-        watermark_seconds=cfg.advice.watermark_seconds,
-        trigger_seconds=cfg.stream.trigger_seconds,
-    )
-    stack.callback(started.stop)
-    latest = stack.enter_context(advice_latest.LatestAdvice(bootstrap))
-    trip_log = stack.enter_context(open(cfg.paths.live / TRIPS_FILE, "w"))  # noqa: SIM115 - closed by the stack
-    return _Advice(started, latest, TripBoard(), trip_log)
 
 
 def _warm_up(spark: SparkSession, cfg: Params) -> None:
@@ -279,7 +224,7 @@ def _warm_up(spark: SparkSession, cfg: Params) -> None:
     print(f"warmed up in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
-def _record(lab: steps.Lab, counts: ProduceReport, advice: _Advice) -> dict[str, Any]:
+def _record(lab: steps.Lab, counts: ProduceReport, advice: live_advice.LiveAdvice) -> dict[str, Any]:
     """The run's counts into the ledger, and its summary into summary.json."""
     in_lake = query.lake_counts(lab.store, lake.TABLES)
     lab.ledger.record("produced", counts.acked)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from smartcity.advice.trips import MIN_TRIPS
 from smartcity.fleet.roads import RoadNetwork, load_network
 from smartcity.routes.matching import incident_spans
 
@@ -268,3 +269,29 @@ def live_run(status: pd.DataFrame, goal_p95_s: float = 3.0) -> Chart:
         + (" (grey: producer stopped, stream draining)." if len(draining) else ".")
     )
     return Chart("The live run", _png(fig), sentence)
+
+
+def advice_trips(status: pd.DataFrame) -> Chart:
+    """A live run's trips as they ended: mean minutes of the advised and the unadvised with their 95 %
+    intervals, second by second (from the status samples' ``trips``)."""
+    fig = _figure(9, 4.0)
+    ax = fig.subplots()
+    t = status["elapsed_s"]
+    for group, colour in (("advised", ROUTE_COLOURS[1]), ("unadvised", ROUTE_COLOURS[3])):
+        rows = [r[group] for r in status["trips"]]
+        mean = np.array([r["mean_min"] if r["mean_min"] is not None else np.nan for r in rows], dtype=float)
+        low = np.array([r["ci_min"][0] if r["ci_min"] else np.nan for r in rows], dtype=float)
+        high = np.array([r["ci_min"][1] if r["ci_min"] else np.nan for r in rows], dtype=float)
+        ax.plot(t, mean, color=colour, label=f"{group} ({rows[-1]['trips']} trips)")
+        ax.fill_between(t, low, high, color=colour, alpha=0.2, linewidth=0)
+    ax.set_ylabel("trip minutes (mean, 95% CI)")
+    ax.set_xlabel("seconds since the fleet started")
+    ax.legend(loc="upper right", frameon=False)
+    saved = status["trips"].iloc[-1]["saved"]
+    sentence = (
+        f"By the end of the run the advised saved {saved['mean_min']:.1f} min a trip "
+        f"(95% CI {saved['ci_min'][0]:.1f} to {saved['ci_min'][1]:.1f}) against the vehicles that kept the route mix."
+        if saved
+        else f"No saving yet: each group needs {MIN_TRIPS} finished trips."
+    )
+    return Chart("Advised and unadvised trips, as they ended", _png(fig), sentence)
