@@ -45,12 +45,12 @@ check: setup lint ## the inner loop, under a minute: lint, then the unit tests (
 	$(PY) -m pytest tests/unit -n auto
 
 # make test runs the whole of `pytest` in three parts: the unit tests on every core; the integration
-# tests two modules at a time, the longest first (tests/integration/conftest.py): each worker starts its
-# own broker, Spark and PostgreSQL on free ports, and one module's engine waits overlap the other's
-# work; then the notebooks in order (01 produces what 02 streams, ...).
+# tests two modules at a time (each worker starts its own broker, Spark and PostgreSQL on free ports,
+# and one module's engine waits overlap the other's work); then the notebooks in order (01 produces
+# what 02 streams, ...).
 test: setup lint ## lint, unit tests, integration tests on real engines, then pytest --nbval over notebooks/
 	$(PY) -m pytest tests/unit -n auto
-	$(PY) -m pytest tests/integration -n 2 --dist loadfile --no-loadscope-reorder --durations=10
+	$(PY) -m pytest tests/integration -n 2 --dist loadfile --durations=10
 	$(PY) -m pytest notebooks
 
 fuzz: setup ## the unit tests' hypothesis properties on 200 new random examples each (make test replays a fixed 8)

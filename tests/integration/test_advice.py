@@ -1,5 +1,6 @@
 """The advice query on a crafted stream: a jam on one edge switches the advice away from it within one
-window, the jam clearing switches it back, and fixes behind the watermark are counted, not silently lost.
+window, the jam clearing switches it back, and fixes behind the watermark are counted, not silently lost;
+an incident reported on an edge nobody drove moves the advice too, until it is resolved.
 
 The session's broker and Spark; a topic of its own, so no other test's telemetry reaches the query.
 """
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 TOPIC = "advice_test_vehicle_data"
 ADVICE_TOPIC = "advice_test_route_advice"
+INCIDENTS, WEATHER = "advice_test_emergency_data", "advice_test_weather_data"
 WINDOW_S, WATERMARK_S = 60, 30
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 NETWORK = load_network()
@@ -42,10 +44,10 @@ JAM_KMH = 5.0
 WAIT_S = 120.0
 
 
-def _window(n: int, jam: str | None = None, fixes_per_edge: int = 3) -> list[Event]:
-    """Fixes on every route edge at 90 % of its limit (``jam`` at 5 km/h), inside window ``n``."""
+def _window(n: int, jam: str | None = None, fixes_per_edge: int = 3, edges: list[str] = ROUTE_EDGES) -> list[Event]:
+    """Fixes on every one of ``edges`` at 90 % of its limit (``jam`` at 5 km/h), inside window ``n``."""
     events = []
-    for k, edge_id in enumerate(ROUTE_EDGES):
+    for k, edge_id in enumerate(edges):
         kmh = JAM_KMH if edge_id == jam else NETWORK.edges[edge_id].speed_limit_kmh * FREE_SHARE
         for i in range(fixes_per_edge):
             at = START + timedelta(seconds=n * WINDOW_S + 10 + 15 * i)
@@ -62,7 +64,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def advice(broker: KafkaBroker, spark: object, folder: Path) -> Iterator[AdviceQuery]:
-    topics.ensure_topics(broker.bootstrap, [TOPIC, ADVICE_TOPIC], partitions=1, empty=True)
+    topics.ensure_topics(broker.bootstrap, [TOPIC, ADVICE_TOPIC, INCIDENTS, WEATHER], partitions=1, empty=True)
     checkpoint = folder / "checkpoint"
     running = start_advice(
         spark,  # type: ignore[arg-type]
@@ -74,6 +76,7 @@ def advice(broker: KafkaBroker, spark: object, folder: Path) -> Iterator[AdviceQ
         trigger_seconds=0.5,
         topic=TOPIC,
         advice_topic=ADVICE_TOPIC,
+        context_topics=(INCIDENTS, WEATHER),
         store=LocalStore(folder),
     )
     try:
@@ -102,12 +105,7 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
     produce(broker.bootstrap, _window(0), progress=False)
     free = _advice_of(advice, 0, per_window)
     assert (free["origin"], free["destination"]) == ("london", "birmingham")
-    # jam the longest edge of the advised route that another route avoids
-    others = [set(NETWORK.route_nodes[name]) for name in NETWORK.route_names]
-    avoidable = [
-        e for e in free["edges"] if any(not {NETWORK.edges[e].start, NETWORK.edges[e].end} <= o for o in others)
-    ]
-    jam = max(avoidable, key=lambda e: NETWORK.edges[e].length_km)
+    jam = _jam_edge(free["edges"])  # the longest edge of the advised route that another route avoids
 
     produce(broker.bootstrap, _window(1, jam=jam), progress=False)
     jammed = _advice_of(advice, 1, per_window)
@@ -165,3 +163,50 @@ def test_a_jam_moves_the_advice_off_its_edge_within_a_window_and_back_and_late_f
     ).fetchall()
     assert sorted(r[0] for r in rows) == sorted({json.loads(r.value)["id"] for r in published})
     assert len({r[1] for r in rows}) == len({r[3] for r in rows}), "one file per batch (one event date here)"
+
+
+def _jam_edge(advised: list[str]) -> str:
+    """The longest edge of the advised route that another route avoids."""
+    others = [set(NETWORK.route_nodes[name]) for name in NETWORK.route_names]
+    avoidable = [e for e in advised if any(not {NETWORK.edges[e].start, NETWORK.edges[e].end} <= o for o in others)]
+    return max(avoidable, key=lambda e: NETWORK.edges[e].length_km)
+
+
+def _incident(status: str, at: datetime, point: tuple[float, float]) -> Event:
+    stamp = at.isoformat().replace("+00:00", "Z")
+    value = {"timestamp": stamp, "deviceId": "traffic-control", "latitude": point[0], "longitude": point[1]}
+    return Event(INCIDENTS, "traffic-control", {**value, "incidentId": "incident-test", "status": status})
+
+
+def test_an_incident_reported_on_an_edge_nobody_drove_moves_the_advice_until_it_is_resolved(
+    broker: KafkaBroker, advice: AdviceQuery
+) -> None:
+    """Window 3 has no fix on the advised route's jam edge and a crawl out of London (the one edge every route
+    starts with): the window's median would keep the route, the incident reported on the edge makes it as
+    slow as that crawl; resolved, window 4 advises the route again."""
+    free = advice.advisor.latest()[START][0]
+    jam = _jam_edge(free["edges"])
+    slow = free["edges"][0]
+    assert all(NETWORK.route(name).legs[0].edge.id == slow for name in NETWORK.route_names)
+    seen = [e for e in ROUTE_EDGES if e != jam]
+    edge = NETWORK.edges[jam]
+    at = START + timedelta(seconds=3 * WINDOW_S)
+
+    def context_has(incidents: int) -> None:
+        wait_until(
+            lambda: len(advice.advisor.context.incidents) == incidents,
+            timeout=WAIT_S,
+            what=f"{incidents} active incident(s) in the advisor",
+            alive=lambda: advice.context.isActive,
+        )
+
+    produce(broker.bootstrap, [_incident("Active", at, edge.position(edge.length_km / 2))], progress=False)
+    context_has(1)
+    produce(broker.bootstrap, _window(3, jam=slow, edges=seen), progress=False)
+    blocked = _advice_of(advice, 3, len(seen) * 3)
+    assert jam not in blocked["edges"] and blocked["minutes"] > free["minutes"]
+
+    produce(broker.bootstrap, [_incident("Resolved", at + timedelta(seconds=70), (0.0, 0.0))], progress=False)
+    context_has(0)
+    produce(broker.bootstrap, _window(4, jam=slow, edges=seen), progress=False)
+    assert _advice_of(advice, 4, len(seen) * 3)["edges"] == free["edges"]

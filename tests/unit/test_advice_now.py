@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from smartcity.advice import contract, table
-from smartcity.advice.now import CRAWL_KMH, Observed, advise, corridor_pairs, edge_minutes, fastest
+from smartcity.advice.now import CRAWL_KMH, Context, Observed, advise, corridor_pairs, edge_minutes, fastest
 from smartcity.fleet.roads import load_network
 from smartcity.stream.store import LocalStore
 
@@ -57,6 +57,43 @@ def test_a_jam_on_the_fastest_route_sends_the_advice_round_it_and_clearing_it_br
     nodes, minutes = fastest(NETWORK, edge_minutes(NETWORK, _at_share(0.9)), *pair)
     assert (nodes, round(minutes, 2)) == (free["nodes"], free["minutes"])
     assert free["edgesObserved"] == len(NETWORK.edges) and free["fixes"] == 3 * len(NETWORK.edges)
+
+
+def test_an_incident_on_an_edge_nobody_drove_sends_the_advice_round_it_until_it_is_resolved() -> None:
+    (pair,) = corridor_pairs(NETWORK)
+    free = advise(NETWORK, _at_share(0.9), [pair])[0]
+    jam = max(free["edges"][2:-2], key=lambda e: NETWORK.edges[e].length_km)
+    observed = _at_share(0.9, [e for e in NETWORK.edges if e != jam])
+    observed[free["edges"][0]] = Observed(3, NETWORK.edges[free["edges"][0]].speed_limit_kmh * 0.3)  # one slow road
+    assert advise(NETWORK, observed, [pair])[0]["edges"] == free["edges"], "unobserved: the window's median"
+    edge = NETWORK.edges[jam]
+    on_it = Context(incidents={"incident-1": edge.position(edge.length_km / 2)})
+    assert on_it.incident_edges(NETWORK) == {jam}
+    minutes = edge_minutes(NETWORK, observed, on_it)
+    assert minutes[jam] == pytest.approx(edge.length_km / (edge.speed_limit_kmh * 0.3) * 60), "as slow as the slowest"
+    assert jam not in advise(NETWORK, observed, [pair], on_it)[0]["edges"]
+    assert advise(NETWORK, observed, [pair], Context())[0]["edges"] == free["edges"], "resolved: back"
+    far = Context(incidents={"incident-2": (52.0, -3.5)})  # in Wales: on no edge of the corridor
+    assert far.incident_edges(NETWORK) == set()
+
+
+def test_an_edge_nobody_drove_follows_the_wet_or_the_dry_roads_by_its_nearest_station() -> None:
+    london, birmingham = NETWORK.nodes["london"].point, NETWORK.nodes["birmingham"].point
+    rain = Context(stations={"weather-london": (london, 6.0), "weather-birmingham": (birmingham, 0.0)})
+    wet = rain.wet_edges(NETWORK)
+    assert wet and wet != set(NETWORK.edges), "rain at one end of the corridor only"
+    wet_seen, dry_seen = sorted(wet)[0], sorted(set(NETWORK.edges) - wet)[0]
+    observed = {
+        wet_seen: Observed(3, NETWORK.edges[wet_seen].speed_limit_kmh * 0.5),
+        dry_seen: Observed(3, NETWORK.edges[dry_seen].speed_limit_kmh * 0.9),
+    }
+    minutes = edge_minutes(NETWORK, observed, rain)
+    for edge_id, share in ((sorted(wet)[-1], 0.5), (sorted(set(NETWORK.edges) - wet)[-1], 0.9)):
+        edge = NETWORK.edges[edge_id]
+        assert minutes[edge_id] == pytest.approx(edge.length_km / (edge.speed_limit_kmh * share) * 60)
+    dry = edge_minutes(NETWORK, observed)  # without the stations' reports: the median of both, for every edge
+    edge = NETWORK.edges[sorted(wet)[-1]]
+    assert dry[edge.id] == pytest.approx(edge.length_km / (edge.speed_limit_kmh * 0.7) * 60)
 
 
 def test_the_published_advice_schema_is_the_generated_one_and_its_own_version_line() -> None:

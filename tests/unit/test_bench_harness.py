@@ -1,4 +1,4 @@
-"""The engine benchmarks' meter of what the stream's driver reads from the lake."""
+"""The engine benchmarks' meters: what the stream's driver reads from the lake, and the advice's freshness."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from smartcity.ops.bench import advice_freshness
 from smartcity.ops.bench.capacity_rates import driver_costs
 from smartcity.ops.bench.harness import LakeReads
 from smartcity.stream import lake
@@ -50,3 +51,20 @@ def test_driver_costs_refuse_drains_that_do_not_separate_batches_from_files() ->
     """Files in proportion to batches (as when every drain runs as many tasks): no per-file cost to tell."""
     with pytest.raises(RuntimeError, match="do not separate batches from files"):
         driver_costs({"large": _drains(2, 18, 0.1), "small": _drains(32, 288, 0.6), "wide": _drains(4, 36, 0.15)})
+
+
+def test_advice_freshness_ages_each_event_to_the_publication_of_the_batch_that_read_it() -> None:
+    stamps = {0: {o: 1_000_000 + 100 * o for o in range(10)}, 1: {o: 1_000_050 + 100 * o for o in range(4)}}
+    runs = [
+        {"batch": 0, "start": {}, "end": {"vehicle_data": {"0": 6, "1": 2}}},  # the first batch: from the earliest
+        {"batch": 1, "start": {"vehicle_data": {"0": 6, "1": 2}}, "end": {"vehicle_data": {"0": 8, "1": 4}}},
+        {"batch": 2, "start": {"vehicle_data": {"0": 8, "1": 4}}, "end": {"vehicle_data": {"0": 10, "1": 4}}},
+    ]
+    published = {0: 1001.0, 1: 1002.5}  # batch 2 published nothing (its fixes all behind the watermark)
+    ages, without = advice_freshness.match(runs, published, stamps)
+    assert without == 2
+    assert len(ages) == 6 + 2 + 2 + 2
+    by_sent = {round(sent, 3): round(age, 3) for sent, age in ages}
+    assert by_sent[1000.0] == 1.0 and by_sent[1000.5] == 0.5  # partition 0, offsets 0 and 5: batch 0
+    assert by_sent[1000.05] == 0.95 and by_sent[1000.35] == 2.15  # partition 1, offsets 0 (batch 0) and 3 (batch 1)
+    assert by_sent[1000.7] == 1.8 and 1000.8 not in by_sent  # partition 0: offset 7 in batch 1, 8 in batch 2

@@ -5,6 +5,8 @@ Read it top to bottom, it is the whole query:
 1. :func:`fixes`: the telemetry topic's messages, parsed (event time, edge, speed). Contract v2 names
    the edge a fix is on; v1 fixes have no edge id and are left out here (map-matching them is the
    batch model's work, in 06), as are messages that do not parse (the lake's query quarantines them).
+   Beside it, :func:`reports` reads the incident and weather reports into what the advisor knows now
+   (:class:`smartcity.advice.now.Context`: the incidents active, each station's latest rain).
 2. :func:`edge_windows`: per edge, tumbling event-time windows of ``window_seconds``: the fixes and
    their mean speed. The watermark (``watermark_seconds`` behind the latest event time seen) says how
    late a fix may come and still count; a later one is dropped by Spark and counted
@@ -25,6 +27,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +42,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from smartcity.advice import contract, table
-from smartcity.advice.now import Observed, advise, corridor_pairs
+from smartcity.advice.now import Context, Observed, advise, corridor_pairs
 from smartcity.advice.params import AdviceParams
 from smartcity.fleet.contracts import Event
 from smartcity.fleet.roads import RoadNetwork
@@ -48,6 +53,8 @@ from smartcity.stream.store import LakeStore
 
 #: The telemetry topic the advice reads: its fixes name the edge they are on (contract v2).
 TELEMETRY = "vehicle_data"
+#: What else it reads: incident reports (Active, then Resolved) and the weather stations' reports.
+INCIDENTS, WEATHER = "emergency_data", "weather_data"
 #: Windows the driver keeps (their edges and advice): past the watermark Spark updates none of them again.
 KEPT_WINDOWS = 120
 #: What the query reads of each telemetry message.
@@ -69,6 +76,31 @@ def fixes(spark: SparkSession, bootstrap: str, topic: str = TELEMETRY) -> DataFr
         raw.select(fix.alias("fix"))
         .select(F.to_timestamp("fix.timestamp").alias("event_time"), "fix.edgeId", "fix.speed")
         .where(F.col("event_time").isNotNull() & F.col("edgeId").isNotNull() & F.col("speed").isNotNull())
+    )
+
+
+#: What the context query reads of an incident or weather report.
+REPORT_SCHEMA = StructType(
+    [
+        StructField("timestamp", StringType()),
+        StructField("deviceId", StringType()),
+        StructField("latitude", DoubleType()),
+        StructField("longitude", DoubleType()),
+        StructField("incidentId", StringType()),
+        StructField("status", StringType()),
+        StructField("precipitation", DoubleType()),
+    ]
+)
+
+
+def reports(spark: SparkSession, bootstrap: str, topics: Sequence[str] = (INCIDENTS, WEATHER)) -> DataFrame:
+    """Incident and weather reports as they arrive (no window: each updates what is known now)."""
+    raw = kafka_options(spark.readStream, bootstrap, list(topics)).load()
+    report = F.from_json(F.col("value").cast("string"), REPORT_SCHEMA)
+    return (
+        raw.select(report.alias("r"))
+        .select("r.*")
+        .where(F.col("latitude").isNotNull() & F.col("longitude").isNotNull() & F.col("timestamp").isNotNull())
     )
 
 
@@ -97,6 +129,7 @@ class Advisor:
     publish: Callable[[list[dict[str, Any]]], None] | None = None  # sends a batch's refreshed advice
     record: Callable[[int, list[dict[str, Any]]], object] | None = None  # writes it to the lake, by batch id
     windows: dict[datetime, dict[str, Observed]] = field(default_factory=dict)  # window start (UTC) -> edge -> seen
+    context: Context = field(default_factory=Context)  # the incidents active and each station's latest report
     advice: dict[datetime, list[dict[str, object]]] = field(default_factory=dict)  # window start -> its advice
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -112,7 +145,7 @@ class Advisor:
             for start, end in touched.items():
                 self.advice[start] = [
                     {"windowStart": start, "windowEnd": end, **a}
-                    for a in advise(self.network, self.windows[start], self.pairs)
+                    for a in advise(self.network, self.windows[start], self.pairs, self.context)
                 ]
             refreshed = [contract.message(a) for start in sorted(touched) for a in self.advice[start]]
             for start in sorted(self.windows)[:-KEPT_WINDOWS]:
@@ -122,6 +155,20 @@ class Advisor:
             self.record(batch_id, refreshed)
         if self.publish is not None and refreshed:
             self.publish(refreshed)
+
+    def note(self, batch: DataFrame, batch_id: int) -> None:
+        """The context query's ``foreachBatch``: incidents opened and resolved, stations' latest reports."""
+        incidents, stations = dict(self.context.incidents), dict(self.context.stations)
+        for row in sorted(batch.collect(), key=lambda r: r["timestamp"]):
+            where = (float(row["latitude"]), float(row["longitude"]))
+            if row["incidentId"] is not None and row["status"] == "Active":
+                incidents[row["incidentId"]] = where
+            elif row["incidentId"] is not None:
+                incidents.pop(row["incidentId"], None)
+            elif row["precipitation"] is not None:
+                stations[row["deviceId"]] = (where, float(row["precipitation"]))
+        with self.lock:
+            self.context = Context(incidents, stations)
 
     def speeds(self) -> dict[str, float]:
         """Mean km/h per edge driven in the latest two windows (the later wins): the roads now, for a live map."""
@@ -145,10 +192,11 @@ def _utc(stamp: datetime) -> datetime:
 
 
 class LateRows(StreamingQueryListener):
-    """Counts the rows Spark dropped for coming behind the watermark, from every progress of one query."""
+    """Counts the rows Spark dropped for coming behind the watermark, from every progress of one query; with
+    ``on_batch``, hands on each batch's Kafka offsets too (what the advice freshness benchmark reads)."""
 
-    def __init__(self, query_name: str) -> None:
-        self.query_name, self.dropped = query_name, 0
+    def __init__(self, query_name: str, on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.query_name, self.dropped, self.on_batch = query_name, 0, on_batch
 
     def onQueryStarted(self, event: Any) -> None:
         pass
@@ -157,12 +205,28 @@ class LateRows(StreamingQueryListener):
         progress = event.progress
         if progress.name == self.query_name:
             self.dropped += sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
+            if self.on_batch is not None and progress.sources and progress.numInputRows:
+                source = progress.sources[0]
+                self.on_batch(
+                    {
+                        "batch": progress.batchId,
+                        "rows": progress.numInputRows,
+                        "start": _offsets(source.startOffset),
+                        "end": _offsets(source.endOffset),
+                    }
+                )
 
     def onQueryIdle(self, event: Any) -> None:
         pass
 
     def onQueryTerminated(self, event: Any) -> None:
         pass
+
+
+def _offsets(offsets: Any) -> dict[str, dict[str, int]]:
+    """A Kafka source's offsets as a progress reports them (JSON text or a dict): topic -> partition -> offset."""
+    parsed = json.loads(offsets) if isinstance(offsets, str) else offsets
+    return dict(parsed or {})
 
 
 @dataclass(frozen=True)
@@ -185,12 +249,16 @@ class AdviceQuery:
     query: StreamingQuery
     advisor: Advisor
     late: LateRows
+    context: StreamingQuery  # the incidents and weather reports (Advisor.note)
+    context_checkpoint: str
 
     def stop(self) -> None:
         try:
             self.query.stop()
+            self.context.stop()
         finally:
             self.spark.streams.removeListener(self.late)
+            shutil.rmtree(self.context_checkpoint, ignore_errors=True)
 
 
 def start_advice(
@@ -205,15 +273,20 @@ def start_advice(
     topic: str = TELEMETRY,
     advice_topic: str = contract.ADVICE_TOPIC,
     name: str = "route-advice",
+    context_topics: Sequence[str] = (INCIDENTS, WEATHER),
     store: LakeStore | None = None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> AdviceQuery:
     """Start the advice query on the telemetry ``topic`` at ``bootstrap`` (its state in ``checkpoint``), its
     advice published to ``advice_topic`` (created if missing, one partition: the messages of a pair in order)
-    and, given the lake's ``store``, written to its advice table (:mod:`smartcity.advice.table`)."""
+    and, given the lake's ``store``, written to its advice table (:mod:`smartcity.advice.table`); ``on_batch``
+    gets each batch's Kafka offsets (:class:`LateRows`). A second, stateless query reads ``context_topics``
+    (incidents, weather) from their start into the advisor, its checkpoint a scratch folder: what is known
+    now is rebuilt from the topics on every start."""
     topics.ensure_topics(bootstrap, [advice_topic], partitions=1)
     record = None if store is None else functools.partial(table.write_batch, store)
     advisor = Advisor(network, corridor_pairs(network), AdvicePublisher(bootstrap, advice_topic), record)
-    late = LateRows(name)
+    late = LateRows(name, on_batch)
     spark.streams.addListener(late)
     windows = edge_windows(fixes(spark, bootstrap, topic), window_seconds, watermark_seconds)
     query = (
@@ -224,16 +297,26 @@ def start_advice(
         .foreachBatch(advisor)
         .start()
     )
-    return AdviceQuery(spark, query, advisor, late)
+    scratch = tempfile.mkdtemp(prefix="smartcity-advice-context-")
+    context = (
+        reports(spark, bootstrap, context_topics)
+        .writeStream.queryName(f"{name}-context")
+        .option("checkpointLocation", scratch)
+        .trigger(processingTime=f"{trigger_seconds} seconds")
+        .foreachBatch(advisor.note)
+        .start()
+    )
+    return AdviceQuery(spark, query, advisor, late, context, scratch)
 
 
 def source(params: AdviceParams) -> str:
     """The query's DataFrame code as Markdown, with the window and watermark a run uses: what 02_stream shows."""
-    code = "\n\n".join(inspect.getsource(f) for f in (fixes, edge_windows))
+    code = "\n\n".join(inspect.getsource(f) for f in (fixes, edge_windows, reports))
     return (
         f"The advice query reads the telemetry as fixes, then averages each edge's speed over event-time windows "
         f"of **{params.window_seconds} s** with a watermark of **{params.watermark_seconds} s** "
         f"(`advice_window_seconds`, `advice_watermark_seconds`), in output mode `update`; each micro-batch's "
-        f"updated windows go to the `Advisor` (`lib/smartcity/advice/query.py`, `start_advice`):\n\n"
+        f"updated windows go to the `Advisor` (`lib/smartcity/advice/query.py`, `start_advice`). A second query "
+        f"reads the incident and weather reports: which incidents are active, where it rains now.\n\n"
         f"```python\n{code}```"
     )

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 ADVICE_CHECKPOINT = "route-advice"
 #: Each trip of the live run as it ends (:class:`smartcity.fleet.following.Trip`), in the run's folder.
 TRIPS_FILE = "trips.jsonl"
+#: Each micro-batch of the advice query: its id and the telemetry's Kafka offsets it read, in the run's folder.
+ADVICE_BATCHES_FILE = "advice_batches.jsonl"
 
 
 @dataclass
@@ -89,6 +91,7 @@ class LiveAdvice:
 def start(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str) -> LiveAdvice:
     """The advice query beside the lake's (its state in the checkpoints a reset clears), and a reader of its topic."""
     cfg = lab.cfg
+    batch_log = stack.enter_context(open(cfg.paths.live / ADVICE_BATCHES_FILE, "w"))  # noqa: SIM115 - closed by the stack
     started = advice_query.start_advice(
         spark,
         bootstrap,
@@ -98,6 +101,7 @@ def start(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str)
         watermark_seconds=cfg.advice.watermark_seconds,
         trigger_seconds=cfg.stream.trigger_seconds,
         store=lab.store,
+        on_batch=lambda batch: None if batch_log.closed else monitor.RunLogs.write(batch_log, batch),
     )
     stack.callback(started.stop)
     latest = stack.enter_context(advice_latest.LatestAdvice(bootstrap))

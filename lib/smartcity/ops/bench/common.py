@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 BENCH_DIR = Path("outputs") / "bench"
@@ -105,3 +106,16 @@ class CpuMeter:
         end = self._read()
         self.result = {f"{name}_cpu_s": round(end[name] - self._start[name], 3) for name in end}
         self.result["wall_s"] = round(time.perf_counter() - self._wall, 3)
+
+
+def spread(ages: list[float]) -> dict[str, float]:
+    """Count, p50, p95 and max of ages (freshness) in seconds."""
+    if not ages:
+        return {"events": 0}
+    values = np.array(ages)
+    return {
+        "events": len(values),
+        "p50_s": round(float(np.percentile(values, 50)), 2),
+        "p95_s": round(float(np.percentile(values, 95)), 2),
+        "max_s": round(float(values.max()), 2),
+    }
