@@ -53,6 +53,7 @@ def lab_params(root: Path, **overrides: object) -> params.Params:
         "kafka_bootstrap": f"127.0.0.1:{free_port()}",
         "postgres_port": free_port(),
         "postgres_fsync": False,
+        "live_map_port": 0,  # a free port: a live run of the tests never takes a user's live map port
     }
     values.update(overrides)
     return params.from_mapping(values)

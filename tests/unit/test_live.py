@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -112,3 +113,32 @@ def test_a_line_the_live_process_is_still_writing_is_not_read(tmp_path: Path) ->
     whole = path.read_text()
     path.write_text(whole + whole.splitlines()[0][:40])  # half a line, as a reader may catch it
     assert len(monitor.read_status(cfg.paths.live)) == 4
+
+
+def test_the_live_map_serves_its_page_and_state_and_says_when_its_port_is_taken() -> None:
+    import urllib.request
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from smartcity.fleet.roads import load_network
+    from smartcity.fleet.simulation import TickView
+    from smartcity.present import live_map
+
+    network = load_network()
+    state = live_map.MapState(network, lambda: {"london--marble_arch": 20.0}, list, lambda: "trips: none", str.upper)
+    view = TickView(datetime(2026, 1, 5, 8, 30, tzinfo=UTC), ["vehicle-001"], np.array([51.5]), np.array([-0.12]), [])
+    state.on_tick(view)
+    with live_map.serve(state) as url:
+        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "L.map(" in page and len(page) > 100_000, "Leaflet inlined"
+        fetches = re.findall(r"<script[^>]*\ssrc=|<link[^>]*\shref=[\"']?https?:|url\([\"']?https?:", page)
+        assert fetches == [], "nothing fetched from elsewhere"
+        shown = json.loads(urllib.request.urlopen(url + "state.json", timeout=10).read())
+        assert shown["clock"] == "08:30" and shown["vehicles"] == [["vehicle-001", 51.5, -0.12, "VEHICLE-001"]]
+        assert shown["speeds"] == {"london--marble_arch": 20.0} and shown["trips"] == "trips: none"
+        roads = json.loads(urllib.request.urlopen(url + "network.json", timeout=10).read())
+        assert set(roads["edges"]) == set(network.edges)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with pytest.raises(OSError, match="live_map_port"), live_map.serve(state, port):
+            pass

@@ -154,7 +154,13 @@ def serve(state: MapState, port: int = 0) -> Iterator[str]:
         def log_message(self, *args: object) -> None:  # the live run's log is its status, not requests
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        raise OSError(
+            f"the live map cannot listen on 127.0.0.1:{port} ({exc.strerror}): another live run may hold it; "
+            "set live_map_port to a free port, or 0 to pick one"
+        ) from exc
     thread = threading.Thread(target=server.serve_forever, name="live-map", daemon=True)
     thread.start()
     try:

@@ -34,6 +34,7 @@ def bench_cfg(work: Path, **values: Any) -> Params:
             "output_dir": str(work / "outputs"),
             "kafka_bootstrap": f"127.0.0.1:{free_port()}",
             "postgres_port": free_port(),
+            "live_map_port": 0,
             "producer_backend": "confluent-kafka",
             **values,
         },
