@@ -156,7 +156,7 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
     assert summary["in_lake"][lake.QUARANTINE] == 0
 
     # a restart of the stream alone: Kafka holds nothing the lake lacks, nothing is written twice
-    restart = _start(["stream", "--params", str(params), "--duration", "15"], log)
+    restart = _start(["stream", "--params", str(params), "--duration", "8"], log)  # a trigger a second
     assert restart.wait(240) == 0, log.read_text()[-3000:]
     assert _glob_counts(cfg) == produced
     with steps.open_broker(cfg) as broker:  # started again on its data: the topics hold what was produced

@@ -142,3 +142,31 @@ def test_the_live_map_serves_its_page_and_state_and_says_when_its_port_is_taken(
         port = int(url.rsplit(":", 1)[1].strip("/"))
         with pytest.raises(OSError, match="live_map_port"), live_map.serve(state, port):
             pass
+
+
+def test_the_advice_chart_follows_the_trips_as_they_end(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from smartcity.advice import trips
+    from smartcity.fleet.following import ADVISED, UNADVISED, Trip
+
+    cfg = _run_files(tmp_path)
+    depart = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    ended = [
+        Trip(f"v{n}", group, "M40", depart, depart + timedelta(minutes=minutes))
+        for n, (group, minutes) in enumerate(
+            [(ADVISED, 150 + n % 4) if n % 2 else (UNADVISED, 165 + n % 5) for n in range(16)]
+        )
+    ]
+    status = cfg.paths.live / monitor.STATUS_FILE
+    rows = [json.loads(line) for line in status.read_text().splitlines()]
+    for row, seen in zip(rows, (2, 6, 12, 16), strict=True):  # trips ended by each second
+        row["trips"] = trips.compare(ended[:seen])
+    status.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lab = steps.open_lab(cfg)
+    chart = steps.plot_advice(lab)
+    assert chart.png.startswith(b"\x89PNG") and "saved 15.0 min" in chart.sentence and "95% CI" in chart.sentence
+    rows[-1]["trips"] = trips.compare(ended[:6])  # 3 of each: too few for a saving
+    status.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "No saving yet" in steps.plot_advice(lab).sentence
+    assert "params/live.yaml" in steps.plot_advice(steps.open_lab(lab_params(tmp_path / "batch"))).data

@@ -310,7 +310,8 @@ def start_advice(
 
 
 def source(params: AdviceParams) -> str:
-    """The query's DataFrame code as Markdown, with the window and watermark a run uses: what 02_stream shows."""
+    """The query's DataFrame code as Markdown, with the window and watermark a run uses: what 02_stream shows
+    (its stored output holds this code: after changing it, `make notebooks`, or nbval fails on 02)."""
     code = "\n\n".join(inspect.getsource(f) for f in (fixes, edge_windows, reports))
     return (
         f"The advice query reads the telemetry as fixes, then averages each edge's speed over event-time windows "
