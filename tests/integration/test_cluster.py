@@ -317,7 +317,8 @@ def test_kill_minus_nine_of_a_spark_worker_during_the_live_stream_loses_and_doub
         departure_rate_per_hour=60.0,
         speedup=60.0,
         incident_rate=2.0,
-        stream_warm_up_events=0,  # no warm-up (test_live runs it): this test is about the lost worker
+        stream_warm_up_events=0,  # no warm-up (test_spark runs it): this test is about the lost worker
+        advice_enabled=False,  # the lake's stream alone (test_live runs the advice beside it)
         base_date="2026-01-05T07:00:00+00:00",
     )
     params = root / "live.yaml"

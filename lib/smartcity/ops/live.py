@@ -127,7 +127,7 @@ def _watch(
     admin: Any,
     seconds: float,
     console: bool,
-    advice: live_advice.LiveAdvice,
+    advice: live_advice.LiveAdvice | live_advice.NoAdvice,
 ) -> None:
     """Sample every second until the fleet has stopped and the stream has drained what it produced."""
     view = _Console(console)
@@ -196,8 +196,9 @@ def run_live(
             cfg.kafka.producer_backend,
             events if events is not None else advice.simulation(cfg.fleet).events(),
         )
-        advice.map_url = stack.enter_context(live_map.serve(advice.map, cfg.pipeline.live_map_port))
-        print(f"live map: {advice.map_url}", file=sys.stderr, flush=True)
+        if isinstance(advice, live_advice.LiveAdvice):
+            advice.map_url = stack.enter_context(live_map.serve(advice.map, cfg.pipeline.live_map_port))
+            print(f"live map: {advice.map_url}", file=sys.stderr, flush=True)
         stack.callback(fleet.stop)
         stack.enter_context(_stop_on_signals(fleet.stop_event))
         board.started = time.time()  # the run's clock starts with the fleet, after engines and warm-up
@@ -224,7 +225,9 @@ def _warm_up(spark: SparkSession, cfg: Params) -> None:
     print(f"warmed up in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
-def _record(lab: steps.Lab, counts: ProduceReport, advice: live_advice.LiveAdvice) -> dict[str, Any]:
+def _record(
+    lab: steps.Lab, counts: ProduceReport, advice: live_advice.LiveAdvice | live_advice.NoAdvice
+) -> dict[str, Any]:
     """The run's counts into the ledger, and its summary into summary.json."""
     in_lake = query.lake_counts(lab.store, lake.TABLES)
     lab.ledger.record("produced", counts.acked)

@@ -88,9 +88,29 @@ class LiveAdvice:
         return None if self.latest.error is None else f"reading route_advice failed: {self.latest.error}"
 
 
-def start(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str) -> LiveAdvice:
+class NoAdvice:
+    """A live run with ``advice_enabled: false``: the lake's stream alone, the fleet on its route mix, no map."""
+
+    map_url = ""
+
+    def simulation(self, fleet: FleetParams) -> FleetSimulation:
+        return FleetSimulation(fleet)
+
+    def lag(self, admin: Any, starts: dict[tuple[str, int], int]) -> int:
+        return 0
+
+    def figures(self) -> dict[str, Any]:
+        return {}
+
+    def failure(self) -> str | None:
+        return None
+
+
+def start(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str) -> LiveAdvice | NoAdvice:
     """The advice query beside the lake's (its state in the checkpoints a reset clears), and a reader of its topic."""
     cfg = lab.cfg
+    if not cfg.advice.enabled:
+        return NoAdvice()
     batch_log = stack.enter_context(open(cfg.paths.live / ADVICE_BATCHES_FILE, "w"))  # noqa: SIM115 - closed by the stack
     started = advice_query.start_advice(
         spark,
