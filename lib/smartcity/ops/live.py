@@ -36,7 +36,6 @@ from smartcity.ops import live_advice
 from smartcity.params import Params
 from smartcity.platform import topics
 from smartcity.platform.processes import EngineError
-from smartcity.present import live_map
 from smartcity.stream import lake, monitor, query, warm_up
 
 if TYPE_CHECKING:
@@ -196,9 +195,6 @@ def run_live(
             cfg.kafka.producer_backend,
             events if events is not None else advice.simulation(cfg.fleet).events(),
         )
-        if isinstance(advice, live_advice.LiveAdvice):
-            advice.map_url = stack.enter_context(live_map.serve(advice.map, cfg.pipeline.live_map_port))
-            print(f"live map: {advice.map_url}", file=sys.stderr, flush=True)
         stack.callback(fleet.stop)
         stack.enter_context(_stop_on_signals(fleet.stop_event))
         board.started = time.time()  # the run's clock starts with the fleet, after engines and warm-up

@@ -1,8 +1,9 @@
 """The live run's advice: the advice query beside the lake's, the fleet's advised share reading its topic,
-the trips compared as they end, and what the live map shows (:mod:`smartcity.ops.live` runs it)."""
+the trips compared as they end, and the live map served on 127.0.0.1 (:mod:`smartcity.ops.live` runs it)."""
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from smartcity.fleet.following import UNADVISED, Following, Trip
 from smartcity.fleet.params import FleetParams
 from smartcity.fleet.roads import load_network
 from smartcity.fleet.simulation import FleetSimulation
-from smartcity.present.live_map import MapState
+from smartcity.present import live_map
 from smartcity.stream import lake, monitor
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class LiveAdvice:
     map_url: str = ""
 
     def __post_init__(self) -> None:
-        self.map = MapState(load_network(), self.query.advisor.speeds, self._advice, self._trips, self._group)
+        self.map = live_map.MapState(load_network(), self.query.advisor.speeds, self._advice, self._trips, self._group)
 
     def simulation(self, fleet: FleetParams) -> FleetSimulation:
         """The live fleet: on a network where every advisable route is drivable, its advised share following."""
@@ -126,4 +127,7 @@ def start(stack: ExitStack, lab: steps.Lab, spark: SparkSession, bootstrap: str)
     stack.callback(started.stop)
     latest = stack.enter_context(advice_latest.LatestAdvice(bootstrap))
     trip_log = stack.enter_context(open(cfg.paths.live / TRIPS_FILE, "w"))  # noqa: SIM115 - closed by the stack
-    return LiveAdvice(started, latest, trip_log)
+    advice = LiveAdvice(started, latest, trip_log)
+    advice.map_url = stack.enter_context(live_map.serve(advice.map, cfg.pipeline.live_map_port))
+    print(f"live map: {advice.map_url}", file=sys.stderr, flush=True)
+    return advice
