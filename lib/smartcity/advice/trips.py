@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from smartcity.fleet.following import ADVISED, GROUPS, UNADVISED, Trip
+from smartcity.fleet.following import ADVISED, GROUPS, NO_ADVICE, UNADVISED, Trip
 
 #: Bootstrap resamples behind each interval.
 RESAMPLES = 2000
@@ -86,8 +86,8 @@ def format_trips(figures: dict[str, Any]) -> str:
 
     saved = figures["saved"]
     text = f"trips: {group(ADVISED)}, {group(UNADVISED)}"
-    if figures[GROUPS[2]]["trips"]:
-        text += f", {figures[GROUPS[2]]['trips']} left before any advice"
+    if figures[NO_ADVICE]["trips"]:
+        text += f", {figures[NO_ADVICE]['trips']} left before any advice"
     if saved is not None:
         text += (
             f"; advice saves {saved['mean_min']:.1f} min (95% CI {saved['ci_min'][0]:.1f} to {saved['ci_min'][1]:.1f})"
