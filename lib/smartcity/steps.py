@@ -21,9 +21,11 @@ import pandas as pd
 from IPython.display import Markdown
 
 from smartcity.advice import query as advice_query
+from smartcity.advice import trips as advice_trips
 from smartcity.advice.contract import ADVICE_TOPIC
 from smartcity.catalog import crawler, glue, metastore
 from smartcity.fleet.contracts import TOPICS, Event
+from smartcity.fleet.roads import load_network
 from smartcity.ingest.producer import produce
 from smartcity.params import Params, ParamsError, fill_account, uses_aws
 from smartcity.platform import aws, broker, topics, trino
@@ -266,6 +268,14 @@ def show_advice_query(lab: Lab) -> Markdown:
     return Markdown(advice_query.source(lab.cfg.advice))
 
 
+def run_advice_query(lab: Lab) -> pd.DataFrame:
+    """02_stream: the advice query run once over what the topics hold now (publishing nothing); its advice."""
+    network, advice = load_network(), lab.cfg.advice
+    bootstrap = lab.broker().bootstrap
+    ran = advice_query.run_available(lab.spark(), bootstrap, network, advice.window_seconds, advice.watermark_seconds)
+    return advice_query.advice_table(ran)
+
+
 def show_live_map(lab: Lab) -> Any:
     """02_stream in live mode: the running live run's map (a note when none runs)."""
     status = _live_status(lab)
@@ -398,6 +408,12 @@ def observations(lab: Lab) -> Observations:
 
 def routes_file(cfg: Params) -> Path:
     return cfg.paths.output / "routes" / "routes.json"
+
+
+def advice_in_lake(lab: Lab) -> Any:
+    """06_route_map: advised vs unadvised trips as the lake's telemetry tells them (a note when it holds none)."""
+    compared = advice_trips.lake_comparison(lab.store, lab.cfg.fleet.tick_seconds)
+    return Markdown(LIVE_ONLY.format(what="trips driven with advice in the lake")) if compared is None else compared
 
 
 def save_routes(lab: Lab, model: EdgeTimes, suggestions: pd.DataFrame, verdict: Verdict | None = None) -> Path:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -163,10 +164,13 @@ def test_ctrl_c_drains_the_live_run_and_stops_everything_and_a_restart_finds_not
         ends = topics.topic_counts(broker.bootstrap, TOPICS)
         advice = read_topics(broker.bootstrap, ["route_advice"])
     assert {t: ends[t] for t in TOPICS} == produced
-    _check_advice(cfg, summary, [json.loads(r.value) for r in advice])
+    lake_trips = _check_advice(cfg, summary, [json.loads(r.value) for r in advice])
 
     # and the later stages agree: catalog and warehouse take what the live run committed
     lab = steps.open_lab(cfg)
+    in_lake = steps.advice_in_lake(lab)  # 06's comparison, from the lake alone
+    assert {g: in_lake.loc[g, "trips"] for g in lake_trips} == lake_trips and lake_trips["advised"] >= 3, in_lake
+    assert in_lake.loc["advised", "advice expected min"] > 0, "each advised vehicle's advice is in the advice table"
     steps.crawl_lake(lab)  # records the catalog's counts in the ledger
     assert {t: n for t, n in steps.catalog_counts(lab).items() if t in TOPICS} == produced
     with steps.open_warehouse(lab) as warehouse:  # this lab's own, as the live profile has
@@ -203,7 +207,7 @@ def _check_live_map(cfg: Params) -> None:
     assert "London → Birmingham, live" in dom and "advice:" in dom
 
 
-def _check_advice(cfg: Params, summary: dict, messages: list[dict]) -> None:
+def _check_advice(cfg: Params, summary: dict, messages: list[dict]) -> dict[str, int]:
     """Every advice message valid against its published JSON Schema; every advised vehicle drove the route of
     the message it followed, edge by edge as its telemetry in the lake says; the trips compared."""
     schema = json.loads((project_root() / "lib/smartcity/advice/schemas/route_advice.v1.schema.json").read_text())
@@ -233,3 +237,28 @@ def _check_advice(cfg: Params, summary: dict, messages: list[dict]) -> None:
     figures = summary["trips"]
     assert figures["advised"]["trips"] == len(advised) and figures["unadvised"]["trips"] >= 3
     assert figures["saved"] is not None and figures["saved"]["ci_min"][0] <= figures["saved"]["mean_min"]
+    return _check_lake_trips(cfg, ended)
+
+
+def _check_lake_trips(cfg: Params, ended: list[dict]) -> dict[str, int]:
+    """The trips as SQL written here finds them in the lake's telemetry (each vehicle's group, first fix to
+    last, ended more than a tick before the run's last fix) are the live run's own, group and minutes."""
+    telemetry = cfg.paths.lake / "vehicle_data" / "**" / "*.parquet"
+    rows = duckdb.sql(
+        f"""WITH fixes AS (SELECT * FROM read_parquet('{telemetry}', union_by_name = true)),
+                 trips AS (SELECT deviceId, any_value(adviceGroup) AS grp, count(DISTINCT adviceGroup) AS groups,
+                                  min(timestamp) AS depart, max(timestamp) AS arrive
+                           FROM fixes WHERE adviceGroup IS NOT NULL GROUP BY deviceId)
+            SELECT deviceId, grp, groups, round(epoch(arrive - depart) / 60, 3) FROM trips
+            WHERE arrive < (SELECT max(timestamp) FROM fixes) - to_seconds({cfg.fleet.tick_seconds})
+            ORDER BY deviceId"""
+    ).fetchall()
+    last = duckdb.sql(f"SELECT epoch(max(timestamp)) FROM read_parquet('{telemetry}', union_by_name = true)")
+    before_end = last.fetchall()[0][0] - cfg.fleet.tick_seconds
+    live = sorted(
+        (t["vehicle"], t["group"], 1, t["minutes"])
+        for t in ended
+        if datetime.fromisoformat(t["arrive"]).timestamp() < before_end
+    )
+    assert rows == live, "the lake's trips are the live run's"
+    return Counter(r[1] for r in rows)

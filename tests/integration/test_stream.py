@@ -129,8 +129,8 @@ BAD_INPUT: list[tuple[str, bytes | None, bytes | None, str]] = [
     (
         "unsupported version",
         b"vehicle-001",
-        _json(schemaVersion=3),
-        "schemaVersion is not a supported contract version (1, 2)",
+        _json(schemaVersion=4),
+        "schemaVersion is not a supported contract version (1, 2, 3)",
     ),
     ("missing field", b"vehicle-001", _without("speed"), "missing required field 'speed'"),
     ("string for a number", b"vehicle-001", _json(speed="fast"), "field 'speed' has the wrong type or format"),

@@ -21,16 +21,19 @@ def test_published_json_schema_is_the_generated_one(topic: str, version: int) ->
     assert f"/v{version}.json" in schema["$id"]
 
 
-def test_version_2_adds_an_optional_edge_id_to_vehicle_data_only() -> None:
+def test_versions_2_and_3_add_optional_fields_to_vehicle_data_only() -> None:
     for topic in TOPICS:
-        v1 = [f.name for f in contracts.fields_of(topic, 1)]
-        v2 = [f.name for f in contracts.fields_of(topic, 2)]
+        v1, v2, v3 = ([f.name for f in contracts.fields_of(topic, v)] for v in (1, 2, 3))
         assert v2 == v1 + (["edgeId"] if topic == "vehicle_data" else [])
-    edge = contracts.fields_of("vehicle_data")[-1]
+        assert v3 == v2 + (["adviceGroup", "adviceId"] if topic == "vehicle_data" else [])
+    edge, group, advice = contracts.fields_of("vehicle_data")[-3:]
     assert edge.name == "edgeId" and not edge.required and edge.since == 2
+    assert not group.required and group.since == 3 and group.enum == contracts.ADVICE_GROUPS
+    assert not advice.required and advice.since == 3 and advice.pattern == contracts.UUID_PATTERN
     assert "edgeId" not in contracts.published_schema("vehicle_data", 1)["properties"]
-    with pytest.raises(ValueError, match="unknown contract version 3"):
-        contracts.fields_of("gps_data", 3)
+    assert "adviceGroup" not in contracts.published_schema("vehicle_data", 2)["properties"]
+    with pytest.raises(ValueError, match="unknown contract version 4"):
+        contracts.fields_of("gps_data", 4)
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -77,7 +80,7 @@ def test_json_schema_rejects_what_the_stream_quarantines() -> None:
     assert list(validator.iter_errors({"id": "x"}))  # required fields missing
     good = {
         "id": "6f1f5b5e-3c55-4a7e-9d1e-5c17a0b1c0de",
-        "schemaVersion": 2,
+        "schemaVersion": contracts.SCHEMA_VERSION,
         "deviceId": "v",
         "timestamp": "2026-01-05T08:00:00.000Z",
         "latitude": 51.5,

@@ -7,6 +7,7 @@ import itertools
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from smartcity import params
@@ -18,6 +19,7 @@ NETWORK = roads.load_network()
 ADVISABLE, NAMES = now.advisable(NETWORK)
 #: A path that is none of the corridor's named routes: advice can send vehicles where the mix never does.
 ADVISED_PATH = next(p for p, name in NAMES.items() if name not in NETWORK.route_nodes and "M40" in name)
+ADVICE_ID = "6f1c1d8e-0000-5000-8000-000000000001"
 
 
 def _fleet(**values: object) -> params.FleetParams:
@@ -32,7 +34,7 @@ def _run(fleet: params.FleetParams, advice_after: int = 2) -> tuple[list, list[T
 
     def lookup(origin: str, destination: str) -> tuple[str, str] | None:
         assert (origin, destination) == ("london", "birmingham")
-        return (NAMES[ADVISED_PATH], "advice-id") if next(asked) >= advice_after else None
+        return (NAMES[ADVISED_PATH], ADVICE_ID) if next(asked) >= advice_after else None
 
     follow = following.Following(fleet.advised_share, lookup, ended.append)
     events = list(simulation.FleetSimulation(fleet, network=ADVISABLE, following=follow).events())
@@ -55,21 +57,63 @@ def test_the_advised_share_drives_the_advice_and_every_trip_is_reported_with_its
 
     advised_edges = [NETWORK.edge_between(a, b)[0].id for a, b in itertools.pairwise(ADVISED_PATH)]
     driven: dict[str, list[str]] = defaultdict(list)
+    first: dict[str, str] = {}
     last: dict[str, str] = {}
+    trip_of = {t.device: t for t in ended}
     for e in events:
         if e.topic == "vehicle_data":
             if not driven[e.key] or driven[e.key][-1] != e.value["edgeId"]:
                 driven[e.key].append(e.value["edgeId"])
+            first.setdefault(e.key, e.value["timestamp"])
             last[e.key] = e.value["timestamp"]
-            assert e.value["route"] == next(t.route for t in ended if t.device == e.key)
+            trip = trip_of[e.key]
+            assert e.value["route"] == trip.route
+            assert (e.value["adviceGroup"], e.value.get("adviceId")) == (trip.group, trip.advice_id), "v3 says so"
     for trip in ended:
         if trip.group == ADVISED:
-            assert trip.route == NAMES[ADVISED_PATH] and trip.advice_id == "advice-id"
+            assert trip.route == NAMES[ADVISED_PATH] and trip.advice_id == ADVICE_ID
             assert driven[trip.device] == advised_edges, "the advised route, edge by edge, in order"
         else:
             assert trip.route in NETWORK.route_nodes and trip.advice_id is None
+        assert trip.depart == datetime.fromisoformat(first[trip.device]), "a trip starts with its first fix"
         assert trip.arrive == datetime.fromisoformat(last[trip.device]), "a trip ends with its last fix"
         assert timedelta(hours=1.5) < trip.arrive - trip.depart < timedelta(hours=5)
+
+
+def _telemetry(events: list) -> pd.DataFrame:
+    """The run's vehicle_data as a lake reader gets it (the trip columns, timestamps as UTC datetimes)."""
+    rows = [{c: e.value.get(c) for c in trips.TRIP_COLUMNS} for e in events if e.topic == "vehicle_data"]
+    frame = pd.DataFrame(rows, columns=trips.TRIP_COLUMNS)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    return frame.sample(frac=1.0, random_state=1)  # files come in any order
+
+
+def test_the_lake_telemetry_gives_back_the_trips_that_ended_before_the_run_stopped() -> None:
+    fleet = _fleet(advised_share=0.5)
+    events, ended = _run(fleet)
+    assert trips.trips_from_telemetry(_telemetry(events), fleet.tick_seconds) == sorted(
+        ended[:-1], key=lambda t: (t.arrive, t.device)
+    ), "every trip but the last, whose arrival is the run's last fix"
+    stop = ended[len(ended) // 2].arrive  # the run cut there: who still drove (or arrived then) is left out
+    cut = [e for e in events if datetime.fromisoformat(e.value["timestamp"]) <= stop]
+    rebuilt = trips.trips_from_telemetry(_telemetry(cut), fleet.tick_seconds)
+    assert rebuilt and all(t in ended and t.arrive < stop for t in rebuilt)
+    assert {t.device for t in rebuilt} == {t.device for t in ended if t.arrive < stop - timedelta(seconds=30)}
+    without = list(simulation.FleetSimulation(_fleet()).events())  # nobody follows: a batch run
+    assert all("adviceGroup" not in e.value for e in without if e.topic == "vehicle_data")
+    assert trips.trips_from_telemetry(_telemetry(without), 30.0) == [], "no advice, no groups"
+
+
+def test_the_lake_comparison_names_each_group_and_what_the_advice_expected() -> None:
+    ended = [_trip(ADVISED, m) for m in (100, 102, 104, 106, 108)]
+    ended = [Trip(t.device, t.group, t.route, t.depart, t.arrive, ADVICE_ID) for t in ended]
+    ended += [_trip(UNADVISED, m) for m in (115, 120, 125, 130, 135)]
+    advice = pd.DataFrame({"id": [ADVICE_ID, ADVICE_ID], "minutes": [101.5, 101.5]})
+    frame = trips.comparison_frame(ended, advice)
+    assert list(frame.index) == [ADVISED, UNADVISED, NO_ADVICE, "saved"]
+    assert frame.loc[ADVISED, "mean min"] == 104.0 and frame.loc[ADVISED, "advice expected min"] == 101.5
+    assert frame.loc["saved", "mean min"] == 21.0 and frame.loc["saved", "trips"] == 10
+    assert frame.loc[NO_ADVICE, "trips"] == 0 and pd.isna(frame.loc[UNADVISED, "advice expected min"])
 
 
 def test_who_does_not_follow_drives_as_without_advice_when_vehicles_weigh_nothing() -> None:
@@ -80,7 +124,11 @@ def test_who_does_not_follow_drives_as_without_advice_when_vehicles_weigh_nothin
     alone = list(simulation.FleetSimulation(_fleet(vehicle_weight=0.0, incident_rate=1.0)).events())
     unadvised = {t.device for t in ended if t.group == UNADVISED}
     assert unadvised
-    assert [e for e in events if e.key in unadvised] == [e for e in alone if e.key in unadvised]
+    own = [e for e in events if e.key in unadvised]
+    assert {e.value["adviceGroup"] for e in own if e.topic == "vehicle_data"} == {UNADVISED}
+    for e in own:
+        e.value.pop("adviceGroup", None)  # the mark of a run with advice: the rest is as without it
+    assert own == [e for e in alone if e.key in unadvised]
     incidents = [e for e in alone if e.topic == "emergency_data"]
     assert incidents and [e for e in events if e.topic == "emergency_data"][: len(incidents)] == incidents, (
         "the same incidents (reported for longer: the advised route is slower, the run ends later)"

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
@@ -307,6 +308,51 @@ def start_advice(
         .start()
     )
     return AdviceQuery(spark, query, advisor, late, context, scratch)
+
+
+def run_available(
+    spark: SparkSession, bootstrap: str, network: RoadNetwork, window_seconds: int, watermark_seconds: int
+) -> Advisor:
+    """The advice query once over what the topics hold now (Spark's ``availableNow`` trigger), publishing
+    nothing: what 02_stream runs in its cells. The incident and weather reports go first, so the advice knows
+    the incidents active and the rain at the end of the topics; then the telemetry's windows, batch by batch,
+    as the live run's query reads them. Its state lives in a scratch folder, deleted after."""
+    advisor = Advisor(network, corridor_pairs(network))
+    scratch = tempfile.mkdtemp(prefix="smartcity-advice-run-")
+    windows = edge_windows(fixes(spark, bootstrap), window_seconds, watermark_seconds)
+    try:
+        for name, frame, sink in (("context", reports(spark, bootstrap), advisor.note), ("windows", windows, advisor)):
+            query = (
+                frame.writeStream.queryName(f"route-advice-{name}-once")
+                .outputMode("update")
+                .option("checkpointLocation", f"{scratch}/{name}")
+                .trigger(availableNow=True)
+                .foreachBatch(sink)
+                .start()
+            )
+            query.awaitTermination()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return advisor
+
+
+#: The columns of :func:`advice_table`, from the ``route_advice`` messages.
+ADVICE_COLUMNS = {
+    "windowStart": "window",
+    "pair": "from → to",
+    "route": "advised route",
+    "minutes": "expected min",
+    "edgesObserved": "edges driven",
+    "fixes": "fixes",
+}
+
+
+def advice_table(advisor: Advisor) -> pd.DataFrame:
+    """Each window's latest advice, in window and pair order: when, which route, how long it expects."""
+    frame = pd.DataFrame(advisor.messages(), columns=[f.name for f in contract.ADVICE_FIELDS])
+    frame["pair"] = [contract.key(o, d) for o, d in zip(frame["origin"], frame["destination"], strict=True)]
+    frame["minutes"] = frame["minutes"].round(1)
+    return frame[list(ADVICE_COLUMNS)].rename(columns=ADVICE_COLUMNS)
 
 
 def source(params: AdviceParams) -> str:

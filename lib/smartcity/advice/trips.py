@@ -6,6 +6,11 @@ minutes with a 95 % confidence interval, and, once each group has MIN_TRIPS, the
 (unadvised mean minus advised mean) with its own. The intervals are percentile bootstraps (seeded: the same trips give the same figures),
 as the batch judge's are. Vehicles of the advised share that left before any advice existed are counted
 apart and belong to neither group.
+
+After the run the lake tells the same: each vehicle's telemetry carries its group and the advice it took
+(contract v3), so :func:`lake_trips` rebuilds the trips from ``vehicle_data`` alone (first fix to last, as
+the live board times them) and :func:`comparison_frame` compares them, beside what the advice expected
+(the ``minutes`` of the ``route_advice`` message each advised vehicle followed).
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from smartcity.advice import table
 from smartcity.fleet.following import ADVISED, GROUPS, NO_ADVICE, UNADVISED, Trip
+from smartcity.stream import lake
+from smartcity.stream.store import LakeStore
 
 #: Bootstrap resamples behind each interval.
 RESAMPLES = 2000
@@ -93,3 +102,72 @@ def format_trips(figures: dict[str, Any]) -> str:
             f"; advice saves {saved['mean_min']:.1f} min (95% CI {saved['ci_min'][0]:.1f} to {saved['ci_min'][1]:.1f})"
         )
     return text
+
+
+#: The telemetry columns a trip is rebuilt from.
+TRIP_COLUMNS = ["deviceId", "timestamp", "route", "adviceGroup", "adviceId"]
+
+
+def trips_from_telemetry(fixes: pd.DataFrame, tick_seconds: float) -> list[Trip]:
+    """The ended trips of a live run with advice, from its vehicles' telemetry (:data:`TRIP_COLUMNS`).
+
+    A vehicle whose fixes carry an ``adviceGroup`` made a trip from its first fix to its last. It has
+    ended if its last fix is more than a tick before the run's last fix: vehicles on the road report every
+    tick, so one still driving when the run stopped (or in the tick the producer was stopped in) is left
+    out. In arrival order, then by vehicle.
+    """
+    followed = fixes[fixes["adviceGroup"].notna()]
+    if followed.empty:
+        return []
+    end = fixes["timestamp"].max() - pd.Timedelta(seconds=tick_seconds)
+    per = followed.groupby("deviceId").agg(
+        group=("adviceGroup", "first"),
+        route=("route", "first"),
+        advice_id=("adviceId", "first"),
+        depart=("timestamp", "min"),
+        arrive=("timestamp", "max"),
+    )
+    per = per[per["arrive"] < end].reset_index().sort_values(["arrive", "deviceId"])
+    return [
+        Trip(
+            r.deviceId,
+            r.group,
+            r.route,
+            r.depart.to_pydatetime(),
+            r.arrive.to_pydatetime(),
+            None if pd.isna(r.advice_id) else r.advice_id,
+        )
+        for r in per.itertuples()
+    ]
+
+
+def lake_trips(store: LakeStore, tick_seconds: float) -> list[Trip]:
+    """The ended trips of the live run in the lake (none for a run without advice)."""
+    fixes = lake.read_table(store, "vehicle_data", columns=TRIP_COLUMNS).to_pandas()
+    return trips_from_telemetry(fixes, tick_seconds)
+
+
+def comparison_frame(ended: list[Trip], advice: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare` as a table, a row per group and one for the saving; for the advised, the mean
+    minutes the advice they followed expected (``advice``: the ``route_advice`` table, by ``id``)."""
+    figures = compare(ended)
+    expected = advice.drop_duplicates("id").set_index("id")["minutes"]
+    followed = [expected.get(t.advice_id, np.nan) for t in ended if t.group == ADVISED]
+    compared = figures[ADVISED]["trips"] + figures[UNADVISED]["trips"]
+    rows = []
+    for name in (*GROUPS, "saved"):
+        row = figures[name] or {"trips": compared, "mean_min": None, "ci_min": None}
+        low, high = row["ci_min"] or (None, None)
+        trips = compared if name == "saved" else row["trips"]
+        rows.append({"": name, "trips": trips, "mean min": row["mean_min"], "95% CI low": low, "95% CI high": high})
+    frame = pd.DataFrame(rows).set_index("")
+    frame["advice expected min"] = None
+    if followed and not np.isnan(followed).all():
+        frame.loc[ADVISED, "advice expected min"] = round(float(np.nanmean(followed)), 2)
+    return frame
+
+
+def lake_comparison(store: LakeStore, tick_seconds: float) -> pd.DataFrame | None:
+    """:func:`comparison_frame` of the trips in the lake and the advice they followed (None: no trip with advice)."""
+    ended = lake_trips(store, tick_seconds)
+    return comparison_frame(ended, table.read_table(store)) if ended else None

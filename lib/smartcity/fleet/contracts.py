@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 #: The contract version producers write now, and every version the stream still accepts.
-SCHEMA_VERSION = 2
-SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+SCHEMA_VERSION = 3
+SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 #: Ids are UUIDs in canonical form (the simulator's are uuid5).
@@ -110,6 +110,9 @@ VEHICLE_TYPES = ("private", "taxi", "van", "coach")
 WEATHER_CONDITIONS = ("Sunny", "Cloudy", "Rain", "Fog", "Snow")
 INCIDENT_TYPES = ("Accident", "Breakdown", "Roadworks", "Fire", "Medical", "Police")
 SEVERITIES = ("minor", "major", "severe")
+#: Who follows route advice in a live run (:mod:`smartcity.fleet.following`): the vehicles that took it, those
+#: not in the advised share, and those of the share that left before any advice existed.
+ADVICE_GROUPS = ("advised", "unadvised", "no advice yet")
 
 CONTRACTS: dict[str, list[Field]] = {
     "vehicle_data": [
@@ -138,6 +141,24 @@ CONTRACTS: dict[str, list[Field]] = {
             "data/corridor.json), for travel times per road stretch",
             required=False,
             since=2,
+        ),
+        Field(
+            "adviceGroup",
+            "string",
+            "live runs with route advice: 'advised' (drives the route of the route_advice message adviceId), "
+            "'unadvised' (not in the advised share: keeps the route mix) or 'no advice yet' (in the share, left "
+            "before any advice); absent when the run gives no advice",
+            required=False,
+            enum=ADVICE_GROUPS,
+            since=3,
+        ),
+        Field(
+            "adviceId",
+            "string",
+            "id of the route_advice message the vehicle follows (with adviceGroup 'advised')",
+            required=False,
+            pattern=UUID_PATTERN,
+            since=3,
         ),
     ],
     "gps_data": [

@@ -220,7 +220,8 @@ class FleetArrays:
         #: each vehicle's draws for the ticks of the current block of NOISE_BLOCK fleet ticks: (3, vehicles, block)
         self.noise = np.zeros((3, 0, NOISE_BLOCK))
         self.devices: list[str] = []
-        self.statics: list[tuple[str, str, int, str, str, str]] = []  # make, model, year, fuel, type, route
+        # make, model, year, fuel, type, route, advice group, advice id (the last two None without advice)
+        self.statics: list[tuple[str, str, int, str, str, str, str | None, str | None]] = []
         self.telemetry_ids: list[bytes] = []  # id prefixes of each vehicle's vehicle_data ...
         self.fix_ids: list[bytes] = []  # ... and gps_data events
 
@@ -272,7 +273,8 @@ class FleetArrays:
         for v in vehicles:
             p = v.profile
             self.devices.append(v.device)
-            self.statics.append((p.make, p.model, v.year, p.fuel, p.vehicle_type, v.route.name))
+            group, advice_id = v.advice or (None, None)
+            self.statics.append((p.make, p.model, v.year, p.fuel, p.vehicle_type, v.route.name, group, advice_id))
             self.telemetry_ids.append(id_prefix(self.seed, "vehicle_data", v.device))
             self.fix_ids.append(id_prefix(self.seed, "gps_data", v.device))
         if any(a > b for a, b in zip(self.devices[max(0, tail - 1) :], self.devices[max(1, tail) :])):

@@ -60,7 +60,7 @@ class EventMaker:
     def vehicle_reports(self, fleet: FleetArrays, stamp: str, moves: Moves) -> tuple[list[Event], list[Event]]:
         """The vehicle_data and gps_data events of one tick, in device order: the hot loop, kept plain."""
         version = self.version
-        with_edge = version >= 2
+        with_edge, with_advice = version >= 2, version >= 3
         leg_info = self.leg_info
         make_event = tuple.__new__
         ids = _tick_ids(fleet, moves)
@@ -71,7 +71,7 @@ class EventMaker:
             fleet.devices, ids, islice(ids, fleet.size, None), *moves.rows, moves.legs, fleet.statics
         ):
             road, edge_id, accuracy = leg_info[lg]
-            make, model, year, fuel_type, vehicle_type, route = static
+            make, model, year, fuel_type, vehicle_type, route, advice_group, advice_id = static
             value = {
                 "id": telemetry_id,
                 "schemaVersion": version,
@@ -92,6 +92,10 @@ class EventMaker:
             }
             if with_edge:
                 value["edgeId"] = edge_id
+            if with_advice and advice_group is not None:
+                value["adviceGroup"] = advice_group
+                if advice_id is not None:
+                    value["adviceId"] = advice_id
             add_telemetry(make_event(Event, ("vehicle_data", device, value)))
             fix = {
                 "id": fix_id,

@@ -5,8 +5,10 @@ same advised vehicles whatever the advice says. When a vehicle of that share dep
 latest advice for its origin and destination (:data:`AdviceLookup`, in live mode the ``route_advice``
 topic's latest message, :mod:`smartcity.advice.latest`) and drives the advised route; if there is no
 advice yet it keeps its route from the mix and is counted apart (``no advice yet``). Everyone else keeps
-the route mix. Each trip is reported when the vehicle arrives, with its group, so advised and unadvised
-trip times can be compared while the run goes on.
+the route mix. Each vehicle's telemetry says its group and the advice it follows (contract v3's
+``adviceGroup`` and ``adviceId``), and each trip is reported when the vehicle arrives, with its group, so
+advised and unadvised trip times can be compared while the run goes on, and from the lake after it. A trip
+lasts from the vehicle's first fix to its last, as any reader of its telemetry sees it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from smartcity.fleet.contracts import ADVICE_GROUPS
 from smartcity.fleet.roads import RoadNetwork
 from smartcity.fleet.vehicles import Vehicle
 
-ADVISED = "advised"
-UNADVISED = "unadvised"
-NO_ADVICE = "no advice yet"
-GROUPS: tuple[str, ...] = (ADVISED, UNADVISED, NO_ADVICE)
+GROUPS: tuple[str, ...] = ADVICE_GROUPS
+ADVISED, UNADVISED, NO_ADVICE = GROUPS
 
 #: (origin node, destination node) -> (a route name of the simulation's network, the advice's id), or None
 #: while there is no advice for the pair.
@@ -37,7 +38,7 @@ class Trip:
     device: str
     group: str  # ADVISED (took the advice), UNADVISED (not in the advised share) or NO_ADVICE
     route: str
-    depart: datetime
+    depart: datetime  # the time of its first fix
     arrive: datetime  # the time of its last fix
     advice_id: str | None = None  # the route_advice message it followed
 
@@ -72,9 +73,15 @@ class Following:
     under_way: dict[str, tuple[str, str, datetime, str | None]] = field(default_factory=dict)
 
     def depart(
-        self, vehicle: Vehicle, seed: int, network: RoadNetwork, cameras: Mapping[str, tuple[Any, ...]]
+        self,
+        vehicle: Vehicle,
+        seed: int,
+        network: RoadNetwork,
+        cameras: Mapping[str, tuple[Any, ...]],
+        now: datetime,
     ) -> Vehicle:
-        """The vehicle as it leaves: on the advised route if it follows advice and there is some."""
+        """The vehicle as it joins the road at ``now`` (its first fix): on the advised route if it follows
+        advice and there is some, and marked with its group and the advice it took."""
         group, advice_id = UNADVISED, None
         if in_advised_share(seed, vehicle.serial, self.share):
             nodes = vehicle.route.nodes
@@ -85,8 +92,8 @@ class Following:
                 name, advice_id = found
                 group = ADVISED
                 vehicle = replace(vehicle, route=network.route(name), cameras=cameras[name])
-        self.under_way[vehicle.device] = (group, vehicle.route.name, vehicle.depart, advice_id)
-        return vehicle
+        self.under_way[vehicle.device] = (group, vehicle.route.name, now, advice_id)
+        return replace(vehicle, advice=(group, advice_id))
 
     def arrived(self, devices: list[str], at: datetime) -> None:
         """These vehicles made their last fix at ``at``."""

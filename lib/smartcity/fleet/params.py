@@ -61,7 +61,9 @@ class FleetParams(Group):
     )
     speedup: float = param(0.0, "1 paces events in real time, 60 a minute per second; 0 as fast as possible")
     schema_version: int = param(
-        SCHEMA_VERSION, "contract version the fleet produces (1, or 2 which adds vehicle_data.edgeId)"
+        SCHEMA_VERSION,
+        "contract version the fleet produces (1; 2 adds vehicle_data.edgeId; 3 adds adviceGroup and adviceId, "
+        "written in live runs with advice)",
     )
 
     def __post_init__(self) -> None:

@@ -357,7 +357,8 @@ class _Run:
             following = self.sim.following
             if following is not None:
                 cameras = self.sim.roads.route_cameras
-                joining = [following.depart(v, self.sim.params.seed, self.sim.network, cameras) for v in joining]
+                seed, network = self.sim.params.seed, self.sim.network
+                joining = [following.depart(v, seed, network, cameras, now) for v in joining]
             self.fleet.join(joining, k)
             self.state.departed += len(joining)
 

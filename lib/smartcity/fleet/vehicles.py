@@ -120,3 +120,4 @@ class Vehicle:
     fuel0: float  # % at departure
     cameras: tuple[tuple[float, Any], ...]  # (route km, camera) on its route, in order
     serial: int  # 0 for vehicle-001: keys the noise it meets
+    advice: tuple[str, str | None] | None = None  # live runs with advice: its group and the advice it follows
