@@ -69,7 +69,7 @@ def test_bad_messages_are_quarantined_with_their_reason_and_the_stream_goes_on(s
     got = {(str(r.topic), r.reason) for r in quarantine.itertuples()}
     assert {(t, reason) for t, _, reason in BAD_MESSAGES} <= got
     assert ("gps_data", "field 'speed' above its maximum 250") in got
-    assert ("weather_data", "schemaVersion is not a supported contract version (1, 2)") in got
+    assert ("weather_data", "schemaVersion is not a supported contract version (1, 2, 3)") in got
     assert streamed["first"].at[lake.QUARANTINE, "rows written"] == len(BAD_MESSAGES) + 2
 
 

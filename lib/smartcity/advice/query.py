@@ -330,7 +330,10 @@ def run_available(
                 .foreachBatch(sink)
                 .start()
             )
-            query.awaitTermination()
+            try:
+                query.awaitTermination()
+            finally:
+                query.stop()  # already ended, unless interrupted (Ctrl-C in the notebook)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return advisor

@@ -156,7 +156,7 @@ def comparison_frame(ended: list[Trip], advice: pd.DataFrame) -> pd.DataFrame:
     compared = figures[ADVISED]["trips"] + figures[UNADVISED]["trips"]
     rows = []
     for name in (*GROUPS, "saved"):
-        row = figures[name] or {"trips": compared, "mean_min": None, "ci_min": None}
+        row = figures[name] or {"mean_min": None, "ci_min": None}  # no saving yet
         low, high = row["ci_min"] or (None, None)
         trips = compared if name == "saved" else row["trips"]
         rows.append({"": name, "trips": trips, "mean min": row["mean_min"], "95% CI low": low, "95% CI high": high})

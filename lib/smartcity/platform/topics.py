@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import InvalidPartitionsError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from smartcity.platform.processes import EngineError
 
@@ -118,18 +118,34 @@ def truncate_topics(bootstrap: str, topics: Sequence[str], *, timeout_s: float =
     return dict(removed)
 
 
+#: How often a retriable answer to an offsets request is asked again, and the first pause (doubling) between.
+OFFSETS_ATTEMPTS = 6
+OFFSETS_BACKOFF_S = 0.1
+
+
 def partition_offsets(
     admin: KafkaAdminClient, topics: Sequence[str], *, earliest: bool = False
 ) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> the latest (or earliest) offset, in one round of admin calls."""
-    try:
-        described = admin.describe_topics(list(topics))
-        parts = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
-        spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
-        found = admin.list_partition_offsets({tp: spec for tp in parts})
-    except UnknownTopicOrPartitionError as exc:
-        raise EngineError(f"a topic is missing: {exc}") from None
-    return {(tp.topic, tp.partition): found[tp].offset for tp in parts}
+    """(topic, partition) -> the latest (or earliest) offset, in one round of admin calls.
+
+    A retriable answer (a partition whose leader just moved answers OffsetNotAvailable or NotLeader for a
+    moment, as on a busy quorum) is asked again, up to :data:`OFFSETS_ATTEMPTS` times, about 3 s in all.
+    """
+    spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
+    for attempt in range(OFFSETS_ATTEMPTS):
+        try:
+            described = admin.describe_topics(list(topics))
+            parts = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
+            found = admin.list_partition_offsets({tp: spec for tp in parts})
+            return {(tp.topic, tp.partition): found[tp].offset for tp in parts}
+        except UnknownTopicOrPartitionError as exc:
+            raise EngineError(f"a topic is missing: {exc}") from None
+        except KafkaError as exc:
+            if not exc.retriable or attempt == OFFSETS_ATTEMPTS - 1:
+                raise
+            log.info("offsets of %s not available yet (%s): asking again", ",".join(topics), exc)
+            time.sleep(OFFSETS_BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def topic_counts(bootstrap: str, topics: Sequence[str]) -> dict[str, int]:
