@@ -143,8 +143,9 @@ def _watch(
         ):
             fleet.stop(cfg.stream.timeout_seconds)
             phase = _Phase("draining", time.monotonic() + cfg.stream.timeout_seconds)
-        lag = monitor.lag(admin, running.query, starts, board.topics)
-        advice_lag = advice.lag(admin, starts)
+        ends = topics.partition_offsets(admin, board.topics)  # one round of admin calls for both queries' lag
+        lag = monitor.lag(ends, running.query, starts, board.topics)
+        advice_lag = advice.lag(ends, starts)
         row = {**board.sample(fleet.counts.acked, lag, phase.name), **advice.figures(), "advice_lag": advice_lag}
         logs.write(logs.status, row)
         view.show(row)

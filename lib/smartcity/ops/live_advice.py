@@ -70,9 +70,9 @@ class LiveAdvice:
         """A vehicle's group (from the fleet's thread, which keeps the groups)."""
         return self.following.under_way.get(device, (UNADVISED,))[0] if self.following else UNADVISED
 
-    def lag(self, admin: Any, starts: dict[tuple[str, int], int]) -> int:
-        """Telemetry in Kafka the advice query has not finished a batch of."""
-        return sum(monitor.lag(admin, self.query.query, starts, [advice_query.TELEMETRY]).values())
+    def lag(self, ends: dict[tuple[str, int], int], starts: dict[tuple[str, int], int]) -> int:
+        """Telemetry in Kafka (up to ``ends``) the advice query has not finished a batch of."""
+        return sum(monitor.lag(ends, self.query.query, starts, [advice_query.TELEMETRY]).values())
 
     def figures(self) -> dict[str, Any]:
         """The advice's part of a status sample: trips compared, advice messages read, fixes come too late."""
@@ -97,7 +97,7 @@ class NoAdvice:
     def simulation(self, fleet: FleetParams) -> FleetSimulation:
         return FleetSimulation(fleet)
 
-    def lag(self, admin: Any, starts: dict[tuple[str, int], int]) -> int:
+    def lag(self, ends: dict[tuple[str, int], int], starts: dict[tuple[str, int], int]) -> int:
         return 0
 
     def figures(self) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from smartcity.fleet.contracts import TOPICS
-from smartcity.platform import topics as kafka_topics
 from smartcity.stream.lake import QUARANTINE
 
 STATUS_FILE = "status.jsonl"
@@ -160,14 +159,17 @@ def _seconds(value: float | None) -> str:
     return "   -  " if value is None else f"{value:5.2f}s"
 
 
-def lag(admin: Any, query: Any, starts: dict[tuple[str, int], int], topics: Sequence[str]) -> dict[str, int]:
-    """Per topic: messages in Kafka the stream has not published yet (its progress is reported after
-    foreachBatch returns, so what it reports as read is in the lake)."""
-    ends = kafka_topics.partition_offsets(admin, topics)
+def lag(
+    ends: dict[tuple[str, int], int], query: Any, starts: dict[tuple[str, int], int], topics: Sequence[str]
+) -> dict[str, int]:
+    """Per topic: messages in Kafka (up to ``ends``, :func:`smartcity.platform.topics.partition_offsets`)
+    the query has not finished a batch of (its progress is reported after foreachBatch returns, so what
+    the lake's query reports as read is in the lake)."""
     done = processed_offsets(query)
     behind: Counter[str] = Counter({t: 0 for t in topics})
     for part, end in ends.items():
-        behind[part[0]] += max(0, end - max(done.get(part, 0), starts.get(part, 0)))
+        if part[0] in behind:
+            behind[part[0]] += max(0, end - max(done.get(part, 0), starts.get(part, 0)))
     return dict(behind)
 
 
