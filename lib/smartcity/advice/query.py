@@ -289,25 +289,21 @@ def start_advice(
     advisor = Advisor(network, corridor_pairs(network), AdvicePublisher(bootstrap, advice_topic), record)
     late = LateRows(name, on_batch)
     spark.streams.addListener(late)
+    every = {"processingTime": f"{trigger_seconds} seconds"}
     windows = edge_windows(fixes(spark, bootstrap, topic), window_seconds, watermark_seconds)
-    query = (
-        windows.writeStream.queryName(name)
-        .outputMode("update")
-        .option("checkpointLocation", checkpoint)
-        .trigger(processingTime=f"{trigger_seconds} seconds")
-        .foreachBatch(advisor)
-        .start()
-    )
+    query = _start_into(windows, name, checkpoint, advisor, every)
     scratch = tempfile.mkdtemp(prefix="smartcity-advice-context-")
-    context = (
-        reports(spark, bootstrap, context_topics)
-        .writeStream.queryName(f"{name}-context")
-        .option("checkpointLocation", scratch)
-        .trigger(processingTime=f"{trigger_seconds} seconds")
-        .foreachBatch(advisor.note)
-        .start()
-    )
+    context = _start_into(reports(spark, bootstrap, context_topics), f"{name}-context", scratch, advisor.note, every)
     return AdviceQuery(spark, query, advisor, late, context, scratch)
+
+
+def _start_into(
+    frame: DataFrame, name: str, checkpoint: str, sink: Callable[[DataFrame, int], None], trigger: dict[str, Any]
+) -> StreamingQuery:
+    """Start ``frame`` as the query ``name``: each micro-batch's new or updated rows to ``sink`` (``foreachBatch``),
+    its progress in ``checkpoint``, on ``trigger`` (``processingTime`` or ``availableNow``)."""
+    writer = frame.writeStream.queryName(name).outputMode("update").option("checkpointLocation", checkpoint)
+    return writer.trigger(**trigger).foreachBatch(sink).start()
 
 
 def run_available(
@@ -322,14 +318,7 @@ def run_available(
     windows = edge_windows(fixes(spark, bootstrap), window_seconds, watermark_seconds)
     try:
         for name, frame, sink in (("context", reports(spark, bootstrap), advisor.note), ("windows", windows, advisor)):
-            query = (
-                frame.writeStream.queryName(f"route-advice-{name}-once")
-                .outputMode("update")
-                .option("checkpointLocation", f"{scratch}/{name}")
-                .trigger(availableNow=True)
-                .foreachBatch(sink)
-                .start()
-            )
+            query = _start_into(frame, f"route-advice-{name}-once", f"{scratch}/{name}", sink, {"availableNow": True})
             try:
                 query.awaitTermination()
             finally:
